@@ -1,0 +1,69 @@
+"""The pipeline as plain functions: capture -> enzpy IR -> pre-AD passes -> LLVM -> JIT.
+
+The CLI, the tests and `differentiate` all go through these, so each stage
+exists once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import llvmlite.binding as llvm
+
+from .frontend.numba import CapturedKernel, capture
+from .ir import Module, parse_module, read_module, write_module
+from .jit import CompiledModule, NumbaEntryPoint
+from .passes import load_pipeline
+
+STAGES = ("raw", "optimized")
+
+
+def to_ir(captured: CapturedKernel) -> Module:
+    """The captured module as enzpy IR."""
+    return read_module(captured.module)
+
+
+def optimize(module: Module | str, pipeline: str = "pre_ad", dump_after: set[str] | None = None) -> Module:
+    """Run a named pipeline over `module` (written to LLVM and read back)."""
+    text = module if isinstance(module, str) else write_module(module)
+    module_ref = llvm.parse_assembly(text)
+    module_ref.verify()
+    load_pipeline(pipeline, dump_after).run(module_ref)
+    module_ref.verify()
+    return read_module(module_ref)
+
+
+def kernel_ir(function, args=None, signature: str | None = None, stage: str = "optimized",
+              dump_after: set[str] | None = None) -> tuple[Module, CapturedKernel]:
+    """The kernel's enzpy IR after capture (`raw`) or after the pre-AD pipeline (`optimized`)."""
+    if stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, not {stage!r}")
+    captured = capture(function, args=args, signature=signature)
+    module = to_ir(captured)
+    if stage == "optimized":
+        module = optimize(module, "pre_ad", dump_after)
+    return module, captured
+
+
+@dataclass
+class JittedKernel:
+    """A kernel that went through enzpy's IR and back, callable like the numba function."""
+
+    module: Module
+    """The enzpy IR that was compiled."""
+    captured: CapturedKernel
+    """What the frontend captured (calling convention, dispatcher)."""
+    entry: NumbaEntryPoint
+    """The JIT-compiled entry point."""
+
+    def __call__(self, *args):
+        return self.entry(*args)
+
+
+def jit_kernel(function, args=None, signature: str | None = None, stage: str = "optimized") -> JittedKernel:
+    """Capture, read into enzpy IR, optimize (for `optimized`), write, re-parse, JIT."""
+    module, captured = kernel_ir(function, args, signature, stage)
+    text = write_module(module)
+    parse_module(text)                          # the written text must read back
+    compiled = CompiledModule(text, pipeline="post_ad")
+    return JittedKernel(module, captured, NumbaEntryPoint(compiled, captured.convention))

@@ -1,0 +1,287 @@
+"""Compile a kernel with numba and capture its LLVM module before numba optimizes it.
+
+numba hands each freshly lowered module to `CPUCodeLibrary.add_ir_module`, then
+optimizes and links it. `install_capture_hook` wraps that method to keep the
+raw text on the library. `capture` links the kernel's raw module with the raw
+modules of every library it links against (called njit functions, `np.empty`'s
+implementation, the NRT), so the result is one self-contained, unoptimized
+module, plus a `CallingConvention` describing the entry point.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import llvmlite.binding as llvm
+import numpy as np
+
+from ..errors import FrontendError
+
+_RAW_ATTRIBUTE = "_enzpy_raw_modules"
+_WRAPPER_PREFIXES = ("_ZN7cpython", "cfunc.")
+_DEFINED = re.compile(r'^define [^@]*@("[^"]+"|[-a-zA-Z$._0-9]+)\(', re.M)
+
+
+def install_capture_hook() -> None:
+    """Record the raw text of every module numba lowers from now on (idempotent)."""
+    from numba.core.codegen import CPUCodeLibrary
+
+    if getattr(CPUCodeLibrary.add_ir_module, "_enzpy_hook", False):
+        return
+    original = CPUCodeLibrary.add_ir_module
+
+    def add_ir_module(self, ir_module):
+        self.__dict__.setdefault(_RAW_ATTRIBUTE, []).append(str(ir_module))
+        return original(self, ir_module)
+
+    add_ir_module._enzpy_hook = True
+    CPUCodeLibrary.add_ir_module = add_ir_module
+
+
+@dataclass(frozen=True)
+class ArgumentSpec:
+    """How one Python argument maps onto the entry point's LLVM parameters."""
+
+    position: int
+    """Index among the Python arguments."""
+    name: str
+    """Python parameter name."""
+    numba_type: object
+    """The numba type the kernel was compiled for."""
+    first_parameter: int
+    """Index of its first LLVM parameter (after retptr and excinfo)."""
+    parameter_count: int
+    """Number of LLVM parameters: 1 for scalars, 5 + 2*ndim for arrays."""
+
+    @property
+    def is_array(self) -> bool:
+        from numba.core import types
+        return isinstance(self.numba_type, types.Array)
+
+    @property
+    def dtype(self) -> np.dtype:
+        from numba.core import types
+        inner = self.numba_type.dtype if self.is_array else self.numba_type
+        if isinstance(inner, types.Boolean):
+            return np.dtype(np.bool_)
+        return np.dtype(str(inner))
+
+    @property
+    def ndim(self) -> int:
+        return self.numba_type.ndim if self.is_array else 0
+
+    @property
+    def layout(self) -> str:
+        """'C', 'F' or 'A' (any strides) for arrays; '' for scalars."""
+        return self.numba_type.layout if self.is_array else ""
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype.kind == "f"
+
+    def data_parameter(self) -> int:
+        """LLVM parameter index of the array's data pointer."""
+        return self.first_parameter + 4
+
+    def shape_parameters(self) -> range:
+        start = self.first_parameter + 5
+        return range(start, start + self.ndim)
+
+    def stride_parameters(self) -> range:
+        start = self.first_parameter + 5 + self.ndim
+        return range(start, start + self.ndim)
+
+
+@dataclass(frozen=True)
+class CallingConvention:
+    """numba's convention: `i32 entry(retptr, excinfo, exploded args...)`.
+
+    The i32 is a status: 0 ok, -2 returned None, -1 / -3 / >= 1 an exception
+    whose description numba stored through `excinfo`.
+    """
+
+    entry: str
+    """Mangled name of the kernel's LLVM function."""
+    arguments: tuple[ArgumentSpec, ...]
+    """One spec per Python argument, in order."""
+    return_type: object
+    """numba type of the return value (`types.none` for no value)."""
+    parameter_types: tuple[str, ...]
+    """LLVM spelling of every entry-point parameter, retptr and excinfo included."""
+
+    @property
+    def returns_value(self) -> bool:
+        from numba.core import types
+        return self.return_type != types.none
+
+
+@dataclass
+class CapturedKernel:
+    """A kernel's raw (pre-optimization) module and how to call it."""
+
+    module: llvm.ModuleRef
+    """Linked, verified, unoptimized module: the kernel, its callees and NRT helpers."""
+    convention: CallingConvention
+    """Entry point and argument layout."""
+    dispatcher: object
+    """The numba dispatcher that compiled it (calls it at numba speed)."""
+    signature: object
+    """numba Signature compiled for."""
+    source: str
+    """Where the raw modules came from: 'raw', or 'numba-optimized' for callees compiled before capture."""
+
+    @property
+    def text(self) -> str:
+        return str(self.module)
+
+
+def as_dispatcher(function):
+    """A numba dispatcher for `function` (a plain function gets `njit`)."""
+    import numba
+    from numba.core.dispatcher import Dispatcher
+
+    if isinstance(function, Dispatcher):
+        return function
+    if not callable(function):
+        raise FrontendError(f"expected a Python function or numba dispatcher, got {function!r}")
+    return numba.njit(function)
+
+
+def parse_signature(signature: str):
+    """`"float64(float64[:], int64)"` -> (argument types, return type or None)."""
+    from numba.core import sigutils
+
+    try:
+        parsed = sigutils.normalize_signature(signature)
+    except Exception as error:   # numba raises several kinds for bad strings
+        raise FrontendError(f"bad signature {signature!r}: {error}") from None
+    return parsed
+
+
+def argument_types(dispatcher, args) -> tuple:
+    """numba types of concrete Python arguments, as the dispatcher would infer them."""
+    try:
+        return tuple(dispatcher.typeof_pyval(a) for a in args)
+    except Exception as error:
+        raise FrontendError(f"cannot type the arguments for numba: {error}") from None
+
+
+def capture(function, args=None, signature: str | None = None) -> CapturedKernel:
+    """Compile `function` for `args` (values) or `signature` and capture its raw module."""
+    install_capture_hook()
+    dispatcher = as_dispatcher(function)
+    if signature is not None:
+        types, return_type = parse_signature(signature)
+    elif args is not None:
+        types, return_type = argument_types(dispatcher, args), None
+    else:
+        raise FrontendError("capture needs argument values or a signature")
+    result = _compile(dispatcher, types)
+    if _raw_modules(result.library) is None:
+        # The kernel was compiled before the hook existed: compile a fresh copy.
+        dispatcher = as_dispatcher(dispatcher.py_func) if hasattr(dispatcher, "py_func") else dispatcher
+        dispatcher = _fresh_copy(dispatcher)
+        result = _compile(dispatcher, types)
+    if return_type is not None and result.signature.return_type != return_type:
+        raise FrontendError(f"signature says the kernel returns {return_type}, "
+                            f"numba infers {result.signature.return_type}")
+    module, source = _link_library(result.library)
+    convention = _calling_convention(result, module)
+    return CapturedKernel(module, convention, dispatcher, result.signature, source)
+
+
+def _compile(dispatcher, types):
+    try:
+        dispatcher.compile(tuple(types))
+    except Exception as error:
+        raise FrontendError(f"numba cannot compile {getattr(dispatcher, '__name__', dispatcher)} "
+                            f"for {tuple(types)}: {error}") from None
+    return dispatcher.overloads[tuple(types)]
+
+
+def _fresh_copy(dispatcher):
+    import numba
+    return numba.njit(**dispatcher.targetoptions)(dispatcher.py_func)
+
+
+def _raw_modules(library) -> list[str] | None:
+    modules = library.__dict__.get(_RAW_ATTRIBUTE)
+    if modules is None:
+        return None
+    kept = []
+    for text in modules:
+        defined = [name.strip('"') for name in _DEFINED.findall(text)]
+        if defined and all(name.startswith(_WRAPPER_PREFIXES) for name in defined):
+            continue             # the CPython / cfunc wrappers need the Python C API
+        kept.append(text)
+    return kept
+
+
+def _libraries_in_link_order(library) -> list:
+    order, seen, stack = [], set(), [library]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        order.append(current)
+        stack.extend(reversed(current._linking_libraries))
+    return order
+
+
+def _link_library(library) -> tuple[llvm.ModuleRef, str]:
+    """Link the kernel's raw modules with those of every library it depends on."""
+    source = "raw"
+    linked = None
+    for index, current in enumerate(_libraries_in_link_order(library)):
+        texts = _raw_modules(current)
+        if texts is None:
+            source = "numba-optimized"
+            modules = [current._get_module_for_linking().clone()]
+        else:
+            modules = [llvm.parse_assembly(text) for text in texts]
+        for module in modules:
+            if index > 0:
+                _make_mergeable(module)
+            if linked is None:
+                linked = module
+            else:
+                linked.link_in(module)
+    linked.verify()
+    return linked, source
+
+
+def _make_mergeable(module: llvm.ModuleRef) -> None:
+    """Dependencies may be linked in twice (through two paths): let LLVM merge them."""
+    for function in module.functions:
+        if not function.is_declaration and function.linkage == llvm.Linkage.external:
+            function.linkage = llvm.Linkage.linkonce_odr
+
+
+def _calling_convention(result, module: llvm.ModuleRef) -> CallingConvention:
+    from numba.core import types
+
+    entry_name = result.fndesc.mangled_name
+    entry = module.get_function(entry_name)
+    parameter_types = tuple(str(a.type) for a in entry.arguments)
+    specs, position = [], 2
+    names = list(result.fndesc.args)
+    for index, numba_type in enumerate(result.signature.args):
+        if isinstance(numba_type, types.Array):
+            count = 5 + 2 * numba_type.ndim
+        elif isinstance(numba_type, (types.Float, types.Integer, types.Boolean)):
+            count = 1
+        else:
+            raise FrontendError(f"argument {names[index]!r} has type {numba_type}: enzpy takes "
+                                "numpy arrays and int / float / bool scalars")
+        specs.append(ArgumentSpec(index, names[index], numba_type, position, count))
+        position += count
+    if position != len(parameter_types):
+        raise FrontendError(f"unexpected entry-point layout for {entry_name}: "
+                            f"{len(parameter_types)} LLVM parameters, expected {position}")
+    return_type = result.signature.return_type
+    if not (return_type == types.none or isinstance(return_type, (types.Float, types.Integer, types.Boolean))):
+        raise FrontendError(f"kernel returns {return_type}: enzpy kernels return a scalar or nothing "
+                            "(write array results into an argument)")
+    return CallingConvention(entry_name, tuple(specs), return_type, parameter_types)

@@ -1,0 +1,412 @@
+"""llvmlite.binding ModuleRef -> enzpy IR.
+
+The binding gives the structure (functions, blocks, instructions, and which
+value each operand is); the few details it hides (types on alloca and GEP,
+flags, predicates, alignment, switch cases, aggregate constants) are parsed
+from the printed text of the single instruction or constant with `ir.text`.
+Anything enzpy cannot represent raises UnsupportedIRError naming it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+
+import llvmlite.binding as llvm
+
+from ..errors import UnsupportedIRError
+from . import core
+from .text import TokenStream, parse_constant, parse_type, parse_type_text, parse_typed_constant, unquote_name
+from .types import FunctionType, PointerType, StructType, Type
+
+BINARY_OPCODES = frozenset({"add", "sub", "mul", "udiv", "sdiv", "urem", "srem", "shl", "lshr", "ashr",
+                            "and", "or", "xor", "fadd", "fsub", "fmul", "fdiv", "frem"})
+CAST_OPCODES = frozenset({"trunc", "zext", "sext", "fptrunc", "fpext", "fptoui", "fptosi", "uitofp",
+                          "sitofp", "ptrtoint", "inttoptr", "bitcast", "addrspacecast"})
+# Linkage enum names from llvmlite -> LLVM keywords ("" is the default, external).
+_LINKAGE_KEYWORDS = {"external": "", "available_externally": "available_externally",
+                     "linkonce_any": "linkonce", "linkonce_odr": "linkonce_odr", "weak_any": "weak",
+                     "weak_odr": "weak_odr", "appending": "appending", "internal": "internal",
+                     "private": "private", "external_weak": "extern_weak", "common": "common"}
+# Call-site parameter attributes that change the ABI and so must be kept.
+ABI_PARAMETER_ATTRIBUTES = ("byval", "sret", "inreg", "zeroext", "signext", "inalloca",
+                            "preallocated", "elementtype", "byref", "swiftself", "swifterror")
+_DEBUG_LOCATION = re.compile(r"^!(\d+) = (?:distinct )?!DILocation\(line: (\d+)", re.M)
+_ATTRIBUTE_GROUP = re.compile(r"^attributes (#[0-9]+) = \{ (.*) \}$", re.M)
+_NAMED_STRUCT = re.compile(r'^%("[^"]*"|[-a-zA-Z$._0-9]+) = type (.*)$', re.M)
+
+
+def address(ref) -> int:
+    """Identity of an LLVM value behind a llvmlite ValueRef."""
+    return ctypes.cast(ref._ptr, ctypes.c_void_p).value
+
+
+def read_module(module_ref: llvm.ModuleRef) -> core.Module:
+    """Convert a parsed (and verified) llvmlite module into an enzpy Module."""
+    return _ModuleReader(module_ref).read()
+
+
+def parse_module(text: str) -> core.Module:
+    """Parse LLVM text with LLVM itself, verify it, and read it."""
+    module_ref = llvm.parse_assembly(text)
+    module_ref.verify()
+    return read_module(module_ref)
+
+
+class _ModuleReader:
+    def __init__(self, module_ref: llvm.ModuleRef):
+        self.ref = module_ref
+        self.text = str(module_ref)
+        self.module = core.Module(name=module_ref.name, triple=module_ref.triple,
+                                  data_layout=module_ref.data_layout)
+        self.debug_lines = {int(n): int(line) for n, line in _DEBUG_LOCATION.findall(self.text)}
+        self.attribute_groups = dict(_ATTRIBUTE_GROUP.findall(self.text))
+        self.locals: dict[int, core.Value] = {}
+
+    # -- module level
+
+    def read(self) -> core.Module:
+        self._read_named_structs()
+        for gv in self.ref.global_variables:
+            self.module.globals[gv.name] = core.GlobalVariable(
+                PointerType(), gv.name, value_type=self.type_of(str(gv.global_value_type)),
+                linkage=_LINKAGE_KEYWORDS.get(gv.linkage.name, gv.linkage.name))
+        function_refs = list(self.ref.functions)
+        for fn in function_refs:
+            self.module.add_function(self._declare(fn))
+        for gv in self.ref.global_variables:
+            self._read_global_details(gv, self.module.globals[gv.name])
+        for fn in function_refs:
+            if not fn.is_declaration:
+                self._read_body(fn, self.module.functions[fn.name])
+        return self.module
+
+    def _read_named_structs(self) -> None:
+        # Bodies may refer to each other: register empty shells first, then fill in order.
+        pending = [(unquote_name("%" + n), body) for n, body in _NAMED_STRUCT.findall(self.text)]
+        for name, body in pending:
+            if body.strip() == "opaque":
+                raise UnsupportedIRError(f"opaque struct type %{name} is not supported")
+        for name, body in pending:
+            literal = parse_type_text(body, self.module.named_structs)
+            self.module.named_structs[name] = StructType(literal.elements, literal.packed, name)
+
+    def type_of(self, text: str) -> Type:
+        return parse_type_text(text, self.module.named_structs)
+
+    def resolve_global(self, name: str) -> core.Value:
+        if name in self.module.globals:
+            return self.module.globals[name]
+        if name in self.module.functions:
+            return self.module.functions[name]
+        raise UnsupportedIRError(f"reference to unknown global @{name}")
+
+    def _declare(self, fn) -> core.Function:
+        function_type = self.type_of(str(fn.global_value_type))
+        function = core.Function(fn.name, function_type, [a.name for a in fn.arguments])
+        for argument, ref in zip(function.arguments, fn.arguments):
+            argument.attributes = tuple(a.decode() for a in ref.attributes)
+        function.linkage = _LINKAGE_KEYWORDS.get(fn.linkage.name, fn.linkage.name)
+        header = next(line for line in str(fn).splitlines() if line.startswith(("define", "declare")))
+        (function.calling_convention, function.return_attributes,
+         function.attributes) = _header_details(header, self.attribute_groups)
+        return function
+
+    def _read_global_details(self, ref, gv: core.GlobalVariable) -> None:
+        stream = TokenStream(str(ref).split("\n")[0])
+        stream.next(), stream.expect("=")
+        while (token := stream.next()) not in ("global", "constant"):
+            if token in ("unnamed_addr", "local_unnamed_addr"):
+                gv.unnamed_addr = token
+            elif token in ("thread_local", "section", "comdat", "addrspace"):
+                raise UnsupportedIRError(f"global @{gv.name}: '{token}' is not supported")
+        gv.constant = token == "constant"
+        parse_type(stream, self.module.named_structs)
+        if not stream.at_end() and stream.peek() != ",":
+            gv.initializer = parse_constant(stream, gv.value_type, self.module.named_structs,
+                                            self.resolve_global)
+        while stream.accept(","):
+            if stream.accept("align"):
+                gv.align = int(stream.next())
+            else:
+                stream.fail(f"unsupported global attribute {stream.peek()!r}")
+
+    # -- function bodies
+
+    def _read_body(self, ref, function: core.Function) -> None:
+        self.locals = {address(a): arg for a, arg in zip(ref.arguments, function.arguments)}
+        pairs = []
+        for block_ref in ref.blocks:
+            block = function.append_block(block_ref.name)
+            self.locals[address(block_ref)] = block
+            for inst_ref in block_ref.instructions:
+                instruction = self._shell(inst_ref, function)
+                if instruction is None:
+                    continue
+                block.append(instruction)
+                self.locals[address(inst_ref)] = instruction
+                pairs.append((inst_ref, instruction))
+        for inst_ref, instruction in pairs:
+            self._fill(inst_ref, instruction, function)
+
+    def _shell(self, ref, function: core.Function) -> core.Instruction | None:
+        """Create the instruction object (operands come later: phis refer forward)."""
+        opcode = ref.opcode
+        kind = _INSTRUCTION_CLASSES.get(opcode)
+        if kind is None:
+            raise UnsupportedIRError(
+                f"instruction '{opcode}' is not supported (function @{function.name}): {str(ref).strip()}")
+        if opcode == "call" and _is_debug_intrinsic(ref):
+            return None
+        text = str(ref)
+        debug = re.search(r"!dbg !(\d+)", text)
+        return kind(type=self.type_of(str(ref.type)), name=ref.name, opcode=opcode,
+                    debug_line=self.debug_lines.get(int(debug.group(1))) if debug else None)
+
+    def operand(self, ref, function: core.Function) -> core.Value:
+        kind = ref.value_kind.name
+        if kind in ("instruction", "argument", "basic_block"):
+            return self.locals[address(ref)]
+        if kind in ("function", "global_variable"):
+            return self.resolve_global(ref.name)
+        if kind.startswith("constant") or kind in ("undef_value", "poison_value"):
+            stream = TokenStream(str(ref))
+            value = parse_typed_constant(stream, self.module.named_structs, self.resolve_global)
+            if not stream.at_end():
+                stream.fail("trailing tokens after constant")
+            return value
+        raise UnsupportedIRError(f"operand kind '{kind}' is not supported (function @{function.name})")
+
+    def _fill(self, ref, instruction: core.Instruction, function: core.Function) -> None:
+        operands = [self.operand(o, function) for o in ref.operands]
+        stream = _instruction_stream(str(ref))
+        prefix = []                                            # `tail` before `call`
+        while (token := stream.next()) != ref.opcode:
+            prefix.append(token)
+        stream.prefix = prefix
+        fill = _FILLERS.get(type(instruction))
+        try:
+            if fill is not None:
+                fill(self, instruction, operands, stream, ref)
+            else:
+                instruction.operands = operands
+        except UnsupportedIRError as error:
+            raise UnsupportedIRError(f"{error} (function @{function.name})") from None
+
+
+def _split_header(header: str) -> tuple[str, str]:
+    """`define <prefix> @name(<params>) <suffix> {` -> (prefix, suffix)."""
+    at = header.index("@")
+    prefix, rest = header[:at], header[at + 1:]
+    index = rest.index('"', 1) + 1 if rest.startswith('"') else 0
+    index = rest.index("(", index)
+    depth = 0
+    for position in range(index, len(rest)):
+        depth += {"(": 1, ")": -1}.get(rest[position], 0)
+        if depth == 0:
+            return prefix, rest[position + 1:].rstrip(" {")
+    raise UnsupportedIRError(f"cannot parse function header: {header}")
+
+
+def _header_details(header: str, attribute_groups: dict[str, str]) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """Calling convention, ABI return attributes and function attributes of a header."""
+    prefix, suffix = _split_header(header)
+    tokens = prefix.split()[1:]
+    calling_convention = next((t for t in tokens if t.endswith("cc") or t.startswith("cc ")), "")
+    # Return attributes like noalias/range/nonnull are hints; only the ABI ones must be kept.
+    return_attributes = tuple(t for t in tokens if t in ("zeroext", "signext", "inreg"))
+    attributes = []
+    for part in re.findall(r'#[0-9]+|"[^"]*"(?:="[^"]*")?|[a-z_]+(?:\([^)]*\))?', suffix):
+        attributes.append(attribute_groups.get(part, part) if part.startswith("#") else part)
+    return calling_convention, return_attributes, tuple(a for a in attributes if a)
+
+
+def _is_debug_intrinsic(ref) -> bool:
+    operands = list(ref.operands)
+    return bool(operands) and operands[-1].name.startswith("llvm.dbg.")
+
+
+def _instruction_stream(text: str) -> TokenStream:
+    """Tokens of one instruction with `%x =`, metadata attachments and debug records removed."""
+    lines = [line for line in text.splitlines() if not line.strip().startswith("#dbg_")]
+    body = re.split(r",\s*![a-zA-Z_.]", "\n".join(lines), maxsplit=1)[0]
+    stream = TokenStream(body)
+    if stream.peek(1) == "=":
+        stream.position = 2
+    return stream
+
+
+def _take_flags(stream: TokenStream, allowed) -> tuple[str, ...]:
+    flags = []
+    while stream.peek() in allowed:
+        flags.append(stream.next())
+    return tuple(flags)
+
+
+def _trailing_alignment(stream: TokenStream) -> int | None:
+    tokens = stream.tokens
+    if len(tokens) >= 2 and tokens[-2] == "align":
+        return int(tokens[-1])
+    return None
+
+
+def _trailing_indices(stream: TokenStream) -> tuple[int, ...]:
+    tokens, indices, index = stream.tokens, [], len(stream.tokens) - 1
+    while index >= 1 and tokens[index].isdigit() and tokens[index - 1] == ",":
+        indices.append(int(tokens[index]))
+        index -= 2
+    return tuple(reversed(indices))
+
+
+_ALL_FLAGS = core.FAST_MATH_FLAGS | core.INTEGER_FLAGS
+
+
+def _fill_flagged(reader, inst, operands, stream, ref):
+    inst.operands = operands
+    inst.flags = _take_flags(stream, _ALL_FLAGS)
+
+
+def _fill_compare(reader, inst, operands, stream, ref):
+    inst.operands = operands
+    inst.flags = _take_flags(stream, _ALL_FLAGS)
+    inst.predicate = stream.next()
+
+
+def _fill_phi(reader, inst, operands, stream, ref):
+    inst.operands = operands
+    inst.flags = _take_flags(stream, core.FAST_MATH_FLAGS)
+    inst.incoming_blocks = [reader.locals[address(b)] for b in ref.incoming_blocks]
+
+
+def _fill_alloca(reader, inst, operands, stream, ref):
+    if stream.accept("inalloca") is not None:
+        raise UnsupportedIRError("alloca inalloca is not supported")
+    inst.allocated_type = parse_type(stream, reader.module.named_structs)
+    inst.operands = operands
+    inst.align = _trailing_alignment(stream)
+
+
+def _fill_memory_access(reader, inst, operands, stream, ref):
+    if stream.peek() == "atomic":
+        raise UnsupportedIRError(f"atomic {inst.opcode} is not supported")
+    inst.volatile = stream.accept("volatile") is not None
+    inst.operands = operands
+    inst.align = _trailing_alignment(stream)
+
+
+def _fill_gep(reader, inst, operands, stream, ref):
+    inst.flags = _take_flags(stream, core.GEP_FLAGS)
+    inst.source_type = parse_type(stream, reader.module.named_structs)
+    inst.operands = operands
+
+
+def _fill_aggregate(reader, inst, operands, stream, ref):
+    inst.operands = operands
+    inst.indices = _trailing_indices(stream)
+
+
+def _fill_vector(reader, inst, operands, stream, ref):
+    if inst.opcode == "shufflevector":
+        raise UnsupportedIRError("shufflevector is not supported")
+    inst.operands = operands
+
+
+def _fill_call(reader, inst, operands, stream, ref):
+    inst.tail = " ".join(stream.prefix)
+    inst.flags = _take_flags(stream, core.FAST_MATH_FLAGS)
+    token = stream.peek()
+    if token and (token.endswith("cc") or token.startswith("cc")) and token not in ("cc",):
+        inst.calling_convention = stream.next()
+    callee, arguments = operands[-1], operands[:-1]
+    if ref.operands and list(ref.operands)[-1].value_kind.name == "inline_asm":
+        raise UnsupportedIRError("inline assembly is not supported")
+    inst.callee, inst.operands = callee, arguments
+    if isinstance(callee, core.Function):
+        inst.function_type = callee.function_type
+        inst.argument_attributes = [
+            tuple(a for a in argument.attributes if a.split("(")[0].split(" ")[0] in ABI_PARAMETER_ATTRIBUTES)
+            for argument in callee.arguments] + [()] * max(0, len(arguments) - len(callee.arguments))
+    else:
+        inst.function_type = FunctionType(inst.type, tuple(a.type for a in arguments))
+        inst.argument_attributes = [()] * len(arguments)
+    inst.attributes = tuple(a.decode() for a in ref.attributes if a)
+
+
+def _fill_branch(reader, inst, operands, stream, ref):
+    if len(operands) == 1:
+        inst.targets = [operands[0]]
+    else:                                  # LLVM order is [condition, false, true]
+        inst.operands = [operands[0]]
+        inst.targets = [operands[2], operands[1]]
+
+
+def _fill_switch(reader, inst, operands, stream, ref):
+    inst.operands = [operands[0]]
+    inst.default = operands[1]
+    tokens = stream.tokens
+    stream.position = tokens.index("[") + 1
+    values = []
+    while not stream.accept("]"):
+        values.append(parse_typed_constant(stream, reader.module.named_structs, reader.resolve_global))
+        stream.expect(",")
+        stream.expect("label")
+        stream.next()
+    inst.cases = list(zip(values, operands[2:]))
+
+
+def _fill_atomicrmw(reader, inst, operands, stream, ref):
+    inst.volatile = stream.accept("volatile") is not None
+    inst.operation = stream.next()
+    inst.operands = operands
+    inst.ordering = _ordering_before_align(stream)[-1]
+    inst.align = _trailing_alignment(stream)
+
+
+def _fill_cmpxchg(reader, inst, operands, stream, ref):
+    inst.weak = stream.accept("weak") is not None
+    inst.volatile = stream.accept("volatile") is not None
+    inst.operands = operands
+    inst.orderings = tuple(_ordering_before_align(stream)[-2:])
+    inst.align = _trailing_alignment(stream)
+
+
+_ORDERINGS = {"unordered", "monotonic", "acquire", "release", "acq_rel", "seq_cst"}
+
+
+def _ordering_before_align(stream: TokenStream) -> list[str]:
+    if any(t.startswith("syncscope") for t in stream.tokens):
+        raise UnsupportedIRError("syncscope on atomics is not supported")
+    return [t for t in stream.tokens if t in _ORDERINGS]
+
+
+def _fill_fence(reader, inst, operands, stream, ref):
+    inst.ordering = _ordering_before_align(stream)[-1]
+
+
+def _fill_plain(reader, inst, operands, stream, ref):
+    inst.operands = operands
+
+
+_INSTRUCTION_CLASSES: dict[str, type] = {
+    **{op: core.BinaryOperator for op in BINARY_OPCODES},
+    **{op: core.Cast for op in CAST_OPCODES},
+    "fneg": core.UnaryOperator, "icmp": core.Compare, "fcmp": core.Compare,
+    "select": core.Select, "phi": core.Phi, "alloca": core.Alloca, "load": core.Load,
+    "store": core.Store, "getelementptr": core.GetElementPtr,
+    "extractvalue": core.ExtractValue, "insertvalue": core.InsertValue,
+    "extractelement": core.VectorOperation, "insertelement": core.VectorOperation,
+    "shufflevector": core.VectorOperation, "freeze": core.Freeze, "call": core.Call,
+    "atomicrmw": core.AtomicRMW, "fence": core.Fence, "cmpxchg": core.CmpXchg, "br": core.Branch,
+    "switch": core.Switch, "ret": core.Return, "unreachable": core.Unreachable,
+}
+
+_FILLERS = {
+    core.BinaryOperator: _fill_flagged, core.UnaryOperator: _fill_flagged, core.Cast: _fill_flagged,
+    core.Select: _fill_flagged, core.Compare: _fill_compare, core.Phi: _fill_phi,
+    core.Alloca: _fill_alloca, core.Load: _fill_memory_access, core.Store: _fill_memory_access,
+    core.GetElementPtr: _fill_gep, core.ExtractValue: _fill_aggregate,
+    core.InsertValue: _fill_aggregate, core.VectorOperation: _fill_vector, core.Call: _fill_call,
+    core.Branch: _fill_branch, core.Switch: _fill_switch, core.AtomicRMW: _fill_atomicrmw,
+    core.CmpXchg: _fill_cmpxchg, core.Fence: _fill_fence, core.Freeze: _fill_plain, core.Return: _fill_plain,
+    core.Unreachable: _fill_plain,
+}

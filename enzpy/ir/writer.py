@@ -1,0 +1,305 @@
+"""enzpy IR -> LLVM text that `llvmlite.binding.parse_assembly` accepts.
+
+Every local value gets a name: its own if it has one (made unique), or a fresh
+`_N`. Float constants are written as the hex of their double, which is exact.
+Metadata is not carried, so none is written.
+"""
+
+from __future__ import annotations
+
+from . import core
+from .text import encode_c_string, encode_float_literal
+from .types import StructType, VectorType, quote_name
+
+
+def write_module(module: core.Module) -> str:
+    """The whole module as LLVM text."""
+    lines = []
+    if module.name:
+        lines.append(f"; ModuleID = '{module.name}'")
+    if module.data_layout:
+        lines.append(f'target datalayout = "{module.data_layout}"')
+    if module.triple:
+        lines.append(f'target triple = "{module.triple}"')
+    lines.append("")
+    for name, struct in module.named_structs.items():
+        lines.append(f"%{quote_name(name)} = type {struct.body()}")
+    for gv in module.globals.values():
+        lines.append(_global_text(gv))
+    lines.append("")
+    for function in module.functions.values():
+        lines.append(write_function(function))
+    return "\n".join(lines) + "\n"
+
+
+def constant_text(value: core.Value) -> str:
+    """A constant (or a global reference) without its type."""
+    if isinstance(value, (core.GlobalVariable, core.Function)):
+        return "@" + quote_name(value.name)
+    if isinstance(value, core.ConstantInt):
+        if value.type.width == 1:
+            return "true" if value.value & 1 else "false"
+        return str(value.value)
+    if isinstance(value, core.ConstantFloat):
+        return encode_float_literal(value.value, value.type)
+    if isinstance(value, core.ConstantNull):
+        return "null"
+    if isinstance(value, core.Undef):
+        return "undef"
+    if isinstance(value, core.Poison):
+        return "poison"
+    if isinstance(value, core.ZeroInitializer):
+        return "zeroinitializer"
+    if isinstance(value, core.ConstantString):
+        return encode_c_string(value.data)
+    if isinstance(value, core.ConstantAggregate):
+        inner = ", ".join(typed_constant_text(e) for e in value.elements)
+        ty = value.type
+        if isinstance(ty, StructType):
+            return ("<{ " + inner + " }>") if ty.packed else ("{ " + inner + " }")
+        return ("<" + inner + ">") if isinstance(ty, VectorType) else ("[" + inner + "]")
+    if isinstance(value, core.ConstantExpression):
+        flags = "".join(f" {f}" for f in value.flags)
+        parts = [typed_constant_text(o) for o in value.operands]
+        if value.opcode == "getelementptr":
+            return f"getelementptr{flags} ({value.source_type}, {', '.join(parts)})"
+        if value.opcode in ("bitcast", "ptrtoint", "inttoptr", "addrspacecast", "trunc"):
+            return f"{value.opcode} ({parts[0]} to {value.type})"
+        return f"{value.opcode}{flags} ({', '.join(parts)})"
+    raise TypeError(f"not a constant: {value!r}")
+
+
+def typed_constant_text(value: core.Value) -> str:
+    return f"{value.type} {constant_text(value)}"
+
+
+def _global_text(gv: core.GlobalVariable) -> str:
+    parts = [f"@{quote_name(gv.name)} ="]
+    linkage = gv.linkage or ("external" if gv.initializer is None else "")
+    if linkage:
+        parts.append(linkage)
+    if gv.unnamed_addr:
+        parts.append(gv.unnamed_addr)
+    parts.append("constant" if gv.constant else "global")
+    parts.append(str(gv.value_type))
+    if gv.initializer is not None:
+        parts.append(constant_text(gv.initializer))
+    text = " ".join(parts)
+    return text + (f", align {gv.align}" if gv.align else "")
+
+
+class _Namer:
+    """Gives each local value and block of one function a unique LLVM name."""
+
+    def __init__(self, function: core.Function):
+        self.names: dict[core.Value, str] = {}
+        self.used: set[str] = set()
+        self.counter = 0
+        for argument in function.arguments:
+            self._assign(argument)
+        for block in function.blocks:
+            self._assign(block)
+            for instruction in block.instructions:
+                if str(instruction.type) != "void":
+                    self._assign(instruction)
+
+    def _assign(self, value: core.Value) -> None:
+        name = value.name
+        if not name or name in self.used or name.isdigit():
+            base = name or "_"
+            while True:
+                self.counter += 1
+                candidate = f"{base}.{self.counter}" if name else f"_{self.counter}"
+                if candidate not in self.used:
+                    name = candidate
+                    break
+        self.used.add(name)
+        self.names[value] = "%" + quote_name(name)
+
+    def ref(self, value: core.Value) -> str:
+        """A value as an operand, without its type."""
+        if value in self.names:
+            return self.names[value]
+        if isinstance(value, core.Constant):
+            return constant_text(value)
+        raise ValueError(f"value {value!r} is not defined in this function")
+
+    def typed(self, value: core.Value) -> str:
+        return f"{value.type} {self.ref(value)}"
+
+    def label(self, block: core.Block) -> str:
+        return f"label {self.names[block]}"
+
+
+def write_function(function: core.Function) -> str:
+    """One function definition or declaration."""
+    head = ["define" if function.blocks else "declare"]
+    if function.linkage:
+        head.append(function.linkage)
+    if function.calling_convention:
+        head.append(function.calling_convention)
+    head.extend(function.return_attributes)
+    head.append(str(function.function_type.return_type))
+    namer = _Namer(function)
+    params = []
+    for argument in function.arguments:
+        attrs = "".join(f"{a} " for a in argument.attributes)
+        params.append(f"{argument.type} {attrs}{namer.ref(argument)}")
+    if function.function_type.vararg:
+        params.append("...")
+    signature = f"{' '.join(head)} @{quote_name(function.name)}({', '.join(params)})"
+    if function.attributes:
+        signature += " " + " ".join(function.attributes)
+    if not function.blocks:
+        return signature + "\n"
+    lines = [signature + " {"]
+    for block in function.blocks:
+        lines.append(namer.names[block][1:] + ":")
+        for instruction in block.instructions:
+            lines.append("  " + instruction_text(instruction, namer))
+    lines.append("}\n")
+    return "\n".join(lines)
+
+
+def instruction_text(inst: core.Instruction, namer: _Namer) -> str:
+    body = _FORMATTERS[type(inst)](inst, namer)
+    if str(inst.type) != "void" and not isinstance(inst, core.Store):
+        return f"{namer.ref(inst)} = {body}"
+    return body
+
+
+def _flags(inst) -> str:
+    return "".join(f" {f}" for f in getattr(inst, "flags", ()))
+
+
+def _align(inst) -> str:
+    return f", align {inst.align}" if inst.align else ""
+
+
+def _binary(inst, n):
+    lhs, rhs = inst.operands
+    return f"{inst.opcode}{_flags(inst)} {n.typed(lhs)}, {n.ref(rhs)}"
+
+
+def _unary(inst, n):
+    return f"{inst.opcode}{_flags(inst)} {n.typed(inst.operands[0])}"
+
+
+def _cast(inst, n):
+    return f"{inst.opcode}{_flags(inst)} {n.typed(inst.operands[0])} to {inst.type}"
+
+
+def _compare(inst, n):
+    lhs, rhs = inst.operands
+    return f"{inst.opcode}{_flags(inst)} {inst.predicate} {n.typed(lhs)}, {n.ref(rhs)}"
+
+
+def _select(inst, n):
+    return f"select{_flags(inst)} " + ", ".join(n.typed(o) for o in inst.operands)
+
+
+def _phi(inst, n):
+    incoming = ", ".join(f"[ {n.ref(v)}, {n.names[b]} ]" for v, b in zip(inst.operands, inst.incoming_blocks))
+    return f"phi{_flags(inst)} {inst.type} {incoming}"
+
+
+def _alloca(inst, n):
+    count = f", {n.typed(inst.operands[0])}" if inst.operands else ""
+    return f"alloca {inst.allocated_type}{count}{_align(inst)}"
+
+
+def _load(inst, n):
+    volatile = " volatile" if inst.volatile else ""
+    return f"load{volatile} {inst.type}, {n.typed(inst.operands[0])}{_align(inst)}"
+
+
+def _store(inst, n):
+    volatile = " volatile" if inst.volatile else ""
+    value, pointer = inst.operands
+    return f"store{volatile} {n.typed(value)}, {n.typed(pointer)}{_align(inst)}"
+
+
+def _gep(inst, n):
+    operands = ", ".join(n.typed(o) for o in inst.operands)
+    return f"getelementptr{_flags(inst)} {inst.source_type}, {operands}"
+
+
+def _extractvalue(inst, n):
+    return f"extractvalue {n.typed(inst.operands[0])}, " + ", ".join(map(str, inst.indices))
+
+
+def _insertvalue(inst, n):
+    aggregate, element = inst.operands
+    return f"insertvalue {n.typed(aggregate)}, {n.typed(element)}, " + ", ".join(map(str, inst.indices))
+
+
+def _vector(inst, n):
+    return f"{inst.opcode} " + ", ".join(n.typed(o) for o in inst.operands)
+
+
+def _freeze(inst, n):
+    return f"freeze {n.typed(inst.operands[0])}"
+
+
+def _call(inst, n):
+    parts = [inst.tail] if inst.tail else []
+    parts.append("call" + _flags(inst))
+    if inst.calling_convention:
+        parts.append(inst.calling_convention)
+    function_type = inst.function_type
+    parts.append(str(function_type) if function_type.vararg else str(function_type.return_type))
+    attributes = inst.argument_attributes or [()] * len(inst.operands)
+    arguments = ", ".join(f"{a.type} {''.join(x + ' ' for x in attrs)}{n.ref(a)}"
+                          for a, attrs in zip(inst.operands, attributes))
+    callee = n.ref(inst.callee)
+    text = " ".join(parts) + f" {callee}({arguments})"
+    return text + ("".join(f" {a}" for a in inst.attributes) if inst.attributes else "")
+
+
+def _atomicrmw(inst, n):
+    volatile = " volatile" if inst.volatile else ""
+    pointer, value = inst.operands
+    return f"atomicrmw{volatile} {inst.operation} {n.typed(pointer)}, {n.typed(value)} {inst.ordering}{_align(inst)}"
+
+
+def _cmpxchg(inst, n):
+    weak = " weak" if inst.weak else ""
+    volatile = " volatile" if inst.volatile else ""
+    pointer, expected, new = inst.operands
+    return (f"cmpxchg{weak}{volatile} {n.typed(pointer)}, {n.typed(expected)}, {n.typed(new)} "
+            f"{inst.orderings[0]} {inst.orderings[1]}{_align(inst)}")
+
+
+def _fence(inst, n):
+    return f"fence {inst.ordering}"
+
+
+def _branch(inst, n):
+    if not inst.operands:
+        return f"br {n.label(inst.targets[0])}"
+    return f"br {n.typed(inst.operands[0])}, {n.label(inst.targets[0])}, {n.label(inst.targets[1])}"
+
+
+def _switch(inst, n):
+    cases = " ".join(f"{typed_constant_text(value)}, {n.label(target)}" for value, target in inst.cases)
+    return f"switch {n.typed(inst.operands[0])}, {n.label(inst.default)} [ {cases} ]"
+
+
+def _return(inst, n):
+    return f"ret {n.typed(inst.operands[0])}" if inst.operands else "ret void"
+
+
+def _unreachable(inst, n):
+    return "unreachable"
+
+
+_FORMATTERS = {
+    core.BinaryOperator: _binary, core.UnaryOperator: _unary, core.Cast: _cast,
+    core.Compare: _compare, core.Select: _select, core.Phi: _phi, core.Alloca: _alloca,
+    core.Load: _load, core.Store: _store, core.GetElementPtr: _gep,
+    core.ExtractValue: _extractvalue, core.InsertValue: _insertvalue,
+    core.VectorOperation: _vector, core.Freeze: _freeze, core.Call: _call,
+    core.AtomicRMW: _atomicrmw, core.CmpXchg: _cmpxchg, core.Fence: _fence, core.Branch: _branch,
+    core.Switch: _switch, core.Return: _return, core.Unreachable: _unreachable,
+}
+

@@ -1,0 +1,162 @@
+"""llvmlite JIT and a thin wrapper that calls numba-convention entry points.
+
+`compile_module` optimizes (post-AD pipeline by default) and JITs a module;
+`NumbaEntryPoint` marshals numpy arrays and scalars into numba's exploded
+argument layout, calls the function, and turns its status into a return value
+or the Python exception numba would raise.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import pickle
+
+import llvmlite.binding as llvm
+import numpy as np
+
+from .errors import EnzpyError, KernelError
+from .frontend.numba import ArgumentSpec, CallingConvention
+from .passes import load_pipeline, target_machine
+
+_CTYPES = {"ptr": ctypes.c_void_p, "i64": ctypes.c_int64, "i32": ctypes.c_int32,
+           "i16": ctypes.c_int16, "i8": ctypes.c_int8, "i1": ctypes.c_bool,
+           "double": ctypes.c_double, "float": ctypes.c_float}
+_STATUS_OK, _STATUS_NONE = 0, -2
+
+
+class CompiledModule:
+    """A module JIT-compiled by MCJIT; keeps the engine (and so the code) alive."""
+
+    def __init__(self, module: llvm.ModuleRef | str, pipeline: str | None = "post_ad"):
+        if isinstance(module, str):
+            module = llvm.parse_assembly(module)
+        module.verify()
+        if pipeline is not None:
+            load_pipeline(pipeline).run(module)
+        self.module = module
+        self.engine = llvm.create_mcjit_compiler(module, target_machine(shared=False))
+        self.engine.finalize_object()
+        self.engine.run_static_constructors()
+
+    def address(self, name: str) -> int:
+        address = self.engine.get_function_address(name)
+        if not address:
+            raise EnzpyError(f"function {name!r} is not in the compiled module")
+        return address
+
+
+class _ExceptionInfo(ctypes.Structure):
+    # numba's excinfo_t: {i8* serialized, i32 size, i8* hash-or-args, i8* builder, i32 alloc}
+    _fields_ = [("serialized", ctypes.c_void_p), ("size", ctypes.c_int32),
+                ("extra", ctypes.c_void_p), ("builder", ctypes.c_void_p), ("allocated", ctypes.c_int32)]
+
+
+def array_parameters(spec: ArgumentSpec, value, data: int | None = None) -> list:
+    """The 5 + 2*ndim parameters numba passes for one array (meminfo and parent are NULL).
+
+    `data` replaces the data pointer: a shadow array shares shape and strides.
+    """
+    check_array(spec, value)
+    pointer = value.ctypes.data if data is None else data
+    return [None, None, value.size, value.itemsize, pointer, *value.shape, *value.strides]
+
+
+def check_array(spec: ArgumentSpec, value, role: str = "argument") -> None:
+    """Raise a clear error unless `value` fits the array type the kernel was compiled for."""
+    where = f"{role} {spec.position} ({spec.name!r})"
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{where}: expected a numpy array, got {type(value).__name__}")
+    if value.dtype != spec.dtype or value.ndim != spec.ndim:
+        raise TypeError(f"{where}: expected a {spec.ndim}-d {spec.dtype} array, "
+                        f"got a {value.ndim}-d {value.dtype} array")
+    if spec.layout == "C" and not value.flags.c_contiguous:
+        raise TypeError(f"{where}: the kernel was compiled for a C-contiguous array")
+    if spec.layout == "F" and not value.flags.f_contiguous:
+        raise TypeError(f"{where}: the kernel was compiled for a Fortran-contiguous array")
+
+
+def scalar_parameter(spec: ArgumentSpec, value):
+    """A Python / numpy scalar converted as numba converts it for this argument."""
+    if isinstance(value, np.ndarray) and value.ndim > 0:
+        raise TypeError(f"argument {spec.position} ({spec.name!r}): expected a scalar, got an array")
+    if spec.dtype.kind == "b":
+        return bool(value)
+    if spec.dtype.kind in "iu":
+        return int(value)
+    return float(value)
+
+
+class NumbaEntryPoint:
+    """Call a JIT-compiled function that follows numba's calling convention."""
+
+    def __init__(self, compiled: CompiledModule, convention: CallingConvention, name: str | None = None):
+        self.compiled = compiled
+        self.convention = convention
+        parameter_ctypes = [_ctype(t) for t in convention.parameter_types]
+        prototype = ctypes.CFUNCTYPE(ctypes.c_int32, *parameter_ctypes)
+        self.function = prototype(compiled.address(name or convention.entry))
+
+    def __call__(self, *args):
+        specs = self.convention.arguments
+        if len(args) != len(specs):
+            raise TypeError(f"kernel takes {len(specs)} arguments, got {len(args)}")
+        parameters = []
+        for spec, value in zip(specs, args):
+            if spec.is_array:
+                parameters.extend(array_parameters(spec, value))
+            else:
+                parameters.append(scalar_parameter(spec, value))
+        return self.call_raw(parameters)
+
+    def call_raw(self, parameters: list):
+        """Call with already exploded parameters (without retptr / excinfo)."""
+        result = ctypes.create_string_buffer(16)
+        exception_info = ctypes.c_void_p(0)
+        status = self.function(ctypes.addressof(result), ctypes.addressof(exception_info), *parameters)
+        if status not in (_STATUS_OK, _STATUS_NONE):
+            raise_kernel_exception(status, exception_info.value)
+        return decode_return(self.convention.return_type, result) if status == _STATUS_OK else None
+
+
+def _ctype(llvm_type: str):
+    try:
+        return _CTYPES[llvm_type]
+    except KeyError:
+        raise EnzpyError(f"cannot pass a parameter of LLVM type {llvm_type} from Python") from None
+
+
+def decode_return(numba_type, buffer) -> object:
+    """Read the value the kernel stored through retptr."""
+    from numba.core import types
+
+    if numba_type == types.none:
+        return None
+    if isinstance(numba_type, types.Boolean):
+        return bool(buffer.raw[0])
+    dtype = np.dtype(str(numba_type))
+    value = np.frombuffer(buffer.raw[:dtype.itemsize], dtype)[0]
+    return value.item() if dtype.kind in "iu" or dtype == np.float64 else value
+
+
+def raise_kernel_exception(status: int, exception_info: int | None):
+    """Re-raise the exception numba's kernel described through excinfo."""
+    if status == -3:
+        raise StopIteration
+    if status >= 1 and exception_info:
+        info = _ExceptionInfo.from_address(exception_info)
+        payload = ctypes.string_at(info.serialized, info.size)
+        try:
+            exception_class, exception_args, location = pickle.loads(payload)
+        except Exception:
+            raise KernelError(f"kernel raised an exception enzpy cannot decode (status {status})") from None
+        if info.builder:
+            # Dynamic exception: the runtime arguments live in native memory;
+            # report the compile-time ones and where it was raised.
+            exception_args = tuple(a for a in exception_args if not _is_numba_type(a))
+        raise exception_class(*exception_args)
+    raise KernelError(f"kernel failed with status {status}")
+
+
+def _is_numba_type(value) -> bool:
+    from numba.core import types
+    return isinstance(value, types.Type)

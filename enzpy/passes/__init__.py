@@ -1,0 +1,169 @@
+"""Passes and pass pipelines over LLVM modules (llvmlite's new pass manager).
+
+A pass is a frozen dataclass with a `name` and a `run(module, target)` method.
+Named pipelines are plain text files in the repository's top-level `passes/`
+folder (see `passes/pre_ad.pipeline` for the format); `load_pipeline` turns one
+into a PassManager. Set `ENZPY_DUMP_AFTER=name[,name...]` (or `all`) to print
+the module after those stages to stderr, or to files under `ENZPY_DUMP_DIR`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import llvmlite.binding as llvm
+
+from ..errors import EnzpyError
+
+PIPELINE_DIRECTORY = Path(__file__).resolve().parents[2] / "passes"
+_TUNING_OPTIONS = ("loop_vectorization", "slp_vectorization", "loop_unrolling", "loop_interleaving")
+
+
+class Pass:
+    """Interface: `name: str` and `run(module: llvm.ModuleRef, target) -> None`."""
+
+    name: str
+
+    def run(self, module: llvm.ModuleRef, target: llvm.TargetMachine) -> None:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class LLVMPass(Pass):
+    """One LLVM pass, by its llvmlite name (`sroa` -> `add_sroa_pass`)."""
+
+    name: str
+    """llvmlite pass name without the `add_` / `_pass` affixes."""
+
+    def run(self, module, target):
+        manager = llvm.create_new_module_pass_manager()
+        getattr(manager, f"add_{self.name}_pass")()
+        manager.run(module, llvm.create_pass_builder(target, llvm.create_pipeline_tuning_options()))
+
+
+@dataclass(frozen=True)
+class DefaultPipeline(Pass):
+    """LLVM's default `O1`..`O3` module pipeline with tuning options."""
+
+    name: str
+    """`O1`, `O2` or `O3`."""
+    options: tuple[tuple[str, bool], ...] = ()
+    """PipelineTuningOptions to set, e.g. (("loop_vectorization", False),)."""
+
+    def run(self, module, target):
+        tuning = llvm.create_pipeline_tuning_options(speed_level=int(self.name[1]))
+        for option, value in self.options:
+            setattr(tuning, option, value)
+        builder = llvm.create_pass_builder(target, tuning)
+        builder.getModulePassManager().run(module, builder)
+
+
+@dataclass(frozen=True)
+class InlineCallees(Pass):
+    """Mark every defined function `alwaysinline` (dropping `noinline`) so the inliner folds calls."""
+
+    name: str = "inline_callees"
+    """Stage name."""
+
+    def run(self, module, target):
+        for function in module.functions:
+            if not function.is_declaration:
+                function.add_function_attribute("alwaysinline")
+
+
+PYTHON_PASSES = {"inline_callees": InlineCallees}
+
+
+@dataclass
+class PassManager:
+    """Runs stages in order, dumping the module after the requested ones."""
+
+    passes: list[Pass]
+    """Stages, in order."""
+    dump_after: set[str] = field(default_factory=set)
+    """Stage names after which to dump the module (`all` for every stage)."""
+
+    def run(self, module: llvm.ModuleRef, target: llvm.TargetMachine | None = None) -> llvm.ModuleRef:
+        target = target or target_machine()
+        for stage in self.passes:
+            stage.run(module, target)
+            if stage.name in self.dump_after or "all" in self.dump_after:
+                _dump(stage.name, module)
+        return module
+
+
+def _dump(stage: str, module: llvm.ModuleRef) -> None:
+    directory = os.environ.get("ENZPY_DUMP_DIR")
+    text = str(module)
+    if directory:
+        path = Path(directory) / f"{module.name or 'module'}.after-{stage}.ll"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    else:
+        print(f"; ---- enzpy: IR after {stage} ----\n{text}", file=sys.stderr)
+
+
+def parse_pipeline(text: str, origin: str = "<pipeline>") -> list[Pass]:
+    """Pipeline file text -> stages (see passes/pre_ad.pipeline for the format)."""
+    stages: list[Pass] = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        name, *settings = line.split()
+        if name in ("O1", "O2", "O3"):
+            options = []
+            for setting in settings:
+                key, _, value = setting.partition("=")
+                if key not in _TUNING_OPTIONS or value not in ("true", "false"):
+                    raise EnzpyError(f"{origin}:{number}: bad option {setting!r} "
+                                     f"(use {', '.join(_TUNING_OPTIONS)} = true|false)")
+                options.append((key, value == "true"))
+            stages.append(DefaultPipeline(name, tuple(options)))
+        elif settings:
+            raise EnzpyError(f"{origin}:{number}: only O1/O2/O3 take options")
+        elif name in PYTHON_PASSES:
+            stages.append(PYTHON_PASSES[name]())
+        elif hasattr(llvm.ModulePassManager, f"add_{name}_pass"):
+            stages.append(LLVMPass(name))
+        else:
+            raise EnzpyError(f"{origin}:{number}: unknown pass {name!r}")
+    return stages
+
+
+def load_pipeline(name_or_path: str, dump_after: set[str] | None = None) -> PassManager:
+    """A named pipeline from `passes/NAME.pipeline`, or a pipeline file path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PIPELINE_DIRECTORY / f"{name_or_path}.pipeline"
+    if not path.is_file():
+        known = sorted(p.stem for p in PIPELINE_DIRECTORY.glob("*.pipeline"))
+        raise EnzpyError(f"no pipeline {name_or_path!r} (known: {', '.join(known)})")
+    if dump_after is None:
+        dump_after = {s for s in os.environ.get("ENZPY_DUMP_AFTER", "").split(",") if s}
+    return PassManager(parse_pipeline(path.read_text(), str(path)), dump_after)
+
+
+_SHARED_TARGET_MACHINE = None
+
+
+def target_machine(shared: bool = True) -> llvm.TargetMachine:
+    """A host target machine configured as numba configures its own.
+
+    An MCJIT engine takes ownership of (and frees) the target machine it is
+    given, so each engine must get its own: pass `shared=False` for that.
+    """
+    global _SHARED_TARGET_MACHINE
+    if shared and _SHARED_TARGET_MACHINE is not None:
+        return _SHARED_TARGET_MACHINE
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    machine = llvm.Target.from_default_triple().create_target_machine(
+        cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(),
+        opt=3, reloc="default", codemodel="jitdefault", jit=True)
+    if shared:
+        _SHARED_TARGET_MACHINE = machine
+    return machine

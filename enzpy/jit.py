@@ -9,6 +9,7 @@ or the Python exception numba would raise.
 from __future__ import annotations
 
 import ctypes
+import numbers
 import pickle
 
 import llvmlite.binding as llvm
@@ -69,6 +70,9 @@ def check_array(spec: ArgumentSpec, value, role: str = "argument") -> None:
     if value.dtype != spec.dtype or value.ndim != spec.ndim:
         raise TypeError(f"{where}: expected a {spec.ndim}-d {spec.dtype} array, "
                         f"got a {value.ndim}-d {value.dtype} array")
+    if spec.numba_type.mutable and not value.flags.writeable:
+        # numba rejects these too; the kernel may write through the pointer.
+        raise TypeError(f"{where}: the kernel was compiled for a writeable array, got a read-only one")
     if spec.layout == "C" and not value.flags.c_contiguous:
         raise TypeError(f"{where}: the kernel was compiled for a C-contiguous array")
     if spec.layout == "F" and not value.flags.f_contiguous:
@@ -77,8 +81,13 @@ def check_array(spec: ArgumentSpec, value, role: str = "argument") -> None:
 
 def scalar_parameter(spec: ArgumentSpec, value):
     """A Python / numpy scalar converted as numba converts it for this argument."""
-    if isinstance(value, np.ndarray) and value.ndim > 0:
-        raise TypeError(f"argument {spec.position} ({spec.name!r}): expected a scalar, got an array")
+    where = f"argument {spec.position} ({spec.name!r})"
+    if isinstance(value, np.ndarray):
+        if value.ndim > 0:
+            raise TypeError(f"{where}: expected a scalar, got an array")
+        value = value[()]
+    if not isinstance(value, (numbers.Real, np.bool_)):
+        raise TypeError(f"{where}: expected a {spec.dtype} scalar, got {type(value).__name__}")
     if spec.dtype.kind == "b":
         return bool(value)
     if spec.dtype.kind in "iu":
@@ -99,7 +108,8 @@ class NumbaEntryPoint:
     def __call__(self, *args):
         specs = self.convention.arguments
         if len(args) != len(specs):
-            raise TypeError(f"kernel takes {len(specs)} arguments, got {len(args)}")
+            expected = ", ".join(f"{spec.position} ({spec.name!r})" for spec in specs)
+            raise TypeError(f"kernel takes {len(specs)} arguments [{expected}], got {len(args)}")
         parameters = []
         for spec, value in zip(specs, args):
             if spec.is_array:
@@ -134,8 +144,8 @@ def decode_return(numba_type, buffer) -> object:
     if isinstance(numba_type, types.Boolean):
         return bool(buffer.raw[0])
     dtype = np.dtype(str(numba_type))
-    value = np.frombuffer(buffer.raw[:dtype.itemsize], dtype)[0]
-    return value.item() if dtype.kind in "iu" or dtype == np.float64 else value
+    # numba boxes every scalar result as a Python int / float (float32 included).
+    return np.frombuffer(buffer.raw[:dtype.itemsize], dtype)[0].item()
 
 
 def raise_kernel_exception(status: int, exception_info: int | None):
@@ -150,13 +160,21 @@ def raise_kernel_exception(status: int, exception_info: int | None):
         except Exception:
             raise KernelError(f"kernel raised an exception enzpy cannot decode (status {status})") from None
         if info.builder:
-            # Dynamic exception: the runtime arguments live in native memory;
-            # report the compile-time ones and where it was raised.
-            exception_args = tuple(a for a in exception_args if not _is_numba_type(a))
+            exception_args = _with_runtime_arguments(exception_args, info)
         raise exception_class(*exception_args)
     raise KernelError(f"kernel failed with status {status}")
 
 
-def _is_numba_type(value) -> bool:
-    from numba.core import types
-    return isinstance(value, types.Type)
+def _with_runtime_arguments(static_arguments: tuple, info: _ExceptionInfo) -> tuple:
+    """Fill the placeholders of a dynamic exception as numba's CPython wrapper does.
+
+    The kernel stored its runtime values in a native struct (`extra`) and a
+    function (`builder`) that boxes them into a tuple; the pickled arguments
+    hold an llvmlite value in place of each runtime one.
+    """
+    from llvmlite import ir
+
+    unwrap = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_void_p)(info.builder)
+    runtime_values = iter(unwrap(info.extra))
+    return tuple(next(runtime_values) if isinstance(argument, ir.Value) else argument
+                 for argument in static_arguments)

@@ -177,23 +177,28 @@ def capture(function, args=None, signature: str | None = None) -> CapturedKernel
         types, return_type = argument_types(dispatcher, args), None
     else:
         raise FrontendError("capture needs argument values or a signature")
-    result = _compile(dispatcher, types)
+    result = _compile(dispatcher, types, return_type)
     if _raw_modules(result.library) is None:
         # The kernel was compiled before the hook existed: compile a fresh copy.
         dispatcher = as_dispatcher(dispatcher.py_func) if hasattr(dispatcher, "py_func") else dispatcher
         dispatcher = _fresh_copy(dispatcher)
-        result = _compile(dispatcher, types)
+        result = _compile(dispatcher, types, return_type)
     if return_type is not None and result.signature.return_type != return_type:
+        # Only when the dispatcher already held an overload for these argument types.
         raise FrontendError(f"signature says the kernel returns {return_type}, "
-                            f"numba infers {result.signature.return_type}")
+                            f"but the dispatcher's existing overload returns {result.signature.return_type}")
     module, source = _link_library(result.library)
     convention = _calling_convention(result, module)
     return CapturedKernel(module, convention, dispatcher, result.signature, source)
 
 
-def _compile(dispatcher, types):
+def _compile(dispatcher, types, return_type=None):
+    from numba.core.typing import signature
+
+    # With a return type numba casts the result to it, as `njit("int32(int32)")` does.
+    requested = tuple(types) if return_type is None else signature(return_type, *types)
     try:
-        dispatcher.compile(tuple(types))
+        dispatcher.compile(requested)
     except Exception as error:
         raise FrontendError(f"numba cannot compile {getattr(dispatcher, '__name__', dispatcher)} "
                             f"for {tuple(types)}: {error}") from None

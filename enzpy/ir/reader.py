@@ -47,10 +47,20 @@ def read_module(module_ref: llvm.ModuleRef) -> core.Module:
 
 
 def parse_module(text: str) -> core.Module:
-    """Parse LLVM text with LLVM itself, verify it, and read it."""
-    module_ref = llvm.parse_assembly(text)
-    module_ref.verify()
-    return read_module(module_ref)
+    """Parse LLVM text with LLVM itself, verify it, and read it.
+
+    A fresh LLVM context keeps named struct types from being renamed
+    (`%pair` -> `%pair.1`) because another module already used the name.
+    """
+    context = llvm.create_context()
+    module_ref = llvm.parse_assembly(text, context=context)
+    try:
+        module_ref.verify()
+        return read_module(module_ref)
+    finally:
+        # The module must die before its context; garbage collection picks no order.
+        module_ref.close()
+        context.close()
 
 
 class _ModuleReader:

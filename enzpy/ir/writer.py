@@ -148,7 +148,8 @@ def write_function(function: core.Function) -> str:
     if function.function_type.vararg:
         params.append("...")
     signature = f"{' '.join(head)} @{quote_name(function.name)}({', '.join(params)})"
-    if function.attributes:
+    # LLVM gives intrinsics their own attributes; writing others would not round-trip.
+    if function.attributes and not function.name.startswith("llvm."):
         signature += " " + " ".join(function.attributes)
     if not function.blocks:
         return signature + "\n"

@@ -63,14 +63,18 @@ class DefaultPipeline(Pass):
 
 @dataclass(frozen=True)
 class InlineCallees(Pass):
-    """Mark every defined function `alwaysinline` (dropping `noinline`) so the inliner folds calls."""
+    """Mark defined functions `alwaysinline` so the inliner folds calls into the kernel.
+
+    Functions numba marked `noinline` (exception-raising paths) stay calls.
+    """
 
     name: str = "inline_callees"
     """Stage name."""
 
     def run(self, module, target):
         for function in module.functions:
-            if not function.is_declaration:
+            attributes = b" ".join(function.attributes).split()
+            if not function.is_declaration and b"noinline" not in attributes:
                 function.add_function_attribute("alwaysinline")
 
 

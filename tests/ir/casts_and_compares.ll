@@ -1,0 +1,60 @@
+; Every cast kind and every icmp / fcmp predicate.
+define i1 @casts(i32 %a, float %f, ptr %p) {
+entry:
+  %s = sext i32 %a to i64
+  %z = zext nneg i32 %a to i64
+  %t = trunc i64 %s to i16
+  %d = fpext float %f to double
+  %f2 = fptrunc double %d to float
+  %i = fptosi double %d to i64
+  %u = fptoui double %d to i32
+  %b = uitofp i32 %a to double
+  %c = sitofp i16 %t to float
+  %pi = ptrtoint ptr %p to i64
+  %ip = inttoptr i64 %pi to ptr
+  %bc = bitcast double %d to i64
+  %c1 = icmp eq i64 %s, %z
+  %c2 = icmp ne i64 %s, %i
+  %c3 = icmp slt i64 %s, 0
+  %c4 = icmp sle i64 %s, 1
+  %c5 = icmp sgt i64 %s, 2
+  %c6 = icmp sge i64 %s, 3
+  %c7 = icmp ult i32 %a, %u
+  %c8 = icmp ule i32 %a, 4
+  %c9 = icmp ugt ptr %ip, %p
+  %c10 = icmp uge i64 %bc, 5
+  %f1 = fcmp oeq double %d, %b
+  %f3 = fcmp one double %d, 0.000000e+00
+  %f4 = fcmp olt float %f2, %c
+  %f5 = fcmp ole double %d, 1.000000e+00
+  %f6 = fcmp ogt double %d, 2.000000e+00
+  %f7 = fcmp oge double %d, 3.000000e+00
+  %f8 = fcmp ord double %d, %d
+  %f9 = fcmp uno double %d, %d
+  %f10 = fcmp ueq double %d, %b
+  %f11 = fcmp une double %d, %b
+  %f12 = fcmp fast ult double %d, %b
+  %f13 = fcmp true double %d, %b
+  %x1 = and i1 %c1, %c2
+  %x2 = and i1 %x1, %c3
+  %x3 = or i1 %x2, %c4
+  %x4 = or i1 %x3, %c5
+  %x5 = xor i1 %x4, %c6
+  %x6 = and i1 %x5, %c7
+  %x7 = or i1 %x6, %c8
+  %x8 = and i1 %x7, %c9
+  %x9 = or i1 %x8, %c10
+  %y1 = and i1 %f1, %f3
+  %y2 = or i1 %y1, %f4
+  %y3 = and i1 %y2, %f5
+  %y4 = or i1 %y3, %f6
+  %y5 = and i1 %y4, %f7
+  %y6 = or i1 %y5, %f8
+  %y7 = and i1 %y6, %f9
+  %y8 = or i1 %y7, %f10
+  %y9 = and i1 %y8, %f11
+  %y10 = or i1 %y9, %f12
+  %y11 = and i1 %y10, %f13
+  %r = select i1 %x9, i1 %y11, i1 false
+  ret i1 %r
+}

@@ -38,12 +38,31 @@ class CompiledModule:
         self.engine = llvm.create_mcjit_compiler(module, target_machine(shared=False))
         self.engine.finalize_object()
         self.engine.run_static_constructors()
+        self.environments = _bind_numba_environments(self.engine, module)
 
     def address(self, name: str) -> int:
         address = self.engine.get_function_address(name)
         if not address:
             raise EnzpyError(f"function {name!r} is not in the compiled module")
         return address
+
+
+def _bind_numba_environments(engine, module: llvm.ModuleRef) -> list:
+    """Point each `NumbaEnv` global at numba's live Environment, as numba's codegen does.
+
+    Code that boxes values (a dynamic exception's arguments) stops with
+    "missing Environment" while the global is NULL. The returned list keeps
+    the environments alive: numba only holds them weakly by name.
+    """
+    from numba.core.environment import lookup_environment
+
+    environments = []
+    for variable in module.global_variables:
+        environment = lookup_environment(variable.name) if variable.name.startswith("_ZN08NumbaEnv") else None
+        if environment is not None:
+            ctypes.c_void_p.from_address(engine.get_global_value_address(variable.name)).value = id(environment)
+            environments.append(environment)
+    return environments
 
 
 class _ExceptionInfo(ctypes.Structure):

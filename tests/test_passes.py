@@ -1,0 +1,172 @@
+"""Pipeline files: parsing, loading the shipped ones, running pre_ad, dumping."""
+
+import llvmlite.binding as llvm
+import pytest
+
+from enzpy.errors import EnzpyError
+from enzpy.passes import (PIPELINE_DIRECTORY, DefaultPipeline, InlineCallees, LLVMPass, PassManager,
+                          load_pipeline, parse_pipeline)
+
+SHIPPED_PIPELINES = sorted(PIPELINE_DIRECTORY.glob("*.pipeline"))
+
+# A caller that keeps its argument in a stack slot and calls a helper that is
+# external (so O2 alone need not inline it) and too big to inline for free.
+HELPER_AND_ALLOCA = """
+define double @polynomial_helper(double %x) {
+  %x2 = fmul double %x, %x
+  %x3 = fmul double %x2, %x
+  %x4 = fmul double %x3, %x
+  %a = fadd double %x4, %x3
+  %b = fadd double %a, %x2
+  %c = fadd double %b, %x
+  ret double %c
+}
+
+define i32 @kernel_entry(ptr %out, double %value) {
+entry:
+  %slot = alloca double
+  store double %value, ptr %slot
+  %loaded = load double, ptr %slot
+  %result = call double @polynomial_helper(double %loaded)
+  store double %result, ptr %out
+  ret i32 0
+}
+"""
+
+# numba's dynamic-exception unwrap helper is `noinline` and referenced from a global.
+NOINLINE_REFERENCED_BY_GLOBAL = """
+@table = global ptr @unwrap_helper
+
+define ptr @unwrap_helper(ptr %p) noinline nounwind {
+  ret ptr %p
+}
+
+define i32 @kernel_entry(ptr %out) {
+  store ptr @table, ptr %out
+  ret i32 0
+}
+"""
+
+
+@pytest.fixture(autouse=True)
+def no_dump_environment(monkeypatch):
+    monkeypatch.delenv("ENZPY_DUMP_AFTER", raising=False)
+    monkeypatch.delenv("ENZPY_DUMP_DIR", raising=False)
+
+
+def instructions_of(module: llvm.ModuleRef, function_name: str) -> list[str]:
+    function = module.get_function(function_name)
+    return [instruction.opcode for block in function.blocks for instruction in block.instructions]
+
+
+def test_parse_pipeline_with_comments_llvm_passes_and_options():
+    text = """
+    # leading comment line
+
+    inline_callees          # a Python pass
+    sroa
+    instruction_combine
+       simplify_cfg   # indented, trailing comment
+    O2 loop_vectorization=false slp_vectorization=true
+    """
+    stages = parse_pipeline(text)
+    assert stages == [
+        InlineCallees(),
+        LLVMPass("sroa"),
+        LLVMPass("instruction_combine"),
+        LLVMPass("simplify_cfg"),
+        DefaultPipeline("O2", (("loop_vectorization", False), ("slp_vectorization", True))),
+    ]
+
+
+def test_parse_pipeline_of_only_comments_is_empty():
+    assert parse_pipeline("# nothing\n\n   # still nothing\n") == []
+
+
+@pytest.mark.parametrize("text, line_number, expected_message", [
+    ("sroa\nnot_a_real_pass\n", 2, "unknown pass 'not_a_real_pass'"),
+    ("O2 loop_vectorization=maybe\n", 1, "bad option 'loop_vectorization=maybe'"),
+    ("O3 warp_speed=true\n", 1, "bad option 'warp_speed=true'"),
+    ("O2 loop_unrolling\n", 1, "bad option 'loop_unrolling'"),
+    ("\n\nsroa loop_vectorization=false\n", 3, "only O1/O2/O3 take options"),
+    ("inline_callees aggressive=true\n", 1, "only O1/O2/O3 take options"),
+])
+def test_parse_pipeline_errors_name_the_line(text, line_number, expected_message):
+    with pytest.raises(EnzpyError) as error:
+        parse_pipeline(text, origin="custom.pipeline")
+    assert f"custom.pipeline:{line_number}:" in str(error.value)
+    assert expected_message in str(error.value)
+
+
+@pytest.mark.parametrize("path", SHIPPED_PIPELINES, ids=lambda path: path.stem)
+def test_every_shipped_pipeline_loads_by_name_and_by_path(path):
+    expected = parse_pipeline(path.read_text())
+    by_name = load_pipeline(path.stem)
+    by_path = load_pipeline(str(path))
+    assert isinstance(by_name, PassManager)
+    assert by_name.passes == expected == by_path.passes
+    assert by_name.dump_after == set()
+
+
+def test_the_shipped_pipelines_are_the_ones_the_driver_uses():
+    assert {path.stem for path in SHIPPED_PIPELINES} >= {"none", "pre_ad", "post_ad"}
+    assert load_pipeline("none").passes == []
+    assert InlineCallees() in load_pipeline("pre_ad").passes
+
+
+def test_unknown_pipeline_name_lists_the_known_ones():
+    with pytest.raises(EnzpyError) as error:
+        load_pipeline("no_such_pipeline")
+    message = str(error.value)
+    assert "no_such_pipeline" in message
+    for path in SHIPPED_PIPELINES:
+        assert path.stem in message
+
+
+def test_dump_after_defaults_to_the_environment(monkeypatch):
+    monkeypatch.setenv("ENZPY_DUMP_AFTER", "O2,inline_callees")
+    assert load_pipeline("pre_ad").dump_after == {"O2", "inline_callees"}
+    assert load_pipeline("pre_ad", dump_after={"always_inliner"}).dump_after == {"always_inliner"}
+
+
+def test_pre_ad_inlines_the_helper_and_removes_the_alloca():
+    module = llvm.parse_assembly(HELPER_AND_ALLOCA)
+    module.verify()
+    before = instructions_of(module, "kernel_entry")
+    assert "alloca" in before and "call" in before
+    load_pipeline("pre_ad").run(module)
+    module.verify()
+    after = instructions_of(module, "kernel_entry")
+    assert "alloca" not in after
+    assert "call" not in after
+    assert after.count("fmul") == 3
+
+
+def test_pre_ad_keeps_noinline_functions_valid():
+    module = llvm.parse_assembly(NOINLINE_REFERENCED_BY_GLOBAL)
+    load_pipeline("pre_ad").run(module)
+    module.verify()
+    assert not module.get_function("unwrap_helper").is_declaration
+
+
+def test_dump_dir_gets_one_file_per_requested_stage(monkeypatch, tmp_path):
+    monkeypatch.setenv("ENZPY_DUMP_DIR", str(tmp_path))
+    manager = load_pipeline("pre_ad", dump_after={"all"})
+    module = llvm.parse_assembly(HELPER_AND_ALLOCA)
+    manager.run(module)
+    stage_names = [stage.name for stage in manager.passes]
+    dumped = sorted(path.name for path in tmp_path.iterdir())
+    assert len(dumped) == len(stage_names) == len(set(stage_names))
+    for stage in stage_names:
+        matches = [name for name in dumped if name.endswith(f".after-{stage}.ll")]
+        assert len(matches) == 1, (stage, dumped)
+        llvm.parse_assembly((tmp_path / matches[0]).read_text()).verify()
+
+
+def test_dump_dir_only_gets_the_requested_stage(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("ENZPY_DUMP_DIR", str(tmp_path / "nested" / "dumps"))
+    load_pipeline("pre_ad", dump_after={"O2"}).run(llvm.parse_assembly(HELPER_AND_ALLOCA))
+    dumped = list((tmp_path / "nested" / "dumps").iterdir())
+    assert [path.name.endswith(".after-O2.ll") for path in dumped] == [True]
+    assert "polynomial_helper" not in dumped[0].read_text() or "call" not in dumped[0].read_text()
+    assert capsys.readouterr().err == ""

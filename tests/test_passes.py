@@ -9,29 +9,34 @@ from enzpy.passes import (PIPELINE_DIRECTORY, DefaultPipeline, InlineCallees, LL
 
 SHIPPED_PIPELINES = sorted(PIPELINE_DIRECTORY.glob("*.pipeline"))
 
-# A caller that keeps its argument in a stack slot and calls a helper that is
-# external (so O2 alone need not inline it) and too big to inline for free.
-HELPER_AND_ALLOCA = """
-define double @polynomial_helper(double %x) {
-  %x2 = fmul double %x, %x
-  %x3 = fmul double %x2, %x
-  %x4 = fmul double %x3, %x
-  %a = fadd double %x4, %x3
-  %b = fadd double %a, %x2
-  %c = fadd double %b, %x
-  ret double %c
-}
 
+
+def helper_and_alloca_module_text(helper_steps: int = 80) -> str:
+    """A caller that keeps its argument in a stack slot and calls an external helper.
+
+    The helper is a long chain of distinct floating-point steps, far above
+    LLVM's O2 inline threshold, so only `inline_callees` gets it inlined.
+    """
+    body = ["  %v0 = fadd double %x, 1.0"]
+    for step in range(1, helper_steps + 1):
+        body.append(f"  %m{step} = fmul double %v{step - 1}, {step + 1}.5")
+        body.append(f"  %v{step} = fadd double %m{step}, %x")
+    body.append(f"  ret double %v{helper_steps}")
+    helper = "define double @long_helper(double %x) {\n" + "\n".join(body) + "\n}\n"
+    return helper + """
 define i32 @kernel_entry(ptr %out, double %value) {
 entry:
   %slot = alloca double
   store double %value, ptr %slot
   %loaded = load double, ptr %slot
-  %result = call double @polynomial_helper(double %loaded)
+  %result = call double @long_helper(double %loaded)
   store double %result, ptr %out
   ret i32 0
 }
 """
+
+
+HELPER_AND_ALLOCA = helper_and_alloca_module_text()
 
 # numba's dynamic-exception unwrap helper is `noinline` and referenced from a global.
 NOINLINE_REFERENCED_BY_GLOBAL = """
@@ -139,7 +144,24 @@ def test_pre_ad_inlines_the_helper_and_removes_the_alloca():
     after = instructions_of(module, "kernel_entry")
     assert "alloca" not in after
     assert "call" not in after
-    assert after.count("fmul") == 3
+    assert after.count("fmul") == 80
+
+
+def test_without_inline_callees_the_helper_stays_a_call():
+    # Guards the test above: the helper is too big for O2's own inliner.
+    without_inline_callees = [stage for stage in load_pipeline("pre_ad").passes if stage != InlineCallees()]
+    module = llvm.parse_assembly(HELPER_AND_ALLOCA)
+    PassManager(without_inline_callees).run(module)
+    assert "call" in instructions_of(module, "kernel_entry")
+
+
+def test_inline_callees_marks_definitions_only():
+    module = llvm.parse_assembly(HELPER_AND_ALLOCA + "declare double @external_thing(double)\n")
+    InlineCallees().run(module, None)
+    attributes = {f.name: b" ".join(f.attributes) for f in module.functions}
+    assert b"alwaysinline" in attributes["long_helper"]
+    assert b"alwaysinline" in attributes["kernel_entry"]
+    assert b"alwaysinline" not in attributes["external_thing"]
 
 
 def test_pre_ad_keeps_noinline_functions_valid():
@@ -168,5 +190,5 @@ def test_dump_dir_only_gets_the_requested_stage(monkeypatch, tmp_path, capsys):
     load_pipeline("pre_ad", dump_after={"O2"}).run(llvm.parse_assembly(HELPER_AND_ALLOCA))
     dumped = list((tmp_path / "nested" / "dumps").iterdir())
     assert [path.name.endswith(".after-O2.ll") for path in dumped] == [True]
-    assert "polynomial_helper" not in dumped[0].read_text() or "call" not in dumped[0].read_text()
+    assert "call" not in instructions_of(llvm.parse_assembly(dumped[0].read_text()), "kernel_entry")
     assert capsys.readouterr().err == ""

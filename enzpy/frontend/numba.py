@@ -290,3 +290,10 @@ def _calling_convention(result, module: llvm.ModuleRef) -> CallingConvention:
         raise FrontendError(f"kernel returns {return_type}: enzpy kernels return a scalar or nothing "
                             "(write array results into an argument)")
     return CallingConvention(entry_name, tuple(specs), return_type, parameter_types)
+
+
+# numba's NRT MemInfo: {i64 refcount, ptr destructor, ptr destructor_info, ptr data, i64 size}.
+MEMINFO_DATA_OFFSET = 24
+# NRT entry points that allocate a MemInfo with a fresh data buffer; argument 0 is the byte size.
+NRT_ALLOCATORS = ("NRT_MemInfo_alloc_aligned", "NRT_MemInfo_alloc_safe_aligned",
+                  "NRT_MemInfo_alloc", "NRT_MemInfo_alloc_safe")

@@ -1,0 +1,1 @@
+"""Benchmarks of kernels round-tripped through enzpy against numba itself."""

@@ -1,0 +1,1 @@
+"""AD drivers: the only place where forward and reverse mode differ."""

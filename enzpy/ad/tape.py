@@ -1,0 +1,137 @@
+"""The tape: a growable stack of 8-byte slots the reverse sweep pops in LIFO order.
+
+The augmented forward sweep pushes the values the reverse sweep cannot get
+otherwise (per-iteration operands, shadow pointers, the id of every block it
+leaves); the reverse sweep pops them back. Floats are stored as their bits,
+pointers as integers, narrower integers widened. The runtime is a few small
+LLVM functions (below) added to the module and inlined by the post-AD pipeline.
+"""
+
+from __future__ import annotations
+
+from ..ir import core
+from ..ir.builder import Builder
+from ..ir.reader import parse_module
+from ..ir.types import DOUBLE, FLOAT, I64, PTR, IntType, PointerType, StructType
+
+TAPE_TYPE = StructType((PTR, I64, I64))
+_INITIAL_SLOTS = 1024
+
+_RUNTIME = f"""
+declare ptr @realloc(ptr, i64)
+declare void @free(ptr)
+
+define internal void @enzpy.tape.push(ptr %tape, i64 %value) alwaysinline {{
+entry:
+  %size.field = getelementptr inbounds {{ ptr, i64, i64 }}, ptr %tape, i64 0, i32 1
+  %capacity.field = getelementptr inbounds {{ ptr, i64, i64 }}, ptr %tape, i64 0, i32 2
+  %size = load i64, ptr %size.field, align 8
+  %capacity = load i64, ptr %capacity.field, align 8
+  %full = icmp eq i64 %size, %capacity
+  br i1 %full, label %grow, label %store
+grow:
+  %doubled = shl i64 %capacity, 1
+  %empty = icmp eq i64 %capacity, 0
+  %new.capacity = select i1 %empty, i64 {_INITIAL_SLOTS}, i64 %doubled
+  %old.data = load ptr, ptr %tape, align 8
+  %bytes = shl i64 %new.capacity, 3
+  %new.data = call ptr @realloc(ptr %old.data, i64 %bytes)
+  store ptr %new.data, ptr %tape, align 8
+  store i64 %new.capacity, ptr %capacity.field, align 8
+  br label %store
+store:
+  %data = load ptr, ptr %tape, align 8
+  %slot = getelementptr inbounds i64, ptr %data, i64 %size
+  store i64 %value, ptr %slot, align 8
+  %next = add nuw i64 %size, 1
+  store i64 %next, ptr %size.field, align 8
+  ret void
+}}
+
+define internal i64 @enzpy.tape.pop(ptr %tape) alwaysinline {{
+entry:
+  %size.field = getelementptr inbounds {{ ptr, i64, i64 }}, ptr %tape, i64 0, i32 1
+  %size = load i64, ptr %size.field, align 8
+  %top = add i64 %size, -1
+  store i64 %top, ptr %size.field, align 8
+  %data = load ptr, ptr %tape, align 8
+  %slot = getelementptr inbounds i64, ptr %data, i64 %top
+  %value = load i64, ptr %slot, align 8
+  ret i64 %value
+}}
+
+define internal void @enzpy.tape.free(ptr %tape) alwaysinline {{
+entry:
+  %data = load ptr, ptr %tape, align 8
+  call void @free(ptr %data)
+  ret void
+}}
+"""
+
+
+def add_runtime(module: core.Module) -> None:
+    """Add the tape functions (once) to `module`, sharing its libc declarations."""
+    if "enzpy.tape.push" in module.functions:
+        return
+    runtime = parse_module(_RUNTIME)
+    for name, function in runtime.functions.items():
+        if function.is_declaration and name in module.functions:
+            existing = module.functions[name]
+            for other in runtime.functions.values():
+                for instruction in other.instructions():
+                    if isinstance(instruction, core.Call) and instruction.callee is function:
+                        instruction.callee = existing
+        else:
+            module.functions[name] = function
+
+
+class Tape:
+    """Emits pushes and pops of one tape (an alloca'd TAPE_TYPE in the gradient's entry)."""
+
+    def __init__(self, module: core.Module, pointer: core.Value):
+        add_runtime(module)
+        self.module = module
+        self.pointer = pointer
+        self.push_function = module.functions["enzpy.tape.push"]
+        self.pop_function = module.functions["enzpy.tape.pop"]
+        self.free_function = module.functions["enzpy.tape.free"]
+
+    def push(self, builder: Builder, value: core.Value) -> None:
+        builder.call(self.push_function, [self.pointer, to_slot(builder, value)])
+
+    def pop(self, builder: Builder, like: core.Value | None = None, ty=None) -> core.Value:
+        slot = builder.call(self.pop_function, [self.pointer])
+        return from_slot(builder, slot, ty if ty is not None else like.type)
+
+    def free(self, builder: Builder) -> None:
+        builder.call(self.free_function, [self.pointer])
+
+
+def to_slot(builder: Builder, value: core.Value) -> core.Value:
+    ty = value.type
+    if isinstance(ty, PointerType):
+        return builder.cast("ptrtoint", value, I64)
+    if ty == DOUBLE:
+        return builder.cast("bitcast", value, I64)
+    if ty == FLOAT:
+        return builder.cast("bitcast", builder.cast("fpext", value, DOUBLE), I64)
+    if isinstance(ty, IntType):
+        return value if ty.width == 64 else builder.cast("zext", value, I64)
+    raise TypeError(f"cannot put a {ty} on the tape")
+
+
+def from_slot(builder: Builder, slot: core.Value, ty) -> core.Value:
+    if isinstance(ty, PointerType):
+        return builder.cast("inttoptr", slot, ty)
+    if ty == DOUBLE:
+        return builder.cast("bitcast", slot, DOUBLE)
+    if ty == FLOAT:
+        return builder.cast("fptrunc", builder.cast("bitcast", slot, DOUBLE), FLOAT)
+    if isinstance(ty, IntType):
+        return slot if ty.width == 64 else builder.cast("trunc", slot, ty)
+    raise TypeError(f"cannot take a {ty} off the tape")
+
+
+def tape_constant_zero() -> core.ZeroInitializer:
+    return core.ZeroInitializer(TAPE_TYPE)
+

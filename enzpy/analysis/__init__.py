@@ -1,0 +1,1 @@
+"""Analyses over enzpy IR that AD consults (activity, later types and caching)."""

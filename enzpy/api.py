@@ -1,0 +1,196 @@
+"""The public API: `differentiate`, `Const`, `Active`, `Duplicated`, `DuplicatedNoNeed`.
+
+    d = differentiate(kernel)
+    value, grads = d.value_and_grad(x, y, n)
+    d.autodiff(Duplicated(x, dx), Const(y), Active(alpha), seed=1.0)
+
+A gradient is compiled once per (argument types, activities) and cached,
+like numba's dispatch. Arguments are never copied: arrays the kernel mutates
+are mutated exactly as a plain call would mutate them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from .ad.reverse import ReverseSpec, build_reverse
+from .driver import optimize, to_ir
+from .errors import DifferentiationError
+from .frontend.numba import as_dispatcher, capture
+from .ir import write_module
+from .ir.types import FloatType
+from .jit import CompiledModule, NumbaEntryPoint, array_parameters, check_array, scalar_parameter
+
+
+@dataclass(frozen=True)
+class Const:
+    """An argument without derivative."""
+
+    value: object
+    """The argument."""
+
+
+@dataclass(frozen=True)
+class Active:
+    """A float scalar whose derivative `autodiff` returns."""
+
+    value: float
+    """The argument."""
+
+
+@dataclass(frozen=True)
+class Duplicated:
+    """An array with a shadow: derivatives are accumulated (+=) into `shadow`.
+
+    For an array the kernel writes, `shadow` holds on entry the adjoint of its
+    final contents and is consumed, as in Enzyme.
+    """
+
+    value: np.ndarray
+    """The argument."""
+    shadow: np.ndarray
+    """Same shape and dtype as `value`."""
+
+
+@dataclass(frozen=True)
+class DuplicatedNoNeed(Duplicated):
+    """Like Duplicated; the primal result may be skipped."""
+
+
+@dataclass
+class _Gradient:
+    """One compiled gradient and the parameter layout it expects."""
+
+    entry: NumbaEntryPoint
+    duplicated: tuple[int, ...]
+    active: tuple[int, ...]
+    seeded: bool
+    module_text: str
+
+
+class Differentiable:
+    """A kernel with derivatives; calling it runs the primal through numba."""
+
+    def __init__(self, function, optimize: bool = True):
+        self.dispatcher = as_dispatcher(function)
+        self.optimize = optimize
+        self._gradients: dict[tuple, _Gradient] = {}
+        self.__name__ = getattr(self.dispatcher, "__name__", "kernel")
+        self.__doc__ = getattr(self.dispatcher, "__doc__", None)
+
+    def __call__(self, *args):
+        return self.dispatcher(*args)
+
+    # -- user-facing derivatives
+
+    def value_and_grad(self, *args):
+        """(value, grads): grads[i] is d value / d args[i] on entry (None for non-floats)."""
+        annotated = [self._default_annotation(a) for a in args]
+        value, active = self._reverse(annotated, seed=1.0, need_value=True)
+        grads, active_iter = [], iter(active)
+        for annotation in annotated:
+            if isinstance(annotation, Duplicated):
+                grads.append(annotation.shadow)
+            elif isinstance(annotation, Active):
+                grads.append(next(active_iter))
+            else:
+                grads.append(None)
+        return value, tuple(grads)
+
+    def grad(self, *args):
+        return self.value_and_grad(*args)[1]
+
+    def autodiff(self, *annotated_args, mode: str = "reverse", seed: float = 1.0):
+        """Enzyme-style call; returns the derivatives of the Active arguments, in order."""
+        if mode != "reverse":
+            raise NotImplementedError(f"mode {mode!r} is not implemented yet (only 'reverse')")
+        annotated = [a if isinstance(a, (Const, Active, Duplicated)) else Const(a) for a in annotated_args]
+        _, active = self._reverse(annotated, seed=seed, need_value=False)
+        return tuple(active)
+
+    # -- machinery
+
+    @staticmethod
+    def _default_annotation(value):
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+            return Duplicated(value, np.zeros_like(value))
+        if isinstance(value, (float, np.floating)):
+            return Active(value)
+        return Const(value)
+
+    def _reverse(self, annotated, seed, need_value):
+        primal_args = tuple(a.value for a in annotated)
+        types = tuple(self.dispatcher.typeof_pyval(a) for a in primal_args)
+        kinds = tuple(type(a).__name__ for a in annotated)
+        key = (types, kinds)
+        gradient = self._gradients.get(key)
+        if gradient is None:
+            gradient = self._compile(primal_args, annotated)
+            self._gradients[key] = gradient
+        convention = gradient.entry.convention
+        parameters, active_outputs = [], []
+        for spec, annotation in zip(convention.arguments, annotated):
+            if spec.is_array:
+                parameters.extend(array_parameters(spec, annotation.value))
+            else:
+                parameters.append(scalar_parameter(spec, annotation.value))
+        for index, annotation in enumerate(annotated):
+            if isinstance(annotation, Duplicated):
+                spec = convention.arguments[index]
+                check_array(spec, annotation.shadow, role="shadow of argument")
+                if annotation.shadow.shape != annotation.value.shape or \
+                        annotation.shadow.strides != annotation.value.strides:
+                    raise ValueError(f"shadow of argument {index} ({spec.name!r}) must have the shape and "
+                                     f"strides of the argument: {annotation.shadow.shape} vs "
+                                     f"{annotation.value.shape}")
+                parameters.append(annotation.shadow.ctypes.data)
+        for index, annotation in enumerate(annotated):
+            if isinstance(annotation, Active):
+                output = np.zeros(1, dtype=convention.arguments[index].dtype)
+                active_outputs.append(output)
+                parameters.append(output.ctypes.data)
+        if gradient.seeded:
+            parameters.append(float(seed))
+        value = gradient.entry.call_raw(parameters)
+        return value, [output[0].item() for output in active_outputs]
+
+    def _compile(self, primal_args, annotated) -> _Gradient:
+        captured = capture(self.dispatcher, args=primal_args)
+        convention = captured.convention
+        for spec, annotation in zip(convention.arguments, annotated):
+            if isinstance(annotation, Duplicated) and not (spec.is_array and spec.is_float):
+                raise DifferentiationError(f"argument {spec.position} ({spec.name!r}): Duplicated needs a "
+                                           f"float array, got {spec.numba_type}")
+            if isinstance(annotation, Active) and (spec.is_array or not spec.is_float):
+                raise DifferentiationError(f"argument {spec.position} ({spec.name!r}): Active needs a float "
+                                           f"scalar, got {spec.numba_type}")
+        module = to_ir(captured)
+        module = optimize(module, "pre_ad" if self.optimize else "none")
+        primal = module.functions[convention.entry]
+        duplicated = tuple(i for i, a in enumerate(annotated) if isinstance(a, Duplicated))
+        active = tuple(i for i, a in enumerate(annotated) if isinstance(a, Active))
+        return_type = None
+        if convention.returns_value and np.dtype(str(convention.return_type)).kind == "f":
+            return_type = FloatType("float" if str(convention.return_type) == "float32" else "double")
+        spec = ReverseSpec(
+            duplicated=tuple(convention.arguments[i].data_parameter() for i in duplicated),
+            active=tuple(convention.arguments[i].first_parameter for i in active),
+            return_type=return_type)
+        name = "enzpy.reverse." + convention.entry
+        gradient_function = build_reverse(module, primal, spec, name)
+        text = write_module(module)
+        compiled = CompiledModule(text, pipeline="post_ad")
+        parameter_types = tuple(str(t) for t in gradient_function.function_type.params)
+        gradient_convention = dataclasses.replace(convention, entry=name, parameter_types=parameter_types)
+        return _Gradient(NumbaEntryPoint(compiled, gradient_convention), duplicated, active,
+                         return_type is not None, text)
+
+
+def differentiate(function=None, *, optimize: bool = True):
+    """`differentiate(f)`, `@differentiate` or `@differentiate(optimize=False)`."""
+    if function is None:
+        return lambda f: Differentiable(f, optimize=optimize)
+    return Differentiable(function, optimize=optimize)

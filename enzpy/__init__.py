@@ -3,3 +3,10 @@
 from .errors import DifferentiationError, EnzpyError, FrontendError, KernelError, UnsupportedIRError  # noqa: F401
 
 __version__ = "0.1.0"
+
+from .frontend.numba import install_capture_hook  # noqa: E402
+
+install_capture_hook()   # as early as possible, so kernels compiled from now on can be captured
+
+from . import rules  # noqa: E402,F401  (registers the differentiation rules)
+from .api import Active, Const, Duplicated, DuplicatedNoNeed, differentiate  # noqa: E402,F401

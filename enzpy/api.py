@@ -178,7 +178,9 @@ class Differentiable:
         spec = ReverseSpec(
             duplicated=tuple(convention.arguments[i].data_parameter() for i in duplicated),
             active=tuple(convention.arguments[i].first_parameter for i in active),
-            return_type=return_type)
+            return_type=return_type,
+            duplicated_types=tuple(FloatType("float" if convention.arguments[i].dtype == np.float32 else "double")
+                                   for i in duplicated))
         name = "enzpy.reverse." + convention.entry
         gradient_function = build_reverse(module, primal, spec, name)
         text = write_module(module)

@@ -10,7 +10,6 @@ from enzpy.passes import (PIPELINE_DIRECTORY, DefaultPipeline, InlineCallees, LL
 SHIPPED_PIPELINES = sorted(PIPELINE_DIRECTORY.glob("*.pipeline"))
 
 
-
 def helper_and_alloca_module_text(helper_steps: int = 80) -> str:
     """A caller that keeps its argument in a stack slot and calls an external helper.
 

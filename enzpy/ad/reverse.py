@@ -28,8 +28,10 @@ from ..errors import DifferentiationError
 from ..ir import core
 from ..ir.builder import Builder, constant_float, constant_int
 from ..ir.clone import clone_body
-from ..ir.types import I32, I64, PTR, FunctionType, Type
-from ..rules.calls import allocation_rule, is_inactive_call, is_memory_transfer, is_memset
+from ..ir.types import I1, I8, I32, I64, PTR, VOID, FunctionType, StructType, Type
+from ..analysis.memory_types import float_allocations, memory_float_type
+from ..rules.calls import (allocation_rule, is_inactive_call, is_memory_transfer, is_memset,
+                           transfer_adjoint_function)
 from ..rules.registry import missing_rule_error, scalar_rule
 from .tape import TAPE_TYPE, Tape
 
@@ -44,6 +46,8 @@ class ReverseSpec:
     """Indices of float parameters whose adjoints are written to output pointers."""
     return_type: Type | None
     """Float type of the value the primal stores through retptr (seeded), or None."""
+    duplicated_types: tuple[Type, ...] = ()
+    """Element float type behind each duplicated pointer (for copies that do not say)."""
 
 
 def build_reverse(module: core.Module, primal: core.Function, spec: ReverseSpec, name: str) -> core.Function:
@@ -71,6 +75,7 @@ class _ReverseBuilder:
         self.shadow_of: dict[core.Value, core.Value] = {}
         self.adjoint_slot: dict[core.Value, core.Value] = {}
         self.pushed: dict[core.Instruction, list[core.Value]] = {}
+        self.transfer_kind: dict[core.Instruction, Type | None] = {}
 
     # -- setup
 
@@ -91,8 +96,12 @@ class _ReverseBuilder:
         if seed is not None:
             self.shadow_of[retptr] = builder.alloca(spec.return_type, "shadow.retptr")
             builder.store(seed, self.shadow_of[retptr])
-        allocas = {i for b in self.forward_blocks for i in b.instructions if isinstance(i, core.Alloca)}
-        self.activity: Activity = analyze(function, set(self.shadow_of) | allocas,
+        allocas = {i for b in self.forward_blocks for i in b.instructions
+                   if isinstance(i, core.Alloca) and _may_hold_floats(i.allocated_type)}
+        float_roots = set(self.shadow_of) | allocas
+        allocations = float_allocations(function, [i for b in self.forward_blocks for i in b.instructions
+                                                   if allocation_rule(i) is not None], float_roots)
+        self.activity: Activity = analyze(function, float_roots | allocations,
                                           {a for a, _ in self.active_outputs})
         tape_pointer = builder.alloca(TAPE_TYPE, "tape")
         builder.store(core.ZeroInitializer(TAPE_TYPE), tape_pointer)
@@ -126,10 +135,9 @@ class _ReverseBuilder:
             for instruction in block.instructions:
                 if isinstance(instruction, core.Call) and not is_inactive_call(instruction):
                     touches_shadow = any(a in activity.shadowed for a in instruction.operands)
-                    if is_memory_transfer(instruction) and touches_shadow:
-                        raise self._error(instruction, f"differentiating '{instruction.callee.name}' "
-                                          "(a copy of differentiable memory) is not implemented yet")
-                    if touches_shadow and allocation_rule(instruction) is None and not is_memset(instruction) \
+                    if is_memory_transfer(instruction):
+                        self._classify_transfer(instruction)
+                    elif touches_shadow and allocation_rule(instruction) is None and not is_memset(instruction) \
                             and scalar_rule(instruction) is None:
                         name = getattr(instruction.callee, "name", "an indirect call")
                         raise self._error(instruction, f"call to '{name}' receives differentiable memory "
@@ -147,12 +155,27 @@ class _ReverseBuilder:
                 if scalar_rule(instruction) is None:
                     raise missing_rule_error(instruction, self.primal.name)
 
+    def _classify_transfer(self, instruction: core.Call) -> None:
+        """Record the float type a memcpy/memmove into differentiable memory moves (None: no floats)."""
+        destination, source = instruction.operands[:2]
+        kind = None
+        if destination in self.activity.shadowed:
+            declared = dict(zip((self.function.arguments[i] for i in self.spec.duplicated),
+                                self.spec.duplicated_types))
+            kind = memory_float_type(self.function, destination, declared)
+            if kind is None and source in self.activity.shadowed:
+                kind = memory_float_type(self.function, source, declared)
+        self.transfer_kind[instruction] = kind
+
     # -- forward sweep
 
     def _augment_forward(self) -> None:
         shadow_phis = []
         self.original_instructions = {b: list(b.instructions) for b in self.forward_blocks}
-        for block_id, block in enumerate(self.forward_blocks):
+        # Reverse post-order visits definitions before uses (phis aside), so
+        # every shadow operand exists when its user's shadow is made.
+        for block in reverse_post_order(self.forward_entry):
+            block_id = self.forward_blocks.index(block)
             original = self.original_instructions[block]
             for position, instruction in enumerate(original):
                 following = original[position + 1] if position + 1 < len(original) else None
@@ -202,8 +225,8 @@ class _ReverseBuilder:
         elif isinstance(instruction, core.Load):
             shadow = builder.load(instruction.type, self.shadow_of[instruction.operands[0]], name, instruction.align)
         elif isinstance(instruction, core.Alloca):
-            shadow = Builder(self.module).at_end(self.entry_block).alloca(instruction.allocated_type, name,
-                                                                          instruction.align)
+            entry_builder = Builder(self.module).before_instruction(self.entry_block.terminator)
+            shadow = entry_builder.alloca(instruction.allocated_type, name, instruction.align)
             builder.store(core.ZeroInitializer(instruction.allocated_type)
                           if instruction.allocated_type.is_aggregate
                           else _zero_of(instruction.allocated_type), shadow, instruction.align)
@@ -231,10 +254,15 @@ class _ReverseBuilder:
             value, pointer = instruction.operands
             if pointer in activity.shadowed and value.type.is_float:
                 wanted = [self.shadow_of[pointer]]
-        elif isinstance(instruction, core.Call) and allocation_rule(instruction) is not None:
+        elif isinstance(instruction, core.Call) and instruction in self.activity.shadowed:
             wanted = [self.shadow_of[instruction]]
         elif is_memset(instruction) and instruction.operands[0] in activity.shadowed:
             wanted = [self.shadow_of[instruction.operands[0]], instruction.operands[2]]
+        elif self.transfer_kind.get(instruction) is not None:
+            destination, source, length = instruction.operands[:3]
+            wanted = [self.shadow_of[destination], length]
+            if source in activity.shadowed:
+                wanted.append(self.shadow_of[source])
         elif activity.is_active(instruction) and not isinstance(instruction, core.Phi):
             wanted = self._values_used_by_partials(instruction)
         return [v for v in wanted if not self._always_available(v)]
@@ -341,13 +369,24 @@ class _ReverseBuilder:
                 if activity.is_active(value):
                     self._add_adjoint(builder, value, builder.load(value.type, shadow, align=instruction.align))
                 builder.store(constant_float(value.type, 0.0), shadow, instruction.align)
-        elif isinstance(instruction, core.Call) and allocation_rule(instruction) is not None:
+        elif isinstance(instruction, core.Call) and instruction in activity.shadowed:
             allocation_rule(instruction).free_shadow(builder, value_in_reverse(self.shadow_of[instruction]))
         elif is_memset(instruction) and instruction.operands[0] in activity.shadowed:
             shadow, length = (value_in_reverse(self.shadow_of[instruction.operands[0]]),
                               value_in_reverse(instruction.operands[2]))
             builder.call(instruction.callee, [shadow, constant_int(instruction.operands[1].type, 0), length,
                                               instruction.operands[3]])
+        elif self.transfer_kind.get(instruction) is not None:
+            destination, source, length = instruction.operands[:3]
+            shadow_destination = value_in_reverse(self.shadow_of[destination])
+            if source in activity.shadowed:
+                helper = transfer_adjoint_function(self.module, self.transfer_kind[instruction].kind)
+                builder.call(helper, [shadow_destination, value_in_reverse(self.shadow_of[source]),
+                                      value_in_reverse(length)])
+            else:                        # copied from constant memory: the old adjoint just dies
+                memset = builder.declare("llvm.memset.p0.i64", VOID, [PTR, I8, I64, I1])
+                builder.call(memset, [shadow_destination, constant_int(I8, 0), value_in_reverse(length),
+                                      constant_int(I1, 0)])
         elif activity.is_active(instruction):
             self._reverse_scalar(builder, instruction, value_in_reverse)
 
@@ -375,6 +414,30 @@ class _ReverseBuilder:
         if slot is None:
             return
         builder.store(builder.fadd(builder.load(value.type, slot), contribution), slot)
+
+
+def reverse_post_order(entry: core.Block) -> list[core.Block]:
+    order, seen, stack = [], {entry}, [(entry, iter(entry.successors()))]
+    while stack:
+        block, successors = stack[-1]
+        for successor in successors:
+            if successor not in seen:
+                seen.add(successor)
+                stack.append((successor, iter(successor.successors())))
+                break
+        else:
+            stack.pop()
+            order.append(block)
+    return order[::-1]
+
+
+def _may_hold_floats(ty: Type) -> bool:
+    if ty.is_float or ty.is_pointer:
+        return True
+    if isinstance(ty, StructType):
+        return any(_may_hold_floats(e) for e in ty.elements)
+    element = getattr(ty, "element", None)
+    return element is not None and _may_hold_floats(element)
 
 
 def _zero_of(ty: Type) -> core.Value:

@@ -4,7 +4,7 @@ Three fixpoints over one function:
 
 - *shadowed pointers*: pointers that may point into memory with a shadow
   (derivative) copy: the roots (duplicated array data, the seeded return slot,
-  shadow-allocated memory) and everything derived from them by GEP, cast, phi,
+  allocations that hold floats, given by the caller) and everything derived from them by GEP, cast, phi,
   select, or by loading a pointer out of shadowed memory;
 - *varied* floats: those that can depend on an active input (an active scalar
   argument or a float loaded from shadowed memory);
@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..ir import core
-from ..rules.calls import allocation_rule, is_inactive_call
+from ..rules.calls import is_inactive_call
 from ..rules.registry import scalar_rule
 
 
@@ -68,8 +68,6 @@ def _propagate_shadows(instructions, shadowed: set[core.Value]) -> None:
                 gains = any(v in shadowed for v in instruction.operands[1:])
             elif isinstance(instruction, core.Load):
                 gains = instruction.operands[0] in shadowed
-            elif isinstance(instruction, core.Call):
-                gains = allocation_rule(instruction) is not None
             else:
                 gains = False
             if gains:

@@ -9,6 +9,8 @@ multiplying by a literal one), so generated code stays readable.
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import core
 from .types import I1, I32, PTR, VOID, FloatType, FunctionType, IntType, Type
 
@@ -16,6 +18,9 @@ _INTRINSIC_SUFFIX = {"double": "f64", "float": "f32", "half": "f16", "fp128": "f
 
 
 def constant_float(ty: Type, value: float) -> core.ConstantFloat:
+    """A float constant, rounded to `ty` first (LLVM rejects inexact `float` literals)."""
+    if isinstance(ty, FloatType) and ty.kind == "float":
+        value = float(np.float32(value))
     return core.ConstantFloat(ty, float(value))
 
 

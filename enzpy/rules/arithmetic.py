@@ -7,12 +7,8 @@ result's type, so no rule here ever casts.
 
 from __future__ import annotations
 
+from .common import constant
 from .registry import partials
-
-
-def constant(builder, result, value: float):
-    """A float literal of the result's type."""
-    return builder.float_constant(result, value)
 
 
 @partials("fadd")

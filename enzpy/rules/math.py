@@ -5,7 +5,7 @@ and under the C library names for double and float (`sinh`, `sinhf`): numba
 calls intrinsics for some functions (sin, cos, exp, log, pow, fabs, ...) and
 libm for the rest, and LLVM's optimizer turns some libm calls into intrinsics
 (`floor` -> `llvm.floor.f64`), so a kernel may contain either spelling.
-numba's own helpers (`numba_ldexp`, `numba_nextafter`) are keyed here too;
+numba's own helpers (`numba_ldexp`, `numba_nextafter`, `numba_frexp`) are keyed here too;
 erf, erfc and the gamma family live in `special.py`.
 
 Partials reuse the primal `result` where that saves a call (exp, sqrt, tanh).
@@ -15,20 +15,11 @@ from __future__ import annotations
 
 import math
 
-from ..ir.builder import constant_int
+from .common import call_float_integer_intrinsic, constant
 from .registry import partials
 
 _NATURAL_LOG_2 = math.log(2.0)
 _NATURAL_LOG_10 = math.log(10.0)
-
-# LLVM's type suffix for an overloaded intrinsic, by float kind.
-_INTRINSIC_SUFFIX = {"half": "f16", "bfloat": "bf16", "float": "f32", "double": "f64",
-                     "x86_fp80": "f80", "fp128": "f128"}
-
-
-def constant(builder, like, value: float):
-    """A float literal of `like`'s type."""
-    return builder.float_constant(like, value)
 
 
 def reciprocal(builder, value):
@@ -37,17 +28,6 @@ def reciprocal(builder, value):
 
 def square(builder, value):
     return builder.fmul(value, value)
-
-
-def call_float_integer_intrinsic(builder, base_name: str, value, integer):
-    """Call an intrinsic overloaded on a float and an integer type (`llvm.powi.f64.i32`).
-
-    Builder.call_intrinsic mangles only the first argument's type, which names
-    these two-type intrinsics wrongly.
-    """
-    name = f"{base_name}.{_INTRINSIC_SUFFIX[value.type.kind]}.i{integer.type.width}"
-    callee = builder.declare(name, value.type, [value.type, integer.type])
-    return builder.call(callee, [value, integer])
 
 
 # ---------------------------------------------------------------- trigonometric
@@ -224,11 +204,16 @@ def power(builder, result, x, y):
 
 @partials("llvm.powi")
 def powi(builder, result, x, exponent):
-    """d x^n = n x^(n-1); the integer exponent carries no derivative."""
+    """d x^n = n x^(n-1); the integer exponent carries no derivative.
+
+    x^(n-1) goes through llvm.pow, not llvm.powi: a powi with a variable
+    exponent becomes a call to compiler-rt's `__powidf2`, which the JIT
+    process does not have. pow is exact enough and defined for negative x at
+    integral exponents.
+    """
     exponent_as_float = builder.cast("sitofp", exponent, x.type)
-    exponent_minus_one = builder.sub(exponent, constant_int(exponent.type, 1))
-    power = call_float_integer_intrinsic(builder, "llvm.powi", x, exponent_minus_one)
-    return (builder.fmul(exponent_as_float, power), None)
+    exponent_minus_one = builder.fsub(exponent_as_float, constant(builder, x, 1.0))
+    return (builder.fmul(exponent_as_float, builder.call_intrinsic("llvm.pow", x, exponent_minus_one)), None)
 
 
 @partials("hypot", "hypotf")
@@ -333,3 +318,16 @@ def nextafter(builder, result, x, toward):
     numba's np.nextafter / np.spacing call its helper `numba_nextafter(f)`.
     """
     return (constant(builder, x, 1.0), None)
+
+
+@partials("frexp", "frexpf", "numba_frexp", "numba_frexpf")
+def frexp(builder, result, x, exponent_pointer):
+    """frexp(x, &e) = x 2^-e with e piecewise constant: d/dx = 2^-e = result / x (exact: a power of two).
+
+    The call also stores e through the pointer, but e is an integer: the store
+    moves no derivative, so a scalar rule is enough. At x = 0 (e = 0) the
+    partial is 2^0 = 1. numba's math.frexp calls its helper `numba_frexp(f)`.
+    """
+    zero = constant(builder, x, 0.0)
+    scale = builder.fdiv(result, x)
+    return (builder.select(builder.fcmp("oeq", x, zero), constant(builder, x, 1.0), scale), None)

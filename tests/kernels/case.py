@@ -29,6 +29,12 @@ class Case:
     """Features the kernel exercises, e.g. "loop", "while", "2d", "strided",
     "float32", "inplace"; used to select subsets of the corpus."""
 
+    constant_arguments: tuple[int, ...] = ()
+    """Positions of float arguments that are parameters of an algorithm
+    (tolerances, bracket ends of a bisection) rather than inputs: the
+    result is piecewise constant in them, so derivative tests hold them
+    fixed instead of comparing against finite differences across a jump."""
+
     @property
     def python_function(self) -> Callable:
         """The undecorated Python function of the kernel."""

@@ -220,6 +220,7 @@ CASES = [
     ),
     Case(
         name="while_newton_cube_root",
+        constant_arguments=(1,),
         func=newton_cube_root,
         make_args=lambda rng: (float(rng.uniform(0.5, 8.0)), 1e-12, 50),
         sig="float64(float64, float64, int64)",
@@ -227,18 +228,21 @@ CASES = [
     ),
     Case(
         name="while_newton_cube_roots_sum",
+        constant_arguments=(1,),
         func=newton_cube_roots_sum,
         make_args=lambda rng: (_uniform(rng, 0.5, 8.0, 12), 1e-12, 50),
         tags=frozenset({"loop", "while", "branch"}),
     ),
     Case(
         name="while_bisection_cube_root",
+        constant_arguments=(0, 1, 2, 3),
         func=bisection_cube_root,
         make_args=lambda rng: (float(rng.uniform(1.0, 7.0)), 0.0, 2.0, 1e-10),
         tags=frozenset({"while", "branch"}),
     ),
     Case(
         name="while_taylor_exponential",
+        constant_arguments=(1,),
         func=taylor_exponential,
         make_args=lambda rng: (float(rng.uniform(-2.0, 2.0)), 1e-15),
         tags=frozenset({"while"}),

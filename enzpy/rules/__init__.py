@@ -1,0 +1,9 @@
+"""Differentiation rules. Importing the package registers every scalar rule.
+
+`registry` holds the machinery (`@partials`, `scalar_rule`, `missing_rule_error`);
+`arithmetic`, `math` and `special` state the partials, one function per operation.
+"""
+
+from . import arithmetic, math, special  # noqa: F401  (registers the rules)
+from .registry import (ScalarRule, missing_rule_error, partials, registered_rules, rule_key,  # noqa: F401
+                       scalar_rule)

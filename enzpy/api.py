@@ -116,7 +116,7 @@ class Differentiable:
     @staticmethod
     def _default_annotation(value):
         if isinstance(value, np.ndarray) and value.dtype.kind == "f":
-            return Duplicated(value, np.zeros_like(value))
+            return Duplicated(value, shadow_like(value))
         if isinstance(value, (float, np.floating)):
             return Active(value)
         return Const(value)
@@ -137,16 +137,26 @@ class Differentiable:
                 parameters.extend(array_parameters(spec, annotation.value))
             else:
                 parameters.append(scalar_parameter(spec, annotation.value))
+        copied_back = []
         for index, annotation in enumerate(annotated):
             if isinstance(annotation, Duplicated):
                 spec = convention.arguments[index]
-                check_array(spec, annotation.shadow, role="shadow of argument")
-                if annotation.shadow.shape != annotation.value.shape or \
-                        annotation.shadow.strides != annotation.value.strides:
-                    raise ValueError(f"shadow of argument {index} ({spec.name!r}) must have the shape and "
-                                     f"strides of the argument: {annotation.shadow.shape} vs "
-                                     f"{annotation.value.shape}")
-                parameters.append(annotation.shadow.ctypes.data)
+                shadow = annotation.shadow
+                if not isinstance(shadow, np.ndarray) or shadow.shape != annotation.value.shape \
+                        or shadow.dtype != annotation.value.dtype:
+                    raise ValueError(f"shadow of argument {index} ({spec.name!r}) must be a "
+                                     f"{annotation.value.dtype} array of shape {annotation.value.shape}, got "
+                                     f"{getattr(shadow, 'dtype', type(shadow).__name__)} "
+                                     f"{getattr(shadow, 'shape', '')}")
+                if shadow.strides != annotation.value.strides:
+                    # The kernel walks the shadow with the argument's strides: use a
+                    # same-strided copy and write the result back after the call.
+                    laid_out = shadow_like(annotation.value)
+                    laid_out[...] = shadow
+                    copied_back.append((shadow, laid_out))
+                    shadow = laid_out
+                check_array(spec, shadow, role="shadow of argument")
+                parameters.append(shadow.ctypes.data)
         for index, annotation in enumerate(annotated):
             if isinstance(annotation, Active):
                 output = np.zeros(1, dtype=convention.arguments[index].dtype)
@@ -155,6 +165,8 @@ class Differentiable:
         if gradient.seeded:
             parameters.append(float(seed))
         value = gradient.entry.call_raw(parameters)
+        for shadow, laid_out in copied_back:
+            shadow[...] = laid_out
         return value, [output[0].item() for output in active_outputs]
 
     def _compile(self, primal_args, annotated) -> _Gradient:
@@ -189,6 +201,17 @@ class Differentiable:
         gradient_convention = dataclasses.replace(convention, entry=name, parameter_types=parameter_types)
         return _Gradient(NumbaEntryPoint(compiled, gradient_convention), duplicated, active,
                          return_type is not None, text)
+
+
+def shadow_like(array: np.ndarray) -> np.ndarray:
+    """A zeroed array with the shape, dtype *and strides* of `array` (views included)."""
+    if array.size == 0:
+        return np.zeros_like(array)
+    extents = [(n - 1) * s for n, s in zip(array.shape, array.strides)]
+    low = sum(e for e in extents if e < 0)
+    high = sum(e for e in extents if e > 0) + array.itemsize
+    buffer = np.zeros(high - low, dtype=np.uint8)
+    return np.ndarray(array.shape, array.dtype, buffer=buffer, offset=-low, strides=array.strides)
 
 
 def differentiate(function=None, *, optimize: bool = True):

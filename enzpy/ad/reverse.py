@@ -23,13 +23,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..analysis.activity import Activity, analyze
+from ..analysis.activity import Activity, analyze, holds_pointers
 from ..errors import DifferentiationError
 from ..ir import core
 from ..ir.builder import Builder, constant_float, constant_int
 from ..ir.clone import clone_body
 from ..ir.types import I1, I8, I32, I64, PTR, VOID, FunctionType, StructType, Type
-from ..analysis.memory_types import float_allocations, memory_float_type
+from ..analysis.memory_types import float_allocations, memory_float_type, pointer_root
 from ..rules.calls import (allocation_rule, is_inactive_call, is_memory_transfer, is_memset,
                            transfer_adjoint_function)
 from ..rules.registry import missing_rule_error, scalar_rule
@@ -89,6 +89,7 @@ class _ReverseBuilder:
         extra = iter(function.arguments[len(primal.arguments):])
         for index in spec.duplicated:
             self.shadow_of[function.arguments[index]] = next(extra)
+        self.float_arguments = {function.arguments[i] for i in spec.duplicated}
         self.active_outputs = [(function.arguments[i], next(extra)) for i in spec.active]
         seed = next(extra) if spec.return_type is not None else None
         builder = Builder(self.module).at_end(entry)
@@ -96,13 +97,14 @@ class _ReverseBuilder:
         if seed is not None:
             self.shadow_of[retptr] = builder.alloca(spec.return_type, "shadow.retptr")
             builder.store(seed, self.shadow_of[retptr])
-        allocas = {i for b in self.forward_blocks for i in b.instructions
-                   if isinstance(i, core.Alloca) and _may_hold_floats(i.allocated_type)}
+        every_alloca = [i for b in self.forward_blocks for i in b.instructions if isinstance(i, core.Alloca)]
+        allocas = {i for i in every_alloca if _may_hold_floats(i.allocated_type)}
         float_roots = set(self.shadow_of) | allocas
         allocations = float_allocations(function, [i for b in self.forward_blocks for i in b.instructions
                                                    if allocation_rule(i) is not None], float_roots)
         self.activity: Activity = analyze(function, float_roots | allocations,
-                                          {a for a, _ in self.active_outputs})
+                                          {a for a, _ in self.active_outputs},
+                                          pointer_slots=set(every_alloca) - allocas)
         tape_pointer = builder.alloca(TAPE_TYPE, "tape")
         builder.store(core.ZeroInitializer(TAPE_TYPE), tape_pointer)
         self.tape = Tape(self.module, tape_pointer)
@@ -144,12 +146,30 @@ class _ReverseBuilder:
                                           "and has no differentiation rule")
                 if isinstance(instruction, core.Store):
                     value, pointer = instruction.operands
+                    if value in activity.varied and pointer not in activity.shadowed \
+                            and not isinstance(pointer_root(pointer), core.Argument):
+                        # Only a Const argument may swallow a derivative (the user asked for it);
+                        # memory enzpy lost track of would give a silently wrong gradient.
+                        raise self._error(instruction, "a differentiable value is stored into memory enzpy "
+                                          "cannot track (no shadow)")
                     if value in activity.shadowed and pointer not in activity.shadowed:
                         raise self._error(instruction, "a pointer to differentiable memory is stored where "
                                           "enzpy cannot follow it")
+                if isinstance(instruction, core.Load) and not holds_pointers(instruction.type) \
+                        and not instruction.type.is_float and instruction.operands[0] in activity.shadowed \
+                        and pointer_root(instruction.operands[0]) in self.float_arguments:
+                    raise self._error(instruction, f"differentiable float memory is read as {instruction.type} "
+                                      "(reinterpreting float bits is not differentiable)")
                 if isinstance(instruction, core.Cast) and instruction.opcode == "bitcast" \
                         and instruction.operands[0] in activity.varied and not instruction.type.is_float:
                     raise self._error(instruction, "bitcast of a differentiable float to an integer")
+                if instruction in activity.varied and not instruction.type.is_float:
+                    raise self._error(instruction, f"'{instruction.opcode}' moves a derivative through an "
+                                      f"aggregate ({instruction.type}), which is not supported yet")
+                if isinstance(instruction, core.Store) and not instruction.operands[0].type.is_float \
+                        and instruction.operands[0] in activity.varied:
+                    raise self._error(instruction, "storing an aggregate that carries a derivative is not "
+                                      "supported yet")
                 if not activity.is_active(instruction) or isinstance(instruction, (core.Phi, core.Load)):
                     continue
                 if scalar_rule(instruction) is None:
@@ -159,6 +179,10 @@ class _ReverseBuilder:
         """Record the float type a memcpy/memmove into differentiable memory moves (None: no floats)."""
         destination, source = instruction.operands[:2]
         kind = None
+        if source in self.activity.shadowed and destination not in self.activity.shadowed \
+                and not isinstance(pointer_root(destination), core.Argument):
+            raise self._error(instruction, "differentiable memory is copied into memory enzpy cannot "
+                              "track (no shadow)")
         if destination in self.activity.shadowed:
             declared = dict(zip((self.function.arguments[i] for i in self.spec.duplicated),
                                 self.spec.duplicated_types))
@@ -208,6 +232,15 @@ class _ReverseBuilder:
             return value
         raise self._error(user, "a pointer merges differentiable memory with memory enzpy has no shadow for")
 
+    def _shadow_or_primal(self, value: core.Value) -> core.Value:
+        """Inside a shadow aggregate, fields without shadows (sizes, strides) keep the primal value."""
+        if value in self.shadow_of:
+            return self.shadow_of[value]
+        if value.type.is_float and value in self.activity.varied:
+            raise DifferentiationError("a differentiable float inside an aggregate is not supported yet "
+                                       f"(function @{self.primal.name})")
+        return value
+
     def _make_shadow(self, builder: Builder, instruction: core.Instruction) -> core.Value:
         name = f"shadow.{instruction.name}" if instruction.name else "shadow"
         if isinstance(instruction, core.GetElementPtr):
@@ -224,6 +257,15 @@ class _ReverseBuilder:
                                     self._shadow_operand(instruction, if_false), name)
         elif isinstance(instruction, core.Load):
             shadow = builder.load(instruction.type, self.shadow_of[instruction.operands[0]], name, instruction.align)
+        elif isinstance(instruction, core.InsertValue):
+            aggregate, element = instruction.operands
+            shadow = builder.insert(core.InsertValue(
+                type=instruction.type, name=name, opcode="insertvalue", indices=instruction.indices,
+                operands=[self._shadow_or_primal(aggregate), self._shadow_or_primal(element)]))
+        elif isinstance(instruction, core.ExtractValue):
+            shadow = builder.insert(core.ExtractValue(
+                type=instruction.type, name=name, opcode="extractvalue", indices=instruction.indices,
+                operands=[self.shadow_of[instruction.operands[0]]]))
         elif isinstance(instruction, core.Alloca):
             entry_builder = Builder(self.module).before_instruction(self.entry_block.terminator)
             shadow = entry_builder.alloca(instruction.allocated_type, name, instruction.align)
@@ -432,7 +474,7 @@ def reverse_post_order(entry: core.Block) -> list[core.Block]:
 
 
 def _may_hold_floats(ty: Type) -> bool:
-    if ty.is_float or ty.is_pointer:
+    if ty.is_float:
         return True
     if isinstance(ty, StructType):
         return any(_may_hold_floats(e) for e in ty.elements)

@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..ir import core
+from ..ir.types import ArrayType, StructType
+from .memory_types import pointer_root
 from ..rules.calls import is_inactive_call
 from ..rules.registry import scalar_rule
 
@@ -43,24 +45,47 @@ def _is_float(value: core.Value) -> bool:
     return value.type.is_float
 
 
-def analyze(function: core.Function, shadow_roots: set[core.Value], active_scalars: set[core.Value]) -> Activity:
-    """Run the three fixpoints; roots are pointer values, active scalars float arguments."""
+def analyze(function: core.Function, shadow_roots: set[core.Value], active_scalars: set[core.Value],
+            pointer_slots: set[core.Value] = frozenset()) -> Activity:
+    """Run the three fixpoints; roots are pointer values, active scalars float arguments.
+
+    `pointer_slots` (allocas without float fields) become shadowed only when a
+    shadowed pointer is stored into them: the shadow then has to follow it.
+    """
     activity = Activity(shadowed=set(shadow_roots), varied=set(active_scalars))
     instructions = list(function.instructions())
-    _propagate_shadows(instructions, activity.shadowed)
+    _propagate_shadows(instructions, activity.shadowed, pointer_slots)
     _propagate_varied(instructions, activity)
     _propagate_useful(instructions, activity)
     return activity
 
 
-def _propagate_shadows(instructions, shadowed: set[core.Value]) -> None:
+def holds_pointers(ty) -> bool:
+    """Pointers, and aggregates with a pointer field (numba's array struct), can have shadows."""
+    if ty.is_pointer:
+        return True
+    if isinstance(ty, StructType):
+        return any(holds_pointers(e) for e in ty.elements)
+    return isinstance(ty, ArrayType) and holds_pointers(ty.element)
+
+
+def _propagate_shadows(instructions, shadowed: set[core.Value], pointer_slots) -> None:
     changed = True
     while changed:
         changed = False
         for instruction in instructions:
-            if instruction in shadowed or not instruction.type.is_pointer:
+            if isinstance(instruction, core.Store) and instruction.operands[0] in shadowed:
+                slot = pointer_root(instruction.operands[1])
+                if slot in pointer_slots and slot not in shadowed:
+                    shadowed.add(slot)
+                    changed = True
+            if instruction in shadowed or not holds_pointers(instruction.type):
                 continue
-            if isinstance(instruction, (core.GetElementPtr, core.Cast)):
+            if isinstance(instruction, core.InsertValue):
+                gains = any(v in shadowed for v in instruction.operands)
+            elif isinstance(instruction, core.ExtractValue):
+                gains = instruction.operands[0] in shadowed
+            elif isinstance(instruction, (core.GetElementPtr, core.Cast)):
                 gains = instruction.operands[0] in shadowed
             elif isinstance(instruction, core.Phi):
                 gains = any(v in shadowed for v in instruction.operands)
@@ -85,16 +110,32 @@ def _carries_derivative(instruction: core.Instruction) -> bool:
         or isinstance(instruction, (core.BinaryOperator, core.UnaryOperator, core.Cast))
 
 
+def holds_floats(ty) -> bool:
+    if ty.is_float:
+        return True
+    if isinstance(ty, StructType):
+        return any(holds_floats(e) for e in ty.elements)
+    element = getattr(ty, "element", None)
+    return element is not None and holds_floats(element)
+
+
 def _propagate_varied(instructions, activity: Activity) -> None:
+    """Floats, and aggregates with float fields, that may depend on an active input.
+
+    Aggregates are tracked so that a derivative moving through one is noticed
+    (and reported) instead of silently dropped.
+    """
     varied, shadowed = activity.varied, activity.shadowed
     changed = True
     while changed:
         changed = False
         for instruction in instructions:
-            if instruction in varied or not _is_float(instruction):
+            if instruction in varied or not holds_floats(instruction.type):
                 continue
             if isinstance(instruction, core.Load):
                 gains = instruction.operands[0] in shadowed
+            elif isinstance(instruction, (core.InsertValue, core.ExtractValue, core.VectorOperation)):
+                gains = any(v in varied for v in instruction.operands)
             elif isinstance(instruction, core.Select):
                 gains = any(v in varied for v in instruction.operands[1:])
             elif _carries_derivative(instruction):

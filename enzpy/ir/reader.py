@@ -231,9 +231,14 @@ def _header_details(header: str, attribute_groups: dict[str, str]) -> tuple[str,
     return calling_convention, return_attributes, tuple(a for a in attributes if a)
 
 
+# Intrinsics whose only operands are metadata hints; enzpy carries no
+# metadata, so they are dropped (debug info and alias-scope declarations).
+_METADATA_ONLY_INTRINSICS = ("llvm.dbg.", "llvm.experimental.noalias.scope.decl")
+
+
 def _is_debug_intrinsic(ref) -> bool:
     operands = list(ref.operands)
-    return bool(operands) and operands[-1].name.startswith("llvm.dbg.")
+    return bool(operands) and operands[-1].name.startswith(_METADATA_ONLY_INTRINSICS)
 
 
 def _instruction_stream(text: str) -> TokenStream:

@@ -114,8 +114,10 @@ def test_every_shipped_pipeline_loads_by_name_and_by_path(path):
 
 def test_the_shipped_pipelines_are_the_ones_the_driver_uses():
     assert {path.stem for path in SHIPPED_PIPELINES} >= {"none", "pre_ad", "post_ad"}
-    assert load_pipeline("none").passes == []
+    # The unoptimized baseline only inlines: nothing that optimizes bodies.
+    assert [stage.name for stage in load_pipeline("none").passes] == ["inline_callees", "always_inliner"]
     assert InlineCallees() in load_pipeline("pre_ad").passes
+    assert "refprune" in [stage.name for stage in load_pipeline("post_ad").passes]
 
 
 def test_unknown_pipeline_name_lists_the_known_ones():

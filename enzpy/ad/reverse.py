@@ -23,12 +23,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..analysis.activity import Activity, analyze, holds_pointers
+from ..analysis.activity import Activity, analyze, holds_floats, holds_pointers
 from ..errors import DifferentiationError
 from ..ir import core
 from ..ir.builder import Builder, constant_float, constant_int
 from ..ir.clone import clone_body
-from ..ir.types import I1, I8, I32, I64, PTR, VOID, FunctionType, StructType, Type
+from ..ir.types import I1, I8, I32, I64, PTR, VOID, FunctionType, Type
 from ..analysis.memory_types import float_allocations, memory_float_type, pointer_root
 from ..rules.calls import (allocation_rule, is_inactive_call, is_memory_transfer, is_memset,
                            transfer_adjoint_function)
@@ -98,7 +98,7 @@ class _ReverseBuilder:
             self.shadow_of[retptr] = builder.alloca(spec.return_type, "shadow.retptr")
             builder.store(seed, self.shadow_of[retptr])
         every_alloca = [i for b in self.forward_blocks for i in b.instructions if isinstance(i, core.Alloca)]
-        allocas = {i for i in every_alloca if _may_hold_floats(i.allocated_type)}
+        allocas = {i for i in every_alloca if holds_floats(i.allocated_type)}
         float_roots = set(self.shadow_of) | allocas
         allocations = float_allocations(function, [i for b in self.forward_blocks for i in b.instructions
                                                    if allocation_rule(i) is not None], float_roots)
@@ -471,15 +471,6 @@ def reverse_post_order(entry: core.Block) -> list[core.Block]:
             stack.pop()
             order.append(block)
     return order[::-1]
-
-
-def _may_hold_floats(ty: Type) -> bool:
-    if ty.is_float:
-        return True
-    if isinstance(ty, StructType):
-        return any(_may_hold_floats(e) for e in ty.elements)
-    element = getattr(ty, "element", None)
-    return element is not None and _may_hold_floats(element)
 
 
 def _zero_of(ty: Type) -> core.Value:

@@ -171,36 +171,47 @@ class Differentiable:
 
     def _compile(self, primal_args, annotated) -> _Gradient:
         captured = capture(self.dispatcher, args=primal_args)
+        kinds = tuple(type(a) for a in annotated)
+        module, gradient_function, spec = self.gradient_module(captured, kinds)
+        text = write_module(module)
+        compiled = CompiledModule(text, pipeline="post_ad")
+        parameter_types = tuple(str(t) for t in gradient_function.function_type.params)
+        gradient_convention = dataclasses.replace(captured.convention, entry=gradient_function.name,
+                                                  parameter_types=parameter_types)
+        duplicated = tuple(i for i, kind in enumerate(kinds) if issubclass(kind, Duplicated))
+        active = tuple(i for i, kind in enumerate(kinds) if issubclass(kind, Active))
+        return _Gradient(NumbaEntryPoint(compiled, gradient_convention), duplicated, active,
+                         spec.return_type is not None, text)
+
+    def gradient_module(self, captured, kinds: tuple[type, ...]):
+        """(module with the gradient added, the gradient function, its ReverseSpec) for annotation kinds."""
         convention = captured.convention
-        for spec, annotation in zip(convention.arguments, annotated):
-            if isinstance(annotation, Duplicated) and not (spec.is_array and spec.is_float):
-                raise DifferentiationError(f"argument {spec.position} ({spec.name!r}): Duplicated needs a "
-                                           f"float array, got {spec.numba_type}")
-            if isinstance(annotation, Active) and (spec.is_array or not spec.is_float):
-                raise DifferentiationError(f"argument {spec.position} ({spec.name!r}): Active needs a float "
-                                           f"scalar, got {spec.numba_type}")
-        module = to_ir(captured)
-        module = optimize(module, "pre_ad" if self.optimize else "none")
-        primal = module.functions[convention.entry]
-        duplicated = tuple(i for i, a in enumerate(annotated) if isinstance(a, Duplicated))
-        active = tuple(i for i, a in enumerate(annotated) if isinstance(a, Active))
+        for argument, kind in zip(convention.arguments, kinds):
+            if issubclass(kind, Duplicated) and not (argument.is_array and argument.is_float):
+                raise DifferentiationError(f"argument {argument.position} ({argument.name!r}): Duplicated needs "
+                                           f"a float array, got {argument.numba_type}")
+            if issubclass(kind, Active) and (argument.is_array or not argument.is_float):
+                raise DifferentiationError(f"argument {argument.position} ({argument.name!r}): Active needs a "
+                                           f"float scalar, got {argument.numba_type}")
+        module = optimize(to_ir(captured), "pre_ad" if self.optimize else "none")
+        duplicated = [convention.arguments[i] for i, kind in enumerate(kinds) if issubclass(kind, Duplicated)]
+        active = [convention.arguments[i] for i, kind in enumerate(kinds) if issubclass(kind, Active)]
         return_type = None
         if convention.returns_value and np.dtype(str(convention.return_type)).kind == "f":
             return_type = FloatType("float" if str(convention.return_type) == "float32" else "double")
         spec = ReverseSpec(
-            duplicated=tuple(convention.arguments[i].data_parameter() for i in duplicated),
-            active=tuple(convention.arguments[i].first_parameter for i in active),
+            duplicated=tuple(a.data_parameter() for a in duplicated),
+            active=tuple(a.first_parameter for a in active),
             return_type=return_type,
-            duplicated_types=tuple(FloatType("float" if convention.arguments[i].dtype == np.float32 else "double")
-                                   for i in duplicated))
-        name = "enzpy.reverse." + convention.entry
-        gradient_function = build_reverse(module, primal, spec, name)
-        text = write_module(module)
-        compiled = CompiledModule(text, pipeline="post_ad")
-        parameter_types = tuple(str(t) for t in gradient_function.function_type.params)
-        gradient_convention = dataclasses.replace(convention, entry=name, parameter_types=parameter_types)
-        return _Gradient(NumbaEntryPoint(compiled, gradient_convention), duplicated, active,
-                         return_type is not None, text)
+            duplicated_types=tuple(FloatType("float" if a.dtype == np.float32 else "double") for a in duplicated))
+        gradient = build_reverse(module, module.functions[convention.entry], spec,
+                                 "enzpy.reverse." + convention.entry)
+        return module, gradient, spec
+
+
+def default_kinds(convention) -> tuple[type, ...]:
+    """What `value_and_grad` differentiates: float arrays Duplicated, float scalars Active."""
+    return tuple((Duplicated if a.is_array else Active) if a.is_float else Const for a in convention.arguments)
 
 
 def shadow_like(array: np.ndarray) -> np.ndarray:

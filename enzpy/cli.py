@@ -1,6 +1,7 @@
 """The `enzpy` command.
 
     enzpy emit FILE.py:FUNC --sig "float64(float64[:], int64)" [--stage raw|optimized] [-o OUT.ll]
+    enzpy emit FILE.py:FUNC --sig SIG --mode reverse [--no-preopt] [--activity dup,const,active]
 
 Errors the user can fix (missing file or function, bad signature, a kernel
 numba rejects, IR enzpy cannot carry) print one line and exit with status 2.
@@ -43,19 +44,44 @@ def load_function(target: str):
     return function
 
 
+_ACTIVITY_KINDS = {"dup": "Duplicated", "const": "Const", "active": "Active", "out": "Active",
+                   "dupnoneed": "DuplicatedNoNeed"}
+
+
 def _emit(arguments) -> int:
     from .driver import kernel_ir
     from .ir import write_module
 
     function = load_function(arguments.target)
     dump_after = set(arguments.dump_after.split(",")) if arguments.dump_after else None
-    module, _ = kernel_ir(function, signature=arguments.sig, stage=arguments.stage, dump_after=dump_after)
+    if arguments.mode == "reverse":
+        module = _gradient_module(function, arguments)
+    else:
+        stage = "raw" if arguments.no_preopt else arguments.stage
+        module, _ = kernel_ir(function, signature=arguments.sig, stage=stage, dump_after=dump_after)
     text = write_module(module)
     if arguments.output:
         Path(arguments.output).write_text(text)
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _gradient_module(function, arguments):
+    from . import api
+    from .frontend.numba import capture
+
+    captured = capture(function, signature=arguments.sig)
+    kinds = api.default_kinds(captured.convention)
+    if arguments.activity:
+        names = [n.strip() for n in arguments.activity.split(",")]
+        if len(names) != len(kinds) or any(n not in _ACTIVITY_KINDS for n in names):
+            raise UsageError(f"--activity needs one of {', '.join(_ACTIVITY_KINDS)} per argument "
+                             f"({len(kinds)}), got {arguments.activity!r}")
+        kinds = tuple(getattr(api, _ACTIVITY_KINDS[n]) for n in names)
+    differentiable = api.Differentiable(function, optimize=not arguments.no_preopt)
+    module, _, _ = differentiable.gradient_module(captured, kinds)
+    return module
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     emit.add_argument("--sig", required=True, help='numba signature, e.g. "float64(float64[:], int64)"')
     emit.add_argument("--stage", choices=("raw", "optimized"), default="optimized",
                       help="raw: as numba lowered it; optimized: after the pre-AD pipeline")
+    emit.add_argument("--mode", choices=("primal", "reverse"), default="primal",
+                      help="primal: the kernel itself; reverse: the module with its gradient added")
+    emit.add_argument("--no-preopt", action="store_true",
+                      help="skip the pre-AD pipeline (the same as --stage raw for the primal)")
+    emit.add_argument("--activity", help="reverse mode: one of dup,const,active per argument "
+                                         "(default: float arrays dup, float scalars active, the rest const)")
     emit.add_argument("-o", "--output", help="output .ll file (default: stdout)")
     emit.add_argument("--dump-after", help="comma-separated pipeline stages to dump IR after (stderr)")
     emit.set_defaults(handler=_emit)

@@ -139,3 +139,24 @@ def test_user_errors_exit_2_with_one_line(case, capsys, kernel_file, tmp_path):
     assert lines[0].startswith("enzpy: error:")
     assert expected_text in lines[0]
     assert not (tmp_path / "never.ll").exists()
+
+
+@pytest.mark.parametrize("preopt", [True, False], ids=["optimized", "no-preopt"])
+def test_emit_reverse_writes_a_verifying_gradient(capsys, kernel_file, tmp_path, preopt):
+    output = tmp_path / "gradient.ll"
+    flags = [] if preopt else ["--no-preopt"]
+    status, _, err = emit_in_process(capsys, f"{kernel_file}:sum_of_squares", "--sig", SIGNATURE,
+                                     "--mode", "reverse", *flags, "-o", output)
+    assert status == 0, err
+    module = parsed_and_verified(output.read_text())
+    gradients = [f for f in module.functions if f.name.startswith("enzpy.reverse.") and not f.is_declaration]
+    assert len(gradients) == 1
+    # retptr, excinfo, the exploded array (7), the count, the shadow data pointer, the seed
+    assert len(list(gradients[0].arguments)) == 2 + 7 + 1 + 1 + 1
+
+
+def test_emit_reverse_rejects_a_bad_activity_list(capsys, kernel_file):
+    status, out, err = emit_in_process(capsys, f"{kernel_file}:sum_of_squares", "--sig", SIGNATURE,
+                                       "--mode", "reverse", "--activity", "dup")
+    assert status == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and err.startswith("enzpy: error: --activity")

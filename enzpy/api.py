@@ -172,7 +172,10 @@ class Differentiable:
     def _compile(self, primal_args, annotated) -> _Gradient:
         captured = capture(self.dispatcher, args=primal_args)
         kinds = tuple(type(a) for a in annotated)
-        module, gradient_function, spec = self.gradient_module(captured, kinds)
+        try:
+            module, gradient_function, spec = self.gradient_module(captured, kinds)
+        except DifferentiationError as error:
+            raise DifferentiationError(f"{error}; in kernel {self._where()}") from None
         text = write_module(module)
         compiled = CompiledModule(text, pipeline="post_ad")
         parameter_types = tuple(str(t) for t in gradient_function.function_type.params)
@@ -182,6 +185,14 @@ class Differentiable:
         active = tuple(i for i, kind in enumerate(kinds) if issubclass(kind, Active))
         return _Gradient(NumbaEntryPoint(compiled, gradient_convention), duplicated, active,
                          spec.return_type is not None, text)
+
+    def _where(self) -> str:
+        """`module.function (file.py:line of def)`: the IR names only the mangled symbol."""
+        function = getattr(self.dispatcher, "py_func", None)
+        code = getattr(function, "__code__", None)
+        if code is None:
+            return repr(self.__name__)
+        return f"'{function.__module__}.{function.__qualname__}' ({code.co_filename}:{code.co_firstlineno})"
 
     def gradient_module(self, captured, kinds: tuple[type, ...]):
         """(module with the gradient added, the gradient function, its ReverseSpec) for annotation kinds."""

@@ -89,7 +89,7 @@ class Differentiable:
     def value_and_grad(self, *args):
         """(value, grads): grads[i] is d value / d args[i] on entry (None for non-floats)."""
         annotated = [self._default_annotation(a) for a in args]
-        value, active = self._reverse(annotated, seed=1.0, need_value=True)
+        value, active = self._reverse(annotated, seed=1.0)
         grads, active_iter = [], iter(active)
         for annotation in annotated:
             if isinstance(annotation, Duplicated):
@@ -108,7 +108,7 @@ class Differentiable:
         if mode != "reverse":
             raise NotImplementedError(f"mode {mode!r} is not implemented yet (only 'reverse')")
         annotated = [a if isinstance(a, (Const, Active, Duplicated)) else Const(a) for a in annotated_args]
-        _, active = self._reverse(annotated, seed=seed, need_value=False)
+        _, active = self._reverse(annotated, seed=seed)
         return tuple(active)
 
     # -- machinery
@@ -121,7 +121,7 @@ class Differentiable:
             return Active(value)
         return Const(value)
 
-    def _reverse(self, annotated, seed, need_value):
+    def _reverse(self, annotated, seed):
         primal_args = tuple(a.value for a in annotated)
         types = tuple(self.dispatcher.typeof_pyval(a) for a in primal_args)
         kinds = tuple(type(a).__name__ for a in annotated)

@@ -13,6 +13,7 @@ import pytest
 
 from enzpy.errors import UnsupportedIRError
 from enzpy.ir import core, parse_module, write_module
+from enzpy.ir.types import I8
 from enzpy.ir.verify import VerificationError, verify_module
 
 IR_FILES = sorted((Path(__file__).parent / "ir").glob("*.ll"))
@@ -64,7 +65,7 @@ def test_details_are_read():
     by_name = {i.name: i for i in memory.functions["memory"].instructions()}
     assert str(by_name["slot"].allocated_type).startswith("%pair")
     assert by_name["slot"].align == 16
-    assert by_name["byte"].source_type == core.I8 if hasattr(core, "I8") else str(by_name["byte"].source_type) == "i8"
+    assert by_name["byte"].source_type == I8
     assert by_name["third"].volatile and by_name["third"].align == 4
     control = parse_module((Path(__file__).parent / "ir" / "control_flow.ll").read_text())
     switch = next(i for i in control.functions["control"].instructions() if isinstance(i, core.Switch))

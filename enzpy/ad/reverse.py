@@ -76,6 +76,7 @@ class _ReverseBuilder:
         self.adjoint_slot: dict[core.Value, core.Value] = {}
         self.pushed: dict[core.Instruction, list[core.Value]] = {}
         self.transfer_kind: dict[core.Instruction, Type | None] = {}
+        self.returning_blocks: list[core.Block] = []
 
     # -- setup
 
@@ -283,7 +284,7 @@ class _ReverseBuilder:
             builder.store(terminator.operands[0], self.status_slot)
             block = terminator.parent
             block.instructions.remove(terminator)
-            self.returning_terminators = getattr(self, "returning_terminators", []) + [block]
+            self.returning_blocks.append(block)
 
     def _needed_in_reverse(self, instruction: core.Instruction) -> list[core.Value]:
         """Values the reverse code of `instruction` uses, in push order, minus those always available."""
@@ -337,7 +338,7 @@ class _ReverseBuilder:
         exit_block = function.append_block("reverse.exit")
         trap = function.append_block("reverse.unreachable")
         Builder(self.module).at_end(trap).unreachable()
-        for block in getattr(self, "returning_terminators", []):
+        for block in self.returning_blocks:
             Builder(self.module).at_end(block).br(start)
 
         builder = Builder(self.module).at_end(start)

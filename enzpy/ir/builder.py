@@ -14,7 +14,9 @@ import numpy as np
 from . import core
 from .types import I1, I32, PTR, VOID, FloatType, FunctionType, IntType, Type
 
-_INTRINSIC_SUFFIX = {"double": "f64", "float": "f32", "half": "f16", "fp128": "f128", "x86_fp80": "f80"}
+# LLVM's type suffix for an overloaded intrinsic, by float kind.
+INTRINSIC_SUFFIX = {"half": "f16", "bfloat": "bf16", "float": "f32", "double": "f64",
+                    "x86_fp80": "f80", "fp128": "f128"}
 
 
 def constant_float(ty: Type, value: float) -> core.ConstantFloat:
@@ -155,7 +157,7 @@ class Builder:
     def call_intrinsic(self, base_name: str, *arguments, name="") -> core.Value:
         """`llvm.cos` on a double calls `llvm.cos.f64`, declared on first use."""
         ty = arguments[0].type
-        full_name = f"{base_name}.{_INTRINSIC_SUFFIX[ty.kind]}"
+        full_name = f"{base_name}.{INTRINSIC_SUFFIX[ty.kind]}"
         callee = self.declare(full_name, ty, [a.type for a in arguments])
         return self.call(callee, arguments, name)
 

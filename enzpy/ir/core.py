@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from .types import (I1, LABEL, PTR, VOID, FunctionType, IntType, StructType, Type)
+from .types import LABEL, PTR, VOID, FunctionType, StructType, Type
 
 FAST_MATH_FLAGS = frozenset({"fast", "nnan", "ninf", "nsz", "arcp", "contract", "afn", "reassoc"})
 INTEGER_FLAGS = frozenset({"nsw", "nuw", "exact", "disjoint", "nneg", "samesign"})
@@ -46,7 +46,7 @@ class Argument(Value):
 
 
 class Constant(Value):
-    """Base class of constants; constants are compared structurally by `same_constant`."""
+    """Base class of constants."""
 
 
 @dataclass(eq=False)
@@ -165,26 +165,6 @@ class GlobalVariable(Constant):
     align: int | None = None
     """Alignment in bytes, when given."""
     __hash__ = Value.__hash__
-
-
-def same_constant(a: Value, b: Value) -> bool:
-    """Structural equality for constants (identity for everything else)."""
-    if a is b:
-        return True
-    if type(a) is not type(b) or not isinstance(a, Constant) or a.type != b.type:
-        return False
-    if isinstance(a, GlobalVariable | Function):
-        return False
-    if isinstance(a, (ConstantInt, ConstantFloat)):
-        return a.value == b.value
-    if isinstance(a, ConstantString):
-        return a.data == b.data
-    if isinstance(a, (ConstantAggregate, ConstantExpression)):
-        return (getattr(a, "opcode", None) == getattr(b, "opcode", None)
-                and len(a_ops := getattr(a, "elements", None) or a.operands) ==
-                len(b_ops := getattr(b, "elements", None) or b.operands)
-                and all(same_constant(x, y) for x, y in zip(a_ops, b_ops)))
-    return True
 
 
 # ---------------------------------------------------------------- instructions
@@ -587,6 +567,3 @@ def replace_all_uses(function: Function, old: Value, new: Value) -> None:
         if isinstance(instruction, Call) and instruction.callee is old:
             instruction.callee = new
 
-
-BOOL = I1
-__all__ = [name for name in dir() if not name.startswith("_")] + ["IntType"]

@@ -204,6 +204,11 @@ class _ModuleReader:
             raise UnsupportedIRError(f"{error} (function @{function.name})") from None
 
 
+def _is_calling_convention(token: str) -> bool:
+    """`fastcc`, `coldcc`, `x86_vectorcallcc`, ...: every named LLVM convention ends in `cc`."""
+    return token.endswith("cc") and token != "cc"
+
+
 def _split_header(header: str) -> tuple[str, str]:
     """`define <prefix> @name(<params>) <suffix> {` -> (prefix, suffix)."""
     at = header.index("@")
@@ -222,7 +227,7 @@ def _header_details(header: str, attribute_groups: dict[str, str]) -> tuple[str,
     """Calling convention, ABI return attributes and function attributes of a header."""
     prefix, suffix = _split_header(header)
     tokens = prefix.split()[1:]
-    calling_convention = next((t for t in tokens if t.endswith("cc") or t.startswith("cc ")), "")
+    calling_convention = next((t for t in tokens if _is_calling_convention(t)), "")
     # Return attributes like noalias/range/nonnull are hints; only the ABI ones must be kept.
     return_attributes = tuple(t for t in tokens if t in ("zeroext", "signext", "inreg"))
     attributes = []
@@ -330,7 +335,7 @@ def _fill_call(reader, inst, operands, stream, ref):
     inst.tail = " ".join(stream.prefix)
     inst.flags = _take_flags(stream, core.FAST_MATH_FLAGS)
     token = stream.peek()
-    if token and (token.endswith("cc") or token.startswith("cc")) and token not in ("cc",):
+    if token and _is_calling_convention(token):
         inst.calling_convention = stream.next()
     callee, arguments = operands[-1], operands[:-1]
     if ref.operands and list(ref.operands)[-1].value_kind.name == "inline_asm":

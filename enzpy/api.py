@@ -19,7 +19,7 @@ import numpy as np
 from .ad.reverse import ReverseSpec, build_reverse
 from .driver import optimize, to_ir
 from .errors import DifferentiationError
-from .frontend.numba import as_dispatcher, capture
+from .frontend.numba import as_dispatcher, capture, recapture_with_debug_info
 from .ir import write_module
 from .ir.types import FloatType
 from .jit import CompiledModule, NumbaEntryPoint, array_parameters, check_array, scalar_parameter
@@ -195,7 +195,18 @@ class Differentiable:
         return f"'{function.__module__}.{function.__qualname__}' ({code.co_filename}:{code.co_firstlineno})"
 
     def gradient_module(self, captured, kinds: tuple[type, ...]):
-        """(module with the gradient added, the gradient function, its ReverseSpec) for annotation kinds."""
+        """(module with the gradient added, the gradient function, its ReverseSpec) for annotation kinds.
+
+        A DifferentiationError is raised again from a copy of the kernel
+        compiled with debug info, so that it names the Python source line.
+        """
+        try:
+            return self._gradient_module(captured, kinds)
+        except DifferentiationError as error:
+            raise with_source_location(error, lambda: self._gradient_module(
+                recapture_with_debug_info(captured), kinds)) from None
+
+    def _gradient_module(self, captured, kinds: tuple[type, ...]):
         convention = captured.convention
         for argument, kind in zip(convention.arguments, kinds):
             if issubclass(kind, Duplicated) and not (argument.is_array and argument.is_float):
@@ -218,6 +229,20 @@ class Differentiable:
         gradient = build_reverse(module, module.functions[convention.entry], spec,
                                  "enzpy.reverse." + convention.entry)
         return module, gradient, spec
+
+
+def with_source_location(error: DifferentiationError, build_with_debug_info) -> DifferentiationError:
+    """`error`, or the same error from `build_with_debug_info()` if that one names a source line."""
+    if "Python source" in str(error):
+        return error
+    try:
+        build_with_debug_info()
+    except DifferentiationError as located:
+        if "Python source" in str(located):
+            return located
+    except Exception:            # debug info is a nicety: never let it hide the real error
+        pass
+    return error
 
 
 def default_kinds(convention) -> tuple[type, ...]:

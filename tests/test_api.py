@@ -5,6 +5,7 @@ differences of the plain numba kernel (run on copies, so in-place kernels are
 differentiated with respect to their arguments' values on entry).
 """
 
+import inspect
 import math
 import os
 import subprocess
@@ -530,6 +531,9 @@ def test_unsupported_operation_raises_naming_operation_and_function(kernel, oper
     message = str(info.value)
     assert operation in message
     assert kernel.__name__ in message
+    lines, first = inspect.getsourcelines(kernel.py_func)
+    line = first + next(i for i, text in enumerate(lines) if "# unsupported-op" in text)
+    assert f"Python source {inspect.getsourcefile(kernel.py_func)}:{line}" in message
     np.testing.assert_array_equal(x, [0.5, 1.5])       # nothing ran
 
 
@@ -547,7 +551,7 @@ def bit_hack(x):
 
 @pytest.mark.parametrize("optimize", [True, False], ids=["optimized", "unoptimized"])
 def test_float_through_integer_bits_raises(optimize):
-    with pytest.raises(DifferentiationError):
+    with pytest.raises(DifferentiationError, match=r"Python source .*test_api.py:\d+"):
         differentiate(bit_hack, optimize=optimize).grad(np.array([1.3]))
 
 

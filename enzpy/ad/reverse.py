@@ -117,6 +117,7 @@ class _ReverseBuilder:
         builder.br(self.forward_entry)
         self.entry_block = entry
         self._check_supported()
+        self.selected_values = self._values_feeding_selects()
         self._augment_forward()
         self._build_reverse_sweep()
         return function
@@ -127,8 +128,22 @@ class _ReverseBuilder:
             values += [i for i in block.instructions if i.type.is_float and self.activity.is_active(i)]
         return values
 
+    def _values_feeding_selects(self) -> set[core.Instruction]:
+        """Active arithmetic whose result reaches a select's value operand (stopping at loads and phis)."""
+        work = [o for b in self.forward_blocks for i in b.instructions if isinstance(i, core.Select)
+                and self.activity.is_active(i) for o in i.operands[1:]]
+        found: set[core.Instruction] = set()
+        while work:
+            value = work.pop()
+            if value in found or not isinstance(value, core.Instruction) or not self.activity.is_active(value) \
+                    or isinstance(value, (core.Load, core.Phi)):
+                continue
+            found.add(value)
+            work.extend(value.operands)
+        return found
+
     def _error(self, instruction: core.Instruction, what: str) -> DifferentiationError:
-        line = f", Python line {instruction.debug_line}" if instruction.debug_line else ""
+        line = f", Python source {instruction.location}" if instruction.location else ""
         block = instruction.parent.name if instruction.parent else "?"
         return DifferentiationError(f"{what} (function @{self.primal.name}, block {block!r}{line})")
 
@@ -441,6 +456,11 @@ class _ReverseBuilder:
             if partial is None or operand not in self.adjoint_slot:
                 continue
             contribution = builder.fmul(partial, adjoint)
+            if instruction in self.selected_values:
+                # A value a select may discard can have an infinite or NaN partial
+                # (np.cbrt evaluates pow on both signs); its zero adjoint must win.
+                discarded = builder.fcmp("oeq", adjoint, constant_float(adjoint.type, 0.0))
+                contribution = builder.select(discarded, constant_float(adjoint.type, 0.0), contribution)
             if contribution.type != operand.type:
                 opcode = "fptrunc" if contribution.type.width > operand.type.width else "fpext"
                 contribution = builder.cast(opcode, contribution, operand.type)

@@ -205,9 +205,28 @@ def _compile(dispatcher, types, return_type=None):
     return dispatcher.overloads[tuple(types)]
 
 
-def _fresh_copy(dispatcher):
+def _fresh_copy(dispatcher, **options):
     import numba
-    return numba.njit(**dispatcher.targetoptions)(dispatcher.py_func)
+    # njit warns about `nopython`, which the dispatcher's options always hold.
+    kept = {k: v for k, v in dispatcher.targetoptions.items() if k != "nopython"}
+    return numba.njit(**{**kept, **options})(dispatcher.py_func)
+
+
+def recapture_with_debug_info(captured: CapturedKernel) -> CapturedKernel:
+    """The same kernel compiled again with debug info, so instructions carry source lines.
+
+    Used only to locate an error: debug info makes numba mark the kernel
+    `noinline` and costs compile time, so the normal path goes without.
+    """
+    dispatcher = captured.dispatcher
+    if not hasattr(dispatcher, "py_func"):
+        return captured
+    # debug=True would also switch bounds checking on unless the kernel chose.
+    boundscheck = dispatcher.targetoptions.get("boundscheck", False)
+    fresh = _fresh_copy(dispatcher, debug=True, boundscheck=boundscheck)
+    result = _compile(fresh, captured.signature.args, captured.signature.return_type)
+    module, source = _link_library(result.library)
+    return CapturedKernel(module, _calling_convention(result, module), fresh, result.signature, source)
 
 
 def _raw_modules(library) -> list[str] | None:

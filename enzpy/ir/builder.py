@@ -42,7 +42,8 @@ class Builder:
         self.module = module
         self.block = block
         self.before = before
-        self.debug_line: int | None = None
+        self.location: core.SourceLocation | None = None
+        """Given to every instruction inserted without a location of its own."""
 
     # -- positioning
 
@@ -55,8 +56,8 @@ class Builder:
         return self
 
     def insert(self, instruction: core.Instruction) -> core.Instruction:
-        if instruction.debug_line is None:
-            instruction.debug_line = self.debug_line
+        if instruction.location is None:
+            instruction.location = self.location
         if self.before is None:
             return self.block.append(instruction)
         return self.block.insert(self.block.instructions.index(self.before), instruction)

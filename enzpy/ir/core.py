@@ -167,6 +167,19 @@ class GlobalVariable(Constant):
     __hash__ = Value.__hash__
 
 
+@dataclass(frozen=True)
+class SourceLocation:
+    """Where an instruction came from in the user's source (from debug info)."""
+
+    line: int
+    """1-based line number."""
+    file: str | None = None
+    """Path of the source file, when the debug info names it."""
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}" if self.file else f"line {self.line}"
+
+
 # ---------------------------------------------------------------- instructions
 
 @dataclass(eq=False, kw_only=True)
@@ -177,8 +190,8 @@ class Instruction(Value):
     """Value operands in LLVM order (blocks are kept separately where an opcode has them)."""
     parent: Block | None = field(default=None, repr=False)
     """The block holding this instruction."""
-    debug_line: int | None = None
-    """Source line from `!dbg` metadata, when the producer emitted it."""
+    location: SourceLocation | None = None
+    """Source file and line from `!dbg` metadata, when the producer emitted it."""
     opcode: str = ""
     """The LLVM opcode."""
     __hash__ = Value.__hash__

@@ -31,9 +31,36 @@ _LINKAGE_KEYWORDS = {"external": "", "available_externally": "available_external
 # Call-site parameter attributes that change the ABI and so must be kept.
 ABI_PARAMETER_ATTRIBUTES = ("byval", "sret", "inreg", "zeroext", "signext", "inalloca",
                             "preallocated", "elementtype", "byref", "swiftself", "swifterror")
-_DEBUG_LOCATION = re.compile(r"^!(\d+) = (?:distinct )?!DILocation\(line: (\d+)", re.M)
+_DEBUG_NODE = re.compile(r"^!(\d+) = (?:distinct )?!(DILocation|DISubprogram|DILexicalBlock|DILexicalBlockFile|DIFile)"
+                         r"\((.*)\)$", re.M)
+_DEBUG_FIELD = re.compile(r'(\w+): (!\d+|"(?:[^"\\]|\\.)*"|\d+)')
 _ATTRIBUTE_GROUP = re.compile(r"^attributes (#[0-9]+) = \{ (.*) \}$", re.M)
 _NAMED_STRUCT = re.compile(r'^%("[^"]*"|[-a-zA-Z$._0-9]+) = type (.*)$', re.M)
+
+
+def debug_locations(text: str) -> dict[int, core.SourceLocation]:
+    """Metadata id of every `!DILocation` in a module's text -> its file and line.
+
+    The file is found through the location's scope (subprogram or lexical
+    block) to its `!DIFile`; for an inlined callee that is the callee's file.
+    """
+    nodes = {int(number): (kind, dict(_DEBUG_FIELD.findall(fields)))
+             for number, kind, fields in _DEBUG_NODE.findall(text)}
+
+    def file_of(reference: str | None, depth: int = 0) -> str | None:
+        node = nodes.get(int(reference[1:])) if reference and reference.startswith("!") else None
+        if node is None or depth > 64:
+            return None
+        kind, fields = node
+        if kind == "DIFile":
+            name = fields.get("filename", '""')[1:-1]
+            directory = fields.get("directory", '""')[1:-1]
+            return f"{directory}/{name}" if directory and not name.startswith("/") else name or None
+        return file_of(fields.get("file") or fields.get("scope"), depth + 1)
+
+    return {number: core.SourceLocation(int(fields["line"]), file_of(fields.get("scope")))
+            for number, (kind, fields) in nodes.items()
+            if kind == "DILocation" and int(fields.get("line", 0)) > 0}
 
 
 def address(ref) -> int:
@@ -69,7 +96,7 @@ class _ModuleReader:
         self.text = str(module_ref)
         self.module = core.Module(name=module_ref.name, triple=module_ref.triple,
                                   data_layout=module_ref.data_layout)
-        self.debug_lines = {int(n): int(line) for n, line in _DEBUG_LOCATION.findall(self.text)}
+        self.locations = debug_locations(self.text)
         self.attribute_groups = dict(_ATTRIBUTE_GROUP.findall(self.text))
         self.locals: dict[int, core.Value] = {}
 
@@ -171,7 +198,7 @@ class _ModuleReader:
         text = str(ref)
         debug = re.search(r"!dbg !(\d+)", text)
         return kind(type=self.type_of(str(ref.type)), name=ref.name, opcode=opcode,
-                    debug_line=self.debug_lines.get(int(debug.group(1))) if debug else None)
+                    location=self.locations.get(int(debug.group(1))) if debug else None)
 
     def operand(self, ref, function: core.Function) -> core.Value:
         kind = ref.value_kind.name
@@ -231,6 +258,7 @@ def _header_details(header: str, attribute_groups: dict[str, str]) -> tuple[str,
     # Return attributes like noalias/range/nonnull are hints; only the ABI ones must be kept.
     return_attributes = tuple(t for t in tokens if t in ("zeroext", "signext", "inreg"))
     attributes = []
+    suffix = re.sub(r"![-a-zA-Z$._0-9]+ !\d+", "", suffix)         # metadata attachments (!dbg !3)
     for part in re.findall(r'#[0-9]+|"[^"]*"(?:="[^"]*")?|[a-z_]+(?:\([^)]*\))?', suffix):
         attributes.append(attribute_groups.get(part, part) if part.startswith("#") else part)
     return calling_convention, return_attributes, tuple(a for a in attributes if a)

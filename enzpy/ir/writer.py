@@ -2,7 +2,9 @@
 
 Every local value gets a name: its own if it has one (made unique), or a fresh
 `_N`. Float constants are written as the hex of their double, which is exact.
-Metadata is not carried, so none is written.
+Metadata is not carried, except source locations: where instructions have
+one, a minimal line table (`_LineTable`) is written so that the locations
+survive LLVM's passes and read back.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ def write_module(module: core.Module) -> str:
     for gv in module.globals.values():
         lines.append(_global_text(gv))
     lines.append("")
+    line_table = _LineTable()
     for function in module.functions.values():
-        lines.append(write_function(function))
+        lines.append(write_function(function, line_table))
+    lines.extend(line_table.module_lines())
     return "\n".join(lines) + "\n"
 
 
@@ -131,7 +135,7 @@ class _Namer:
         return f"label {self.names[block]}"
 
 
-def write_function(function: core.Function) -> str:
+def write_function(function: core.Function, line_table: "_LineTable | None" = None) -> str:
     """One function definition or declaration."""
     head = ["define" if function.blocks else "declare"]
     if function.linkage:
@@ -153,13 +157,90 @@ def write_function(function: core.Function) -> str:
         signature += " " + " ".join(function.attributes)
     if not function.blocks:
         return signature + "\n"
+    subprogram = line_table.subprogram(function) if line_table is not None else None
+    if subprogram is not None:
+        signature += f" !dbg {subprogram}"
     lines = [signature + " {"]
     for block in function.blocks:
         lines.append(namer.names[block][1:] + ":")
         for instruction in block.instructions:
-            lines.append("  " + instruction_text(instruction, namer))
+            text = "  " + instruction_text(instruction, namer)
+            if subprogram is not None and (instruction.location is not None or isinstance(instruction, core.Call)):
+                # LLVM's verifier wants a location on every call in a function with
+                # debug info; line 0 means "no source line".
+                text += f", !dbg {line_table.location(function, instruction.location)}"
+            lines.append(text)
     lines.append("}\n")
     return "\n".join(lines)
+
+
+def _metadata_string(text: str) -> str:
+    """A metadata string body: printable ASCII as is, anything else as \\XX escapes."""
+    return "".join(chr(b) if 32 <= b < 127 and b not in (34, 92) else "\\%02X" % b for b in text.encode())
+
+
+class _LineTable:
+    """The least debug info LLVM accepts: files, one subprogram per function, locations."""
+
+    def __init__(self):
+        self.nodes: list[str] = []
+        self.unit: str | None = None
+        self.files: dict[str, str] = {}
+        self.subprograms: dict[core.Function, tuple[str, str | None]] = {}
+        self.scopes: dict[tuple[core.Function, str | None], str] = {}
+        self.locations: dict[tuple[str, int], str] = {}
+
+    def _node(self, text: str) -> str:
+        self.nodes.append(text)
+        return f"!{len(self.nodes) - 1}"
+
+    def _file(self, path: str | None) -> str:
+        path = path or "<unknown>"
+        if path not in self.files:
+            directory, _, name = path.rpartition("/")
+            self.files[path] = self._node(f'!DIFile(filename: "{_metadata_string(name)}", '
+                                          f'directory: "{_metadata_string(directory)}")')
+        return self.files[path]
+
+    def subprogram(self, function: core.Function) -> str | None:
+        """The function's `!DISubprogram`, or None when no instruction has a location."""
+        located = [i.location for b in function.blocks for i in b.instructions if i.location is not None]
+        if not located:
+            return None
+        if self.unit is None:
+            self.unit = self._node(f'distinct !DICompileUnit(language: DW_LANG_Python, file: '
+                                   f'{self._file(located[0].file)}, producer: "enzpy", isOptimized: true, '
+                                   'runtimeVersion: 0, emissionKind: LineTablesOnly)')
+            self.no_types = self._node("!DISubroutineType(types: !{})")
+        home = located[0].file
+        subprogram = self._node(f'distinct !DISubprogram(name: "{_metadata_string(function.name)}", '
+                                f"scope: {self._file(home)}, file: {self._file(home)}, "
+                                f"line: {min(l.line for l in located)}, type: {self.no_types}, "
+                                f"spFlags: DISPFlagDefinition | DISPFlagOptimized, unit: {self.unit})")
+        self.subprograms[function] = (subprogram, home)
+        return subprogram
+
+    def location(self, function: core.Function, location: core.SourceLocation | None) -> str:
+        subprogram, home = self.subprograms[function]
+        file = location.file if location is not None else home
+        scope = self.scopes.get((function, file))
+        if scope is None:
+            # Lines of an inlined callee's file stay inside this subprogram.
+            scope = subprogram if file == home else self._node(
+                f"!DILexicalBlockFile(scope: {subprogram}, file: {self._file(file)}, discriminator: 0)")
+            self.scopes[(function, file)] = scope
+        line = location.line if location is not None else 0
+        key = (scope, line)
+        if key not in self.locations:
+            self.locations[key] = self._node(f"!DILocation(line: {line}, column: 0, scope: {scope})")
+        return self.locations[key]
+
+    def module_lines(self) -> list[str]:
+        if self.unit is None:
+            return []
+        flags = self._node('!{i32 2, !"Debug Info Version", i32 3}')
+        return ["", f"!llvm.dbg.cu = !{{{self.unit}}}", f"!llvm.module.flags = !{{{flags}}}"] + \
+            [f"!{number} = {text}" for number, text in enumerate(self.nodes)]
 
 
 def instruction_text(inst: core.Instruction, namer: _Namer) -> str:

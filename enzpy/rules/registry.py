@@ -103,8 +103,8 @@ def missing_rule_error(instruction: core.Instruction, function_name: str) -> Dif
     """The error to raise when `instruction` needs a derivative and has no rule."""
     key = rule_key(instruction)
     where = [f"in function '{function_name}'", f"block {_block_description(instruction)}"]
-    if instruction.debug_line is not None:
-        where.append(f"Python source line {instruction.debug_line}")
+    if instruction.location is not None:
+        where.append(f"Python source {instruction.location}")
     return DifferentiationError(
         f"Differentiation rule for '{key}' not implemented ({', '.join(where)}). "
         f"Register one with @partials(\"{key}\") in enzpy/rules/.")

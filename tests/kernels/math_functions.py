@@ -120,6 +120,16 @@ def logistic_log_likelihood(x, labels):
     return total
 
 
+@numba.njit
+def cube_roots_of_both_signs(x):
+    # np.cbrt evaluates pow for both signs and selects one: the discarded
+    # branch is NaN, and its derivative must not leak into the gradient.
+    total = 0.0
+    for i in range(x.shape[0]):
+        total += np.cbrt(x[i]) * x[i]
+    return total
+
+
 def _signed_away_from_zero(rng, size):
     # abs, fabs and copysign have kinks at zero; keep the samples clear of it.
     return rng.uniform(0.1, 1.0, size) * rng.choice([-1.0, 1.0], size)
@@ -199,6 +209,12 @@ CASES = [
         make_args=lambda rng: (float(rng.uniform(0.5, 2.0)), float(rng.uniform(-2.0, 2.0))),
         sig="float64(float64, float64)",
         tags=frozenset({"math"}),
+    ),
+    Case(
+        name="math_cbrt_both_signs",
+        func=cube_roots_of_both_signs,
+        make_args=lambda rng: (_signed_away_from_zero(rng, 16),),
+        tags=frozenset({"loop", "math", "select"}),
     ),
     Case(
         name="math_logistic_log_likelihood",

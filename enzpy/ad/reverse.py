@@ -4,14 +4,17 @@ Combined mode on one function (see DESIGN.md, "Reverse mode in one paragraph"):
 
 1. the primal body is cloned as the *augmented forward sweep*: next to every
    pointer into differentiable memory it computes the shadow pointer, next to
-   every allocation it makes a zeroed shadow allocation, and it pushes onto the
-   tape what the reverse sweep will need and cannot recompute there, plus the
-   id of each block it leaves;
-2. where the primal returned, control goes to the *reverse sweep*: it pops a
-   block id, runs that block's adjoint code (instructions in reverse order),
-   pops the predecessor's id, moves phi adjoints along that edge, and repeats
-   until it reaches the entry block;
-3. the exit adds the active scalars' adjoints into their output pointers,
+   every allocation it makes a zeroed shadow allocation, and every loop gets
+   an iteration counter;
+2. where the primal returned, control goes to the *reverse sweep*, which
+   mirrors the forward CFG: each block's adjoint code runs its instructions
+   in reverse order, then goes back along the edge the forward sweep came in
+   by. A loop header knows that edge from its iteration counter, which the
+   reverse loop counts down; a loop exit restores the counter; only a block
+   with several predecessors (a join) pushes which one it came from;
+3. forward values the adjoint code needs come from `ReverseValues`: as is,
+   recomputed, re-loaded, or (the last resort) cached on the tape;
+4. the exit adds the active scalars' adjoints into their output pointers,
    frees the tape and returns the primal status.
 
 Adjoints of SSA values live in stack slots (promoted to registers by the
@@ -23,16 +26,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..analysis.activity import Activity, analyze, holds_floats, holds_pointers
+from ..analysis.activity import Activity, analyze, holds_floats
+from ..analysis.loops import LoopInfo, reverse_post_order  # noqa: F401  (reverse_post_order: public here)
+from ..analysis.memory_types import float_allocations, memory_float_type, pointer_root
+from ..analysis.overwrites import OverwriteAnalysis
 from ..errors import DifferentiationError
 from ..ir import core
 from ..ir.builder import Builder, constant_float, constant_int
 from ..ir.clone import clone_body
 from ..ir.types import I1, I8, I32, I64, PTR, VOID, FunctionType, Type
-from ..analysis.memory_types import float_allocations, memory_float_type, pointer_root
-from ..rules.calls import (allocation_rule, is_inactive_call, is_memory_transfer, is_memset,
-                           transfer_adjoint_function)
-from ..rules.registry import missing_rule_error, scalar_rule
+from ..rules.calls import allocation_rule, is_memset, transfer_adjoint_function
+from ..rules.registry import scalar_rule
+from .recompute import ReverseValues
+from .shadows import check_supported, fill_shadow_phi, make_shadow
 from .tape import TAPE_TYPE, Tape
 
 
@@ -48,6 +54,9 @@ class ReverseSpec:
     """Float type of the value the primal stores through retptr (seeded), or None."""
     duplicated_types: tuple[Type, ...] = ()
     """Element float type behind each duplicated pointer (for copies that do not say)."""
+    distinct_arguments: bool = False
+    """The caller guarantees pointer parameters do not overlap, so writes through one
+    never change what another reads (lets the reverse sweep re-load more)."""
 
 
 def build_reverse(module: core.Module, primal: core.Function, spec: ReverseSpec, name: str) -> core.Function:
@@ -74,7 +83,6 @@ class _ReverseBuilder:
         module.add_function(self.function)
         self.shadow_of: dict[core.Value, core.Value] = {}
         self.adjoint_slot: dict[core.Value, core.Value] = {}
-        self.pushed: dict[core.Instruction, list[core.Value]] = {}
         self.transfer_kind: dict[core.Instruction, Type | None] = {}
         self.returning_blocks: list[core.Block] = []
 
@@ -83,17 +91,18 @@ class _ReverseBuilder:
     def build(self) -> core.Function:
         function, primal, spec = self.function, self.primal, self.spec
         entry = function.append_block("enzpy.entry")
+        self.entry_block = entry
         value_map = dict(zip(primal.arguments, function.arguments))
         clone_body(primal, function, value_map)
-        self.forward_blocks = [value_map[b] for b in primal.blocks]
-        self.forward_entry = self.forward_blocks[0]
+        self.forward_entry = value_map[primal.blocks[0]]
+        builder = Builder(self.module).at_end(entry)
+        self.forward_blocks = self._prepare_control_flow()
         extra = iter(function.arguments[len(primal.arguments):])
         for index in spec.duplicated:
             self.shadow_of[function.arguments[index]] = next(extra)
         self.float_arguments = {function.arguments[i] for i in spec.duplicated}
         self.active_outputs = [(function.arguments[i], next(extra)) for i in spec.active]
         seed = next(extra) if spec.return_type is not None else None
-        builder = Builder(self.module).at_end(entry)
         retptr = function.arguments[0]
         if seed is not None:
             self.shadow_of[retptr] = builder.alloca(spec.return_type, "shadow.retptr")
@@ -110,23 +119,91 @@ class _ReverseBuilder:
         builder.store(core.ZeroInitializer(TAPE_TYPE), tape_pointer)
         self.tape = Tape(self.module, tape_pointer)
         self.status_slot = builder.alloca(I32, "status")
+        self.return_slot = builder.alloca(I64, "returned.from")
+        self.iteration_slots = {loop: builder.alloca(I64, f"iteration.{loop.header.name}")
+                                for loop in self.loops.loops}
         for value in self._active_values():
             slot = builder.alloca(value.type, f"adjoint.{value.name}" if value.name else "adjoint")
             builder.store(constant_float(value.type, 0.0), slot)
             self.adjoint_slot[value] = slot
         builder.br(self.forward_entry)
-        self.entry_block = entry
-        self._check_supported()
+        check_supported(self.forward_blocks, self.activity, self.float_arguments, self._error,
+                        self.primal.name, self._classify_transfer)
         self.selected_values = self._values_feeding_selects()
+        self.original_instructions = {b: list(b.instructions) for b in self.forward_blocks}
         self._augment_forward()
+        self.values = ReverseValues(
+            self.module, self.loops, self._blocks_run_once(), self.shadow_of, self.tape, self.counters,
+            self.iteration_slots, OverwriteAnalysis(self.forward_blocks, self.original_instructions,
+                                                    spec.distinct_arguments))
         self._build_reverse_sweep()
         return function
+
+    def _prepare_control_flow(self) -> list[core.Block]:
+        """Drop unreachable blocks, give loop exits their own blocks, count iterations, mark joins."""
+        function = self.function
+        reachable = set(reverse_post_order(self.forward_entry))
+        for block in [b for b in function.blocks if b is not self.entry_block and b not in reachable]:
+            function.blocks.remove(block)
+            for successor in block.successors():
+                for phi in successor.phis():
+                    _remove_incoming(phi, block)
+        blocks = [b for b in function.blocks if b is not self.entry_block]
+        loops = LoopInfo(blocks, self.forward_entry, self.primal.name)
+        exits = {edge: None for loop in loops.loops for edge in loops.exits(loop)}
+        for inside, outside in exits:
+            _split_edge(function, inside, outside)
+        blocks = [b for b in function.blocks if b is not self.entry_block]
+        self.loops = LoopInfo(blocks, self.forward_entry, self.primal.name)
+        self.predecessors = self.loops.predecessors
+        self.counters: dict = {}
+        for loop in self.loops.loops:
+            counter = core.Phi(type=I64, name=f"iteration.{loop.header.name}", opcode="phi")
+            loop.header.insert(0, counter)
+            for entry in loop.entries:
+                counter.operands.append(constant_int(I64, 0))
+                counter.incoming_blocks.append(entry)
+            for latch in loop.latches:
+                following = Builder(self.module).before_instruction(latch.terminator)
+                counter.operands.append(following.add(counter, constant_int(I64, 1), "iteration.next"))
+                counter.incoming_blocks.append(latch)
+            self.counters[loop] = counter
+        self.loop_of_header = {loop.header: loop for loop in self.loops.loops}
+        self.came_from: dict[core.Block, core.Phi] = {}
+        for block in blocks:
+            if len(self.predecessors[block]) > 1 and not self._header_is_structured(block):
+                index = core.Phi(type=I64, name=f"from.{block.name}", opcode="phi",
+                                 operands=[constant_int(I64, i) for i in range(len(self.predecessors[block]))],
+                                 incoming_blocks=list(self.predecessors[block]))
+                block.insert(0, index)
+                self.came_from[block] = index
+        return blocks
+
+    def _header_is_structured(self, block: core.Block) -> bool:
+        """A header entered from one block and continued from one latch: the counter says which."""
+        loop = self.loop_of_header.get(block)
+        return loop is not None and len(loop.entries) == 1 and len(loop.latches) == 1
+
+    def _blocks_run_once(self) -> set[core.Block]:
+        """Blocks outside loops that every path to a return passes through: their values stay valid."""
+        once = {self.entry_block}
+        dominators = self.loops.dominators
+        for block in self.forward_blocks:
+            if not self.loops.loops_of(block) and all(dominators.dominates(block, r)
+                                                      for r in self.returning_blocks):
+                once.add(block)
+        return once
 
     def _active_values(self) -> list[core.Value]:
         values = [a for a, _ in self.active_outputs if self.activity.is_active(a)]
         for block in self.forward_blocks:
             values += [i for i in block.instructions if i.type.is_float and self.activity.is_active(i)]
         return values
+
+    def _error(self, instruction: core.Instruction, what: str) -> DifferentiationError:
+        line = f", Python source {instruction.location}" if instruction.location else ""
+        block = instruction.parent.name if instruction.parent else "?"
+        return DifferentiationError(f"{what} (function @{self.primal.name}, block {block!r}{line})")
 
     def _values_feeding_selects(self) -> set[core.Instruction]:
         """Active arithmetic whose result reaches a select's value operand (stopping at loads and phis)."""
@@ -141,55 +218,6 @@ class _ReverseBuilder:
             found.add(value)
             work.extend(value.operands)
         return found
-
-    def _error(self, instruction: core.Instruction, what: str) -> DifferentiationError:
-        line = f", Python source {instruction.location}" if instruction.location else ""
-        block = instruction.parent.name if instruction.parent else "?"
-        return DifferentiationError(f"{what} (function @{self.primal.name}, block {block!r}{line})")
-
-    def _check_supported(self) -> None:
-        activity = self.activity
-        for block in self.forward_blocks:
-            for instruction in block.instructions:
-                if isinstance(instruction, core.Call) and not is_inactive_call(instruction):
-                    touches_shadow = any(a in activity.shadowed for a in instruction.operands)
-                    if is_memory_transfer(instruction):
-                        self._classify_transfer(instruction)
-                    elif touches_shadow and allocation_rule(instruction) is None and not is_memset(instruction) \
-                            and scalar_rule(instruction) is None:
-                        name = getattr(instruction.callee, "name", "an indirect call")
-                        raise self._error(instruction, f"call to '{name}' receives differentiable memory "
-                                          "and has no differentiation rule")
-                if isinstance(instruction, core.Store):
-                    value, pointer = instruction.operands
-                    if value in activity.varied and pointer not in activity.shadowed \
-                            and not isinstance(pointer_root(pointer), core.Argument):
-                        # Only a Const argument may swallow a derivative (the user asked for it);
-                        # memory enzpy lost track of would give a silently wrong gradient.
-                        raise self._error(instruction, "a differentiable value is stored into memory enzpy "
-                                          "cannot track (no shadow)")
-                    if value in activity.shadowed and pointer not in activity.shadowed:
-                        raise self._error(instruction, "a pointer to differentiable memory is stored where "
-                                          "enzpy cannot follow it")
-                if isinstance(instruction, core.Load) and not holds_pointers(instruction.type) \
-                        and not instruction.type.is_float and instruction.operands[0] in activity.shadowed \
-                        and pointer_root(instruction.operands[0]) in self.float_arguments:
-                    raise self._error(instruction, f"differentiable float memory is read as {instruction.type} "
-                                      "(reinterpreting float bits is not differentiable)")
-                if isinstance(instruction, core.Cast) and instruction.opcode == "bitcast" \
-                        and instruction.operands[0] in activity.varied and not instruction.type.is_float:
-                    raise self._error(instruction, "bitcast of a differentiable float to an integer")
-                if instruction in activity.varied and not instruction.type.is_float:
-                    raise self._error(instruction, f"'{instruction.opcode}' moves a derivative through an "
-                                      f"aggregate ({instruction.type}), which is not supported yet")
-                if isinstance(instruction, core.Store) and not instruction.operands[0].type.is_float \
-                        and instruction.operands[0] in activity.varied:
-                    raise self._error(instruction, "storing an aggregate that carries a derivative is not "
-                                      "supported yet")
-                if not activity.is_active(instruction) or isinstance(instruction, (core.Phi, core.Load)):
-                    continue
-                if scalar_rule(instruction) is None:
-                    raise missing_rule_error(instruction, self.primal.name)
 
     def _classify_transfer(self, instruction: core.Call) -> None:
         """Record the float type a memcpy/memmove into differentiable memory moves (None: no floats)."""
@@ -211,137 +239,41 @@ class _ReverseBuilder:
 
     def _augment_forward(self) -> None:
         shadow_phis = []
-        self.original_instructions = {b: list(b.instructions) for b in self.forward_blocks}
         # Reverse post-order visits definitions before uses (phis aside), so
         # every shadow operand exists when its user's shadow is made.
         for block in reverse_post_order(self.forward_entry):
-            block_id = self.forward_blocks.index(block)
             original = self.original_instructions[block]
             for position, instruction in enumerate(original):
-                following = original[position + 1] if position + 1 < len(original) else None
-                builder = Builder(self.module)
-                if instruction.is_terminator:
-                    self._leave_block(builder.before_instruction(instruction), block_id, instruction)
+                if isinstance(instruction, core.Return):
+                    self._return_to_reverse(instruction)
                     continue
-                builder.before_instruction(following)
+                if instruction.is_terminator:
+                    continue
+                builder = Builder(self.module).before_instruction(original[position + 1])
                 if instruction in self.activity.shadowed and instruction not in self.shadow_of:
-                    shadow = self._make_shadow(builder, instruction)
+                    shadow = make_shadow(builder, instruction, self.shadow_of, self.entry_block, self._error,
+                                         self.activity.varied, self.primal.name)
                     if isinstance(instruction, core.Phi):
                         shadow_phis.append((instruction, shadow))
                 if isinstance(instruction, core.Store):
                     value, pointer = instruction.operands
                     if value in self.activity.shadowed and pointer in self.activity.shadowed:
                         builder.store(self.shadow_of[value], self.shadow_of[pointer], instruction.align)
-                needed = self._needed_in_reverse(instruction)
-                if needed:
-                    self.pushed[instruction] = needed
-                    for value in needed:
-                        self.tape.push(builder, value)
         for phi, shadow in shadow_phis:
-            shadow.operands = [self._shadow_operand(phi, v) for v in phi.operands]
-            shadow.incoming_blocks = list(phi.incoming_blocks)
+            fill_shadow_phi(phi, shadow, self.shadow_of, self._error)
+        for block, came_from in self.came_from.items():
+            # First thing after the phis (shadow phis included), so popped last.
+            first = next(i for i in block.instructions if not isinstance(i, core.Phi))
+            self.tape.push(Builder(self.module).before_instruction(first), came_from)
 
-    def _shadow_operand(self, user: core.Instruction, value: core.Value) -> core.Value:
-        if value in self.shadow_of:
-            return self.shadow_of[value]
-        if isinstance(value, (core.ConstantNull, core.Undef, core.Poison)):
-            return value
-        raise self._error(user, "a pointer merges differentiable memory with memory enzpy has no shadow for")
-
-    def _shadow_or_primal(self, value: core.Value) -> core.Value:
-        """Inside a shadow aggregate, fields without shadows (sizes, strides) keep the primal value."""
-        if value in self.shadow_of:
-            return self.shadow_of[value]
-        if value.type.is_float and value in self.activity.varied:
-            raise DifferentiationError("a differentiable float inside an aggregate is not supported yet "
-                                       f"(function @{self.primal.name})")
-        return value
-
-    def _make_shadow(self, builder: Builder, instruction: core.Instruction) -> core.Value:
-        name = f"shadow.{instruction.name}" if instruction.name else "shadow"
-        if isinstance(instruction, core.GetElementPtr):
-            shadow = builder.gep(instruction.source_type, self.shadow_of[instruction.operands[0]],
-                                 instruction.operands[1:], name)
-            shadow.flags = instruction.flags
-        elif isinstance(instruction, core.Cast):
-            shadow = builder.cast(instruction.opcode, self.shadow_of[instruction.operands[0]], instruction.type, name)
-        elif isinstance(instruction, core.Phi):
-            shadow = builder.phi(instruction.type, name)
-        elif isinstance(instruction, core.Select):
-            condition, if_true, if_false = instruction.operands
-            shadow = builder.select(condition, self._shadow_operand(instruction, if_true),
-                                    self._shadow_operand(instruction, if_false), name)
-        elif isinstance(instruction, core.Load):
-            shadow = builder.load(instruction.type, self.shadow_of[instruction.operands[0]], name, instruction.align)
-        elif isinstance(instruction, core.InsertValue):
-            aggregate, element = instruction.operands
-            shadow = builder.insert(core.InsertValue(
-                type=instruction.type, name=name, opcode="insertvalue", indices=instruction.indices,
-                operands=[self._shadow_or_primal(aggregate), self._shadow_or_primal(element)]))
-        elif isinstance(instruction, core.ExtractValue):
-            shadow = builder.insert(core.ExtractValue(
-                type=instruction.type, name=name, opcode="extractvalue", indices=instruction.indices,
-                operands=[self.shadow_of[instruction.operands[0]]]))
-        elif isinstance(instruction, core.Alloca):
-            entry_builder = Builder(self.module).before_instruction(self.entry_block.terminator)
-            shadow = entry_builder.alloca(instruction.allocated_type, name, instruction.align)
-            builder.store(core.ZeroInitializer(instruction.allocated_type)
-                          if instruction.allocated_type.is_aggregate
-                          else _zero_of(instruction.allocated_type), shadow, instruction.align)
-        else:
-            shadow = allocation_rule(instruction).allocate_shadow(builder, instruction)
-        self.shadow_of[instruction] = shadow
-        return shadow
-
-    def _leave_block(self, builder: Builder, block_id: int, terminator: core.Instruction) -> None:
-        self.tape.push(builder, constant_int(I64, block_id))
-        if isinstance(terminator, core.Return):
-            builder.store(terminator.operands[0], self.status_slot)
-            block = terminator.parent
-            block.instructions.remove(terminator)
-            self.returning_blocks.append(block)
-
-    def _needed_in_reverse(self, instruction: core.Instruction) -> list[core.Value]:
-        """Values the reverse code of `instruction` uses, in push order, minus those always available."""
-        activity = self.activity
-        wanted: list[core.Value] = []
-        if isinstance(instruction, core.Load):
-            if activity.is_active(instruction):
-                wanted = [self.shadow_of[instruction.operands[0]]]
-        elif isinstance(instruction, core.Store):
-            value, pointer = instruction.operands
-            if pointer in activity.shadowed and value.type.is_float:
-                wanted = [self.shadow_of[pointer]]
-        elif isinstance(instruction, core.Call) and instruction in self.activity.shadowed:
-            wanted = [self.shadow_of[instruction]]
-        elif is_memset(instruction) and instruction.operands[0] in activity.shadowed:
-            wanted = [self.shadow_of[instruction.operands[0]], instruction.operands[2]]
-        elif self.transfer_kind.get(instruction) is not None:
-            destination, source, length = instruction.operands[:3]
-            wanted = [self.shadow_of[destination], length]
-            if source in activity.shadowed:
-                wanted.append(self.shadow_of[source])
-        elif activity.is_active(instruction) and not isinstance(instruction, core.Phi):
-            wanted = self._values_used_by_partials(instruction)
-        return [v for v in wanted if not self._always_available(v)]
-
-    def _always_available(self, value: core.Value) -> bool:
-        """Constants, parameters and values computed once before anything else need no tape."""
-        if isinstance(value, (core.Constant, core.Argument)):
-            return True
-        return isinstance(value, core.Instruction) and value.parent in (self.entry_block, self.forward_entry)
-
-    def _values_used_by_partials(self, instruction: core.Instruction) -> list[core.Value]:
-        """Run the rule on stand-ins in a scratch block to see which inputs its partials read."""
-        rule = scalar_rule(instruction)
-        stand_ins = [core.Value(instruction.type)] + [core.Value(o.type) for o in instruction.operands]
-        scratch = core.Block("scratch")
-        results = rule.partials(Builder(self.module).at_end(scratch), *stand_ins)
-        used = {id(v) for v in results if v is not None}
-        for generated in scratch.instructions:
-            used.update(id(v) for v in generated.operands)
-        originals = [instruction] + list(instruction.operands)
-        return [o for o, s in zip(originals, stand_ins) if id(s) in used]
+    def _return_to_reverse(self, terminator: core.Return) -> None:
+        """Keep the status, note which return this was; the reverse sweep starts here."""
+        builder = Builder(self.module).before_instruction(terminator)
+        builder.store(terminator.operands[0], self.status_slot)
+        builder.store(constant_int(I64, len(self.returning_blocks)), self.return_slot)
+        block = terminator.parent
+        block.instructions.remove(terminator)
+        self.returning_blocks.append(block)
 
     # -- reverse sweep
 
@@ -351,8 +283,8 @@ class _ReverseBuilder:
         dispatch = function.append_block("reverse.dispatch")
         self.reverse_block = {b: function.append_block(f"reverse.{b.name}") for b in self.forward_blocks}
         exit_block = function.append_block("reverse.exit")
-        trap = function.append_block("reverse.unreachable")
-        Builder(self.module).at_end(trap).unreachable()
+        self.trap = function.append_block("reverse.unreachable")
+        Builder(self.module).at_end(self.trap).unreachable()
         for block in self.returning_blocks:
             Builder(self.module).at_end(block).br(start)
 
@@ -361,23 +293,24 @@ class _ReverseBuilder:
         failed = builder.icmp("ne", status, constant_int(I32, 0))
         builder.cond_br(failed, exit_block, dispatch)
         builder.at_end(dispatch)
-        block_id = self.tape.pop(builder, ty=I64)
-        builder.switch(block_id, trap, [(i, self.reverse_block[b]) for i, b in enumerate(self.forward_blocks)])
+        if len(self.returning_blocks) == 1:
+            builder.br(self.reverse_block[self.returning_blocks[0]])
+        else:
+            returned = builder.load(I64, self.return_slot, "returned.from")
+            builder.switch(returned, self.trap, [(i, self.reverse_block[b])
+                                                 for i, b in enumerate(self.returning_blocks)])
 
-        predecessors = {b: [] for b in self.forward_blocks}
         for block in self.forward_blocks:
-            for successor in dict.fromkeys(block.successors()):
-                if successor in predecessors:
-                    predecessors[successor].append(block)
-        for block in self.forward_blocks:
-            builder.at_end(self.reverse_block[block])
+            reverse = self.reverse_block[block]
+            self.values.enter(block, reverse)
+            builder.at_end(reverse)
             for instruction in reversed(self.original_instructions[block]):
                 if not isinstance(instruction, core.Phi):
                     self._reverse_instruction(builder, instruction)
             if block is self.forward_entry:
                 builder.br(exit_block)
             else:
-                self._to_predecessor(builder, block, predecessors[block], trap)
+                self._to_predecessor(builder, block)
 
         builder.at_end(exit_block)
         for argument, output in self.active_outputs:
@@ -387,71 +320,101 @@ class _ReverseBuilder:
         self.tape.free(builder)
         builder.ret(builder.load(I32, self.status_slot))
 
-    def _to_predecessor(self, builder: Builder, block, predecessors, trap) -> None:
-        block_id = self.tape.pop(builder, ty=I64)
+    def _to_predecessor(self, builder: Builder, block: core.Block) -> None:
+        """Go back along the edge the forward sweep entered `block` by."""
+        predecessors = self.predecessors[block]
+        loop = self.loop_of_header.get(block)
+        if len(predecessors) == 1 and loop is None:
+            for exited in self._loops_exited_into(block):
+                # Entering a loop backwards from its exit: resume at the iteration it left in.
+                builder.store(self.values.value(builder, self.counters[exited]), self.iteration_slots[exited])
+            builder.br(self._edge(block, predecessors[0]))
+        elif self._header_is_structured(block):
+            iteration = self.values.iteration(builder, loop)
+            first = builder.icmp("eq", iteration, constant_int(I64, 0), "first.iteration")
+            back = self.function.append_block(f"reverse.back.{block.name}")
+            builder.cond_br(first, self._edge(block, loop.entries[0]), back)
+            builder.at_end(back)
+            builder.store(builder.add(iteration, constant_int(I64, -1)), self.iteration_slots[loop])
+            builder.br(self._edge(block, loop.latches[0]))
+        else:
+            came_from = self.tape.pop(builder, ty=I64)
+            cases = []
+            for index, predecessor in enumerate(predecessors):
+                target = self._edge(block, predecessor)
+                if loop is not None and predecessor in loop.latches:
+                    back = self.function.append_block(f"reverse.back.{predecessor.name}.{block.name}")
+                    back_builder = Builder(self.module).at_end(back)
+                    iteration = self.values.iteration(back_builder, loop)
+                    back_builder.store(back_builder.add(iteration, constant_int(I64, -1)), self.iteration_slots[loop])
+                    back_builder.br(target)
+                    target = back
+                cases.append((index, target))
+            builder.switch(came_from, self.trap, cases)
+
+    def _loops_exited_into(self, block: core.Block):
+        """Loops the single edge into `block` leaves, outermost first."""
+        predecessor = self.predecessors[block][0]
+        inside = self.loops.loops_of(block)
+        return [loop for loop in self.loops.loops_of(predecessor) if loop not in inside]
+
+    def _edge(self, block: core.Block, predecessor: core.Block) -> core.Block:
+        """The reverse of edge predecessor -> block: phi adjoints move to the incoming values."""
+        target = self.reverse_block[predecessor]
         active_phis = [p for p in block.phis() if p in self.adjoint_slot]
-        cases = []
-        for predecessor in predecessors:
-            target = self.reverse_block[predecessor]
-            if active_phis:
-                edge = self.function.append_block(f"reverse.edge.{predecessor.name}.{block.name}")
-                edge_builder = Builder(self.module).at_end(edge)
-                adjoints = [self._take_adjoint(edge_builder, phi) for phi in active_phis]
-                for phi, adjoint in zip(active_phis, adjoints):
-                    incoming = phi.operands[phi.incoming_blocks.index(predecessor)]
-                    self._add_adjoint(edge_builder, incoming, adjoint)
-                edge_builder.br(target)
-                target = edge
-            cases.append((self.forward_blocks.index(predecessor), target))
-        builder.switch(block_id, trap, cases)
+        if not active_phis:
+            return target
+        edge = self.function.append_block(f"reverse.edge.{predecessor.name}.{block.name}")
+        builder = Builder(self.module).at_end(edge)
+        adjoints = [self._take_adjoint(builder, phi) for phi in active_phis]
+        for phi, adjoint in zip(active_phis, adjoints):
+            self._add_adjoint(builder, phi.operands[phi.incoming_blocks.index(predecessor)], adjoint)
+        builder.br(target)
+        return edge
 
     def _reverse_instruction(self, builder: Builder, instruction: core.Instruction) -> None:
-        available = {}
-        for value in reversed(self.pushed.get(instruction, [])):
-            available[value] = self.tape.pop(builder, like=value)
-
-        def value_in_reverse(value):
-            return available.get(value, value)
-
-        activity = self.activity
+        activity, values = self.activity, self.values
         if isinstance(instruction, core.Load):
             if activity.is_active(instruction):
                 adjoint = self._take_adjoint(builder, instruction)
-                shadow = value_in_reverse(self.shadow_of[instruction.operands[0]])
+                shadow = values.shadow(builder, instruction.operands[0])
                 old = builder.load(instruction.type, shadow, align=instruction.align)
                 builder.store(builder.fadd(old, adjoint), shadow, instruction.align)
         elif isinstance(instruction, core.Store):
             value, pointer = instruction.operands
             if pointer in activity.shadowed and value.type.is_float:
-                shadow = value_in_reverse(self.shadow_of[pointer])
+                shadow = values.shadow(builder, pointer)
                 if activity.is_active(value):
                     self._add_adjoint(builder, value, builder.load(value.type, shadow, align=instruction.align))
                 builder.store(constant_float(value.type, 0.0), shadow, instruction.align)
         elif isinstance(instruction, core.Call) and instruction in activity.shadowed:
-            allocation_rule(instruction).free_shadow(builder, value_in_reverse(self.shadow_of[instruction]))
+            allocation_rule(instruction).free_shadow(builder, values.shadow(builder, instruction))
         elif is_memset(instruction) and instruction.operands[0] in activity.shadowed:
-            shadow, length = (value_in_reverse(self.shadow_of[instruction.operands[0]]),
-                              value_in_reverse(instruction.operands[2]))
+            shadow = values.shadow(builder, instruction.operands[0])
+            length = values.value(builder, instruction.operands[2])
             builder.call(instruction.callee, [shadow, constant_int(instruction.operands[1].type, 0), length,
                                               instruction.operands[3]])
         elif self.transfer_kind.get(instruction) is not None:
             destination, source, length = instruction.operands[:3]
-            shadow_destination = value_in_reverse(self.shadow_of[destination])
+            shadow_destination = values.shadow(builder, destination)
+            length = values.value(builder, length)
             if source in activity.shadowed:
                 helper = transfer_adjoint_function(self.module, self.transfer_kind[instruction].kind)
-                builder.call(helper, [shadow_destination, value_in_reverse(self.shadow_of[source]),
-                                      value_in_reverse(length)])
+                builder.call(helper, [shadow_destination, values.shadow(builder, source), length])
             else:                        # copied from constant memory: the old adjoint just dies
                 memset = builder.declare("llvm.memset.p0.i64", VOID, [PTR, I8, I64, I1])
-                builder.call(memset, [shadow_destination, constant_int(I8, 0), value_in_reverse(length),
-                                      constant_int(I1, 0)])
+                builder.call(memset, [shadow_destination, constant_int(I8, 0), length, constant_int(I1, 0)])
         elif activity.is_active(instruction):
-            self._reverse_scalar(builder, instruction, value_in_reverse)
+            self._reverse_scalar(builder, instruction)
 
-    def _reverse_scalar(self, builder: Builder, instruction: core.Instruction, value_in_reverse) -> None:
+    def _reverse_scalar(self, builder: Builder, instruction: core.Instruction) -> None:
         adjoint = self._take_adjoint(builder, instruction)
-        operands = [value_in_reverse(o) for o in instruction.operands]
-        partials = scalar_rule(instruction).partials(builder, value_in_reverse(instruction), *operands)
+        used = self._inputs_used_by_partials(instruction)
+        # Inputs the partials never read are passed as the forward values: no
+        # code refers to them, so nothing is recomputed or cached for them.
+        result, *operands = [self.values.value(builder, v) if v in used else v
+                             for v in [instruction] + list(instruction.operands)]
+        partials = scalar_rule(instruction).partials(builder, result, *operands)
         for operand, partial in zip(instruction.operands, partials):
             if partial is None or operand not in self.adjoint_slot:
                 continue
@@ -466,6 +429,18 @@ class _ReverseBuilder:
                 contribution = builder.cast(opcode, contribution, operand.type)
             self._add_adjoint(builder, operand, contribution)
 
+    def _inputs_used_by_partials(self, instruction: core.Instruction) -> set[core.Value]:
+        """Run the rule on stand-ins in a scratch block to see which inputs its partials read."""
+        rule = scalar_rule(instruction)
+        stand_ins = [core.Value(instruction.type)] + [core.Value(o.type) for o in instruction.operands]
+        scratch = core.Block("scratch")
+        results = rule.partials(Builder(self.module).at_end(scratch), *stand_ins)
+        used = {id(v) for v in results if v is not None}
+        for generated in scratch.instructions:
+            used.update(id(v) for v in generated.operands)
+        originals = [instruction] + list(instruction.operands)
+        return {o for o, s in zip(originals, stand_ins) if id(s) in used}
+
     def _take_adjoint(self, builder: Builder, value: core.Value) -> core.Value:
         slot = self.adjoint_slot[value]
         adjoint = builder.load(value.type, slot)
@@ -479,24 +454,25 @@ class _ReverseBuilder:
         builder.store(builder.fadd(builder.load(value.type, slot), contribution), slot)
 
 
-def reverse_post_order(entry: core.Block) -> list[core.Block]:
-    order, seen, stack = [], {entry}, [(entry, iter(entry.successors()))]
-    while stack:
-        block, successors = stack[-1]
-        for successor in successors:
-            if successor not in seen:
-                seen.add(successor)
-                stack.append((successor, iter(successor.successors())))
-                break
-        else:
-            stack.pop()
-            order.append(block)
-    return order[::-1]
+def _split_edge(function: core.Function, source: core.Block, target: core.Block) -> core.Block:
+    """Put a new block on the edge source -> target (every branch case of it)."""
+    middle = function.append_block(f"{source.name}.to.{target.name}")
+    middle.append(core.Branch(type=VOID, opcode="br", targets=[target]))
+    terminator = source.terminator
+    if isinstance(terminator, core.Branch):
+        terminator.targets = [middle if t is target else t for t in terminator.targets]
+    elif isinstance(terminator, core.Switch):
+        terminator.default = middle if terminator.default is target else terminator.default
+        terminator.cases = [(value, middle if b is target else b) for value, b in terminator.cases]
+    else:
+        raise DifferentiationError(f"cannot split the edge out of block {source.name!r} "
+                                   f"({terminator.opcode}) (function @{function.name})")
+    for phi in target.phis():
+        phi.incoming_blocks = [middle if b is source else b for b in phi.incoming_blocks]
+    return middle
 
 
-def _zero_of(ty: Type) -> core.Value:
-    if ty.is_float:
-        return constant_float(ty, 0.0)
-    if ty.is_pointer:
-        return core.ConstantNull(ty)
-    return constant_int(ty, 0)
+def _remove_incoming(phi: core.Phi, block: core.Block) -> None:
+    kept = [(v, b) for v, b in zip(phi.operands, phi.incoming_blocks) if b is not block]
+    phi.operands = [v for v, _ in kept]
+    phi.incoming_blocks = [b for _, b in kept]

@@ -11,6 +11,7 @@ module, plus a `CallingConvention` describing the entry point.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 
 import llvmlite.binding as llvm
@@ -224,7 +225,9 @@ def recapture_with_debug_info(captured: CapturedKernel) -> CapturedKernel:
     # debug=True would also switch bounds checking on unless the kernel chose.
     boundscheck = dispatcher.targetoptions.get("boundscheck", False)
     fresh = _fresh_copy(dispatcher, debug=True, boundscheck=boundscheck)
-    result = _compile(fresh, captured.signature.args, captured.signature.return_type)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")      # numba warns about array expressions without source
+        result = _compile(fresh, captured.signature.args, captured.signature.return_type)
     module, source = _link_library(result.library)
     return CapturedKernel(module, _calling_convention(result, module), fresh, result.signature, source)
 

@@ -1,0 +1,256 @@
+"""Where the reverse sweep gets each forward value it needs: cache minimization.
+
+The reverse code of a block B reads forward values (operands of partials,
+shadow pointers, lengths of copies). For each, `ReverseValues` picks the
+cheapest source, counted in tape slots per execution of B:
+
+- as is: constants, parameters, and values of blocks that run once (outside
+  loops, on every path to the return);
+- from the loop counter: an induction variable of a loop around B is
+  `start + iteration * step`; the reverse loop counts the iteration down;
+- recompute: a pure instruction (arithmetic, casts, compares, GEPs, math
+  calls) of the same loop iteration, from operands found the same way;
+- re-load: a load from memory nothing overwrites after it (OverwriteAnalysis);
+- cache: pushed onto the tape at the end of B in the forward sweep and popped
+  at the start of B's reverse code.
+
+Choosing recompute whenever its operands cost no more than caching the value
+itself is a local form of Enzyme's min-cut over the value graph.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from dataclasses import dataclass
+
+from ..analysis.loops import Loop, LoopInfo
+from ..analysis.overwrites import OverwriteAnalysis
+from ..ir import core
+from ..ir.builder import Builder, constant_int
+from ..ir.types import I64, IntType
+from ..rules.calls import allocation_rule
+from ..rules.registry import scalar_rule
+from .tape import Tape
+
+SLOT_BYTES = 8
+"""Every tape entry takes one 8-byte slot."""
+
+_PURE = (core.BinaryOperator, core.UnaryOperator, core.Cast, core.Compare, core.Select, core.GetElementPtr,
+         core.ExtractValue, core.Freeze)
+_SOURCES = ("available", "counter", "induction", "recompute", "reload", "cache")
+
+
+@dataclass(frozen=True)
+class Induction:
+    """A header phi that is `start + iteration * step` in its loop."""
+
+    loop: Loop
+    """The loop whose header holds the phi."""
+    start: core.Value
+    """Value on entry (from the preheader)."""
+    step: core.Constant
+    """Integer constant added on every iteration."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How the reverse code of one block gets one forward value."""
+
+    block: core.Block
+    """Forward block whose reverse code needs the value."""
+    value: core.Value
+    """The forward value (for shadows: the primal pointer whose shadow is needed)."""
+    shadow: bool
+    """Whether the shadow of `value` is needed rather than `value` itself."""
+    source: str
+    """One of available, counter, induction, recompute, reload, cache."""
+
+
+class ReverseValues:
+    """Forward values inside the reverse code of one block at a time (see the module docstring)."""
+
+    def __init__(self, module: core.Module, loops: LoopInfo, once_blocks: set[core.Block],
+                 shadow_of: dict[core.Value, core.Value], tape: Tape, counters: dict[Loop, core.Phi],
+                 iteration_slots: dict[Loop, core.Value], overwrites: OverwriteAnalysis):
+        self.module, self.loops, self.once_blocks = module, loops, once_blocks
+        self.shadow_of, self.tape = shadow_of, tape
+        self.counter_loop = {phi: loop for loop, phi in counters.items()}
+        self.iteration_slots, self.overwrites = iteration_slots, overwrites
+        self.inductions = self._find_inductions(counters)
+        self.decisions: list[Decision] = []
+
+    # -- per block
+
+    def enter(self, block: core.Block, reverse_block: core.Block) -> None:
+        """Start emitting the reverse code of forward `block` into `reverse_block`."""
+        self.block, self.reverse_block = block, reverse_block
+        self.enclosing = set(self.loops.loops_of(block))
+        self.plans: dict[tuple[core.Value, bool], tuple[int, str]] = {}
+        self.emitted: dict[tuple[core.Value, bool], core.Value] = {}
+
+    def value(self, builder: Builder, value: core.Value) -> core.Value:
+        """`value` as computed by the forward sweep in the execution being reversed."""
+        return self._emit(builder, value, shadow=False)
+
+    def shadow(self, builder: Builder, pointer: core.Value) -> core.Value:
+        """The shadow of forward pointer `pointer`, likewise."""
+        return self._emit(builder, pointer, shadow=True)
+
+    def iteration(self, builder: Builder, loop: Loop) -> core.Value:
+        return builder.load(I64, self.iteration_slots[loop], "iteration")
+
+    # -- planning: cost in tape slots, and the source
+
+    def _plan(self, value: core.Value, shadow: bool) -> tuple[int, str]:
+        key = (value, shadow)
+        if key not in self.plans:
+            self.plans[key] = (1, "cache")           # cycles (through phis) end in a cache
+            self.plans[key] = self._choose(value, shadow)
+        return self.plans[key]
+
+    def _choose(self, value: core.Value, shadow: bool) -> tuple[int, str]:
+        target = self._shadow_target(value) if shadow else value
+        if self._available(target):
+            return 0, "available"
+        if not shadow and value in self.counter_loop and self.counter_loop[value] in self.enclosing:
+            return 0, "counter"
+        induction = None if shadow else self.inductions.get(value)
+        if induction is not None and induction.loop in self.enclosing:
+            return self._plan(induction.start, False)[0], "induction"
+        options = [(1, 2, "cache")]
+        if isinstance(value, core.Instruction) and self._same_iteration(value):
+            operands = self._recompute_operands(value, shadow)
+            if operands is not None:
+                options.append((sum(self._plan(v, s)[0] for v, s in operands), 0, "recompute"))
+            if isinstance(value, core.Load) and self.overwrites.can_reload(value):
+                options.append((self._plan(value.operands[0], shadow)[0], 1, "reload"))
+        cost, _, source = min(options)
+        return cost, source
+
+    def _shadow_target(self, value: core.Value) -> core.Value:
+        if isinstance(value, (core.ConstantNull, core.Undef, core.Poison)):
+            return value
+        return self.shadow_of[value]
+
+    def _available(self, value: core.Value) -> bool:
+        if isinstance(value, (core.Constant, core.Argument)):
+            return True
+        return isinstance(value, core.Instruction) and value.parent in self.once_blocks
+
+    def _same_iteration(self, instruction: core.Instruction) -> bool:
+        """Every loop around the definition is around B too: B's iteration determines the instance."""
+        return all(loop in self.enclosing for loop in self.loops.loops_of(instruction.parent))
+
+    def _recompute_operands(self, value: core.Instruction, shadow: bool):
+        """The (value, shadow?) operands a recomputation reads, or None if it cannot be recomputed."""
+        if not shadow:
+            if isinstance(value, _PURE) or (isinstance(value, core.Call) and scalar_rule(value) is not None
+                                            and allocation_rule(value) is None):
+                return [(o, False) for o in value.operands]
+            return None
+        if isinstance(value, core.GetElementPtr):
+            return [(value.operands[0], True)] + [(o, False) for o in value.operands[1:]]
+        if isinstance(value, core.Cast) and value.type.is_pointer:
+            return [(value.operands[0], True)]
+        if isinstance(value, core.Select):
+            return [(value.operands[0], False), (value.operands[1], True), (value.operands[2], True)]
+        if isinstance(value, core.ExtractValue):
+            return [(value.operands[0], True)]
+        return None
+
+    # -- emission
+
+    def _emit(self, builder: Builder, value: core.Value, shadow: bool) -> core.Value:
+        key = (value, shadow)
+        if key in self.emitted:
+            return self.emitted[key]
+        _, source = self._plan(value, shadow)
+        self.decisions.append(Decision(self.block, value, shadow, source))
+        if source == "available":
+            result = self._shadow_target(value) if shadow else value
+        elif source == "counter":
+            result = self.iteration(builder, self.counter_loop[value])
+        elif source == "induction":
+            result = self._induction_value(builder, self.inductions[value])
+        elif source == "recompute":
+            result = self._recompute(builder, value, shadow)
+        elif source == "reload":
+            pointer = self._emit(builder, value.operands[0], shadow)
+            result = copy.copy(value)
+            result.operands = [pointer]
+            result.name = (f"shadow.{value.name}" if shadow else value.name) + ".reloaded"
+            builder.insert(result)
+        else:
+            result = self._cache(self._shadow_target(value) if shadow else value)
+        self.emitted[key] = result
+        return result
+
+    def _induction_value(self, builder: Builder, induction: Induction) -> core.Value:
+        start = self._emit(builder, induction.start, False)
+        iteration = self.iteration(builder, induction.loop)
+        if start.type != I64:
+            iteration = builder.cast("trunc", iteration, start.type)
+        step = induction.step.value
+        offset = iteration if step == 1 else builder.mul(iteration, constant_int(start.type, step))
+        return builder.add(start, offset, "induction")
+
+    def _recompute(self, builder: Builder, value: core.Instruction, shadow: bool) -> core.Value:
+        if not shadow:
+            clone = copy.copy(value)
+            clone.operands = [self._emit(builder, o, False) for o in value.operands]
+            if isinstance(clone, core.Call):
+                clone.argument_attributes = list(clone.argument_attributes)
+            clone.name = f"{value.name}.recomputed" if value.name else ""
+            return builder.insert(clone)
+        name = f"shadow.{value.name}.recomputed" if value.name else "shadow.recomputed"
+        if isinstance(value, core.GetElementPtr):
+            result = builder.gep(value.source_type, self._emit(builder, value.operands[0], True),
+                                 [self._emit(builder, o, False) for o in value.operands[1:]], name)
+            result.flags = value.flags
+            return result
+        if isinstance(value, core.Cast):
+            return builder.cast(value.opcode, self._emit(builder, value.operands[0], True), value.type, name)
+        if isinstance(value, core.Select):
+            return builder.select(self._emit(builder, value.operands[0], False),
+                                  self._emit(builder, value.operands[1], True),
+                                  self._emit(builder, value.operands[2], True), name)
+        return builder.insert(core.ExtractValue(type=value.type, name=name, opcode="extractvalue",
+                                                indices=value.indices,
+                                                operands=[self._emit(builder, value.operands[0], True)]))
+
+    def _cache(self, forward_value: core.Value) -> core.Value:
+        """Push at the end of B (forward), pop at the start of B's reverse code."""
+        self.tape.push(Builder(self.module).before_instruction(self.block.terminator), forward_value)
+        top = Builder(self.module)
+        if self.reverse_block.instructions:
+            # Later pushes come off the tape first: each new pop goes above the others.
+            top.before_instruction(self.reverse_block.instructions[0])
+        else:
+            top.at_end(self.reverse_block)
+        return self.tape.pop(top, like=forward_value)
+
+    # -- induction variables
+
+    def _find_inductions(self, counters: dict[Loop, core.Phi]) -> dict[core.Phi, Induction]:
+        found = {}
+        for loop in self.loops.loops:
+            if len(loop.entries) != 1 or len(loop.latches) != 1:
+                continue
+            for phi in loop.header.phis():
+                if phi in self.counter_loop or not isinstance(phi.type, IntType):
+                    continue
+                start = phi.operands[phi.incoming_blocks.index(loop.entries[0])]
+                step_value = phi.operands[phi.incoming_blocks.index(loop.latches[0])]
+                if isinstance(step_value, core.BinaryOperator) and step_value.opcode == "add":
+                    left, right = step_value.operands
+                    other = right if left is phi else left if right is phi else None
+                    if isinstance(other, core.ConstantInt):
+                        found[phi] = Induction(loop, start, other)
+        return found
+
+    # -- reporting
+
+    def summary(self) -> Counter:
+        """How many (block, value) needs each source served."""
+        return Counter(d.source for d in self.decisions)

@@ -1,0 +1,162 @@
+"""What both AD modes share: shadow pointers and the safety nets.
+
+A *shadow* is the derivative copy of differentiable memory; a shadow pointer
+points at the same place in the shadow as its primal pointer does in the
+primal. Next to every pointer into differentiable memory (GEP, cast, phi,
+select, load of a pointer, alloca, allocation call, array struct) each mode
+builds its shadow the same way, in a `shadow_of` map for one shadow (reverse
+mode has one, vector forward mode one per lane).
+
+`check_supported` refuses what neither mode can differentiate safely: every
+refusal is a DifferentiationError, never a silently wrong derivative.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from ..analysis.activity import Activity, holds_pointers
+from ..analysis.memory_types import pointer_root
+from ..errors import DifferentiationError
+from ..ir import core
+from ..ir.builder import Builder, constant_float, constant_int
+from ..ir.types import Type
+from ..rules.calls import allocation_rule, is_inactive_call, is_memory_transfer, is_memset
+from ..rules.registry import missing_rule_error, scalar_rule
+
+ErrorFactory = Callable[[core.Instruction, str], DifferentiationError]
+"""`error(instruction, what)`: the error to raise, naming the function, block and source line."""
+
+
+def make_shadow(builder: Builder, instruction: core.Instruction, shadow_of: dict[core.Value, core.Value],
+                entry_block: core.Block, error: ErrorFactory, varied: set[core.Value],
+                function_name: str) -> core.Value:
+    """Build the shadow of the pointer-valued `instruction` at `builder`, record it in `shadow_of`.
+
+    Operands' shadows must exist already (phis excepted: their shadow is an
+    empty phi, filled by `fill_shadow_phi` once every incoming shadow exists).
+    Shadows of allocas are allocated in `entry_block` and zeroed where the
+    primal alloca is.
+    """
+    name = f"shadow.{instruction.name}" if instruction.name else "shadow"
+    if isinstance(instruction, core.GetElementPtr):
+        shadow = builder.gep(instruction.source_type, shadow_of[instruction.operands[0]],
+                             instruction.operands[1:], name)
+        shadow.flags = instruction.flags
+    elif isinstance(instruction, core.Cast):
+        shadow = builder.cast(instruction.opcode, shadow_of[instruction.operands[0]], instruction.type, name)
+    elif isinstance(instruction, core.Phi):
+        shadow = builder.phi(instruction.type, name)
+    elif isinstance(instruction, core.Select):
+        condition, if_true, if_false = instruction.operands
+        shadow = builder.select(condition, shadow_operand(instruction, if_true, shadow_of, error),
+                                shadow_operand(instruction, if_false, shadow_of, error), name)
+    elif isinstance(instruction, core.Load):
+        shadow = builder.load(instruction.type, shadow_of[instruction.operands[0]], name, instruction.align)
+    elif isinstance(instruction, core.InsertValue):
+        aggregate, element = instruction.operands
+        shadow = builder.insert(core.InsertValue(
+            type=instruction.type, name=name, opcode="insertvalue", indices=instruction.indices,
+            operands=[shadow_or_primal(aggregate, shadow_of, varied, function_name),
+                      shadow_or_primal(element, shadow_of, varied, function_name)]))
+    elif isinstance(instruction, core.ExtractValue):
+        shadow = builder.insert(core.ExtractValue(
+            type=instruction.type, name=name, opcode="extractvalue", indices=instruction.indices,
+            operands=[shadow_of[instruction.operands[0]]]))
+    elif isinstance(instruction, core.Alloca):
+        entry_builder = Builder(builder.module).before_instruction(entry_block.terminator)
+        shadow = entry_builder.alloca(instruction.allocated_type, name, instruction.align)
+        builder.store(core.ZeroInitializer(instruction.allocated_type)
+                      if instruction.allocated_type.is_aggregate
+                      else zero_of(instruction.allocated_type), shadow, instruction.align)
+    else:
+        shadow = allocation_rule(instruction).allocate_shadow(builder, instruction)
+    shadow_of[instruction] = shadow
+    return shadow
+
+
+def fill_shadow_phi(phi: core.Phi, shadow: core.Phi, shadow_of: dict[core.Value, core.Value],
+                    error: ErrorFactory) -> None:
+    """Give the shadow of `phi` the shadows of its incoming values."""
+    shadow.operands = [shadow_operand(phi, v, shadow_of, error) for v in phi.operands]
+    shadow.incoming_blocks = list(phi.incoming_blocks)
+
+
+def shadow_operand(user: core.Instruction, value: core.Value, shadow_of: dict[core.Value, core.Value],
+                   error: ErrorFactory) -> core.Value:
+    """The shadow of a pointer merged by a phi or select (null and undef are their own shadows)."""
+    if value in shadow_of:
+        return shadow_of[value]
+    if isinstance(value, (core.ConstantNull, core.Undef, core.Poison)):
+        return value
+    raise error(user, "a pointer merges differentiable memory with memory enzpy has no shadow for")
+
+
+def shadow_or_primal(value: core.Value, shadow_of: dict[core.Value, core.Value], varied: set[core.Value],
+                     function_name: str) -> core.Value:
+    """Inside a shadow aggregate, fields without shadows (sizes, strides) keep the primal value."""
+    if value in shadow_of:
+        return shadow_of[value]
+    if value.type.is_float and value in varied:
+        raise DifferentiationError("a differentiable float inside an aggregate is not supported yet "
+                                   f"(function @{function_name})")
+    return value
+
+
+def zero_of(ty: Type) -> core.Value:
+    if ty.is_float:
+        return constant_float(ty, 0.0)
+    if ty.is_pointer:
+        return core.ConstantNull(ty)
+    return constant_int(ty, 0)
+
+
+def check_supported(blocks: Iterable[core.Block], activity: Activity, float_arguments: set[core.Value],
+                    error: ErrorFactory, function_name: str,
+                    check_transfer: Callable[[core.Call], None]) -> None:
+    """Raise a DifferentiationError for anything whose derivative enzpy would silently lose.
+
+    `float_arguments` are the duplicated array data pointers; `check_transfer`
+    vets each memcpy / memmove (the modes treat them differently).
+    """
+    for block in blocks:
+        for instruction in block.instructions:
+            if isinstance(instruction, core.Call) and not is_inactive_call(instruction):
+                touches_shadow = any(a in activity.shadowed for a in instruction.operands)
+                if is_memory_transfer(instruction):
+                    check_transfer(instruction)
+                elif touches_shadow and allocation_rule(instruction) is None and not is_memset(instruction) \
+                        and scalar_rule(instruction) is None:
+                    name = getattr(instruction.callee, "name", "an indirect call")
+                    raise error(instruction, f"call to '{name}' receives differentiable memory "
+                                "and has no differentiation rule")
+            if isinstance(instruction, core.Store):
+                value, pointer = instruction.operands
+                if value in activity.varied and pointer not in activity.shadowed \
+                        and not isinstance(pointer_root(pointer), core.Argument):
+                    # Only a Const argument may swallow a derivative (the user asked for it);
+                    # memory enzpy lost track of would give a silently wrong derivative.
+                    raise error(instruction, "a differentiable value is stored into memory enzpy "
+                                "cannot track (no shadow)")
+                if value in activity.shadowed and pointer not in activity.shadowed:
+                    raise error(instruction, "a pointer to differentiable memory is stored where "
+                                "enzpy cannot follow it")
+            if isinstance(instruction, core.Load) and not holds_pointers(instruction.type) \
+                    and not instruction.type.is_float and instruction.operands[0] in activity.shadowed \
+                    and pointer_root(instruction.operands[0]) in float_arguments:
+                raise error(instruction, f"differentiable float memory is read as {instruction.type} "
+                            "(reinterpreting float bits is not differentiable)")
+            if isinstance(instruction, core.Cast) and instruction.opcode == "bitcast" \
+                    and instruction.operands[0] in activity.varied and not instruction.type.is_float:
+                raise error(instruction, "bitcast of a differentiable float to an integer")
+            if instruction in activity.varied and not instruction.type.is_float:
+                raise error(instruction, f"'{instruction.opcode}' moves a derivative through an "
+                            f"aggregate ({instruction.type}), which is not supported yet")
+            if isinstance(instruction, core.Store) and not instruction.operands[0].type.is_float \
+                    and instruction.operands[0] in activity.varied:
+                raise error(instruction, "storing an aggregate that carries a derivative is not "
+                            "supported yet")
+            if not activity.is_active(instruction) or isinstance(instruction, (core.Phi, core.Load)):
+                continue
+            if scalar_rule(instruction) is None:
+                raise missing_rule_error(instruction, function_name)

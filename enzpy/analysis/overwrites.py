@@ -1,0 +1,86 @@
+"""May the memory a load read be overwritten before the reverse sweep runs?
+
+The reverse sweep can re-load a value instead of caching it when nothing
+writes the loaded memory after the load (later in its block, in any block
+reachable from it, or in a later iteration of its loop). Memory is told apart
+by the root a pointer derives from: a parameter, a stack slot (alloca), or an
+allocation. Allocations are never re-loaded: the primal frees them before the
+reverse sweep. Distinct parameters are assumed not to overlap only when the
+caller has checked that the arrays it passes do not (`distinct_arguments`).
+"""
+
+from __future__ import annotations
+
+from ..ir import core
+from ..rules.calls import allocation_rule, is_memory_transfer, is_memset
+from ..rules.registry import scalar_rule
+from .loops import reachable_blocks
+from .memory_types import pointer_root
+
+_EVERYTHING = object()
+"""The root of a write enzpy cannot place: it may alias any memory."""
+
+
+class OverwriteAnalysis:
+    """Answers `can_reload(load)` for the loads of a function's primal instructions."""
+
+    def __init__(self, blocks: list[core.Block], instructions: dict[core.Block, list[core.Instruction]],
+                 distinct_arguments: bool):
+        self.instructions = instructions
+        self.distinct_arguments = distinct_arguments
+        self.reachable = reachable_blocks(blocks)
+        self.writes: dict[core.Block, list[tuple[int, object]]] = {b: [] for b in blocks}
+        for block in blocks:
+            for position, instruction in enumerate(instructions[block]):
+                for root in _written_roots(instruction):
+                    self.writes[block].append((position, root))
+
+    def can_reload(self, load: core.Load) -> bool:
+        root = pointer_root(load.operands[0])
+        if not isinstance(root, (core.Argument, core.Alloca, core.GlobalVariable)):
+            return False
+        if isinstance(root, core.GlobalVariable) and not root.constant:
+            return False
+        block = load.parent
+        position = self.instructions[block].index(load)
+        later = [r for p, r in self.writes[block] if p > position]
+        for other in self.reachable[block]:
+            later.extend(r for _, r in self.writes[other])
+        return not any(self._may_alias(written, root) for written in later)
+
+    def _may_alias(self, written: object, root: core.Value) -> bool:
+        if written is _EVERYTHING or written is root:
+            return True
+        if isinstance(written, core.Argument) and isinstance(root, core.Argument):
+            return not self.distinct_arguments
+        return False
+
+
+def _written_roots(instruction: core.Instruction) -> list[object]:
+    """Roots of the memory `instruction` may write."""
+    if isinstance(instruction, core.Store):
+        return [_root(instruction.operands[1])]
+    if isinstance(instruction, (core.AtomicRMW, core.CmpXchg)):
+        return [_root(instruction.operands[0])]
+    if not isinstance(instruction, core.Call):
+        return []
+    if is_memset(instruction) or is_memory_transfer(instruction):
+        return [_root(instruction.operands[0])]
+    if scalar_rule(instruction) is not None or allocation_rule(instruction) is not None:
+        return []                          # math functions; fresh memory
+    name = getattr(instruction.callee, "name", "")
+    if name.startswith(("NRT_", "nrt_", "llvm.lifetime", "llvm.assume", "llvm.experimental.noalias")):
+        # The runtime touches reference counts, never array data; freeing is
+        # why allocations are not re-loaded at all.
+        return []
+    return [_EVERYTHING]
+
+
+def _root(pointer: core.Value) -> object:
+    root = pointer_root(pointer)
+    if isinstance(root, core.Load) and isinstance(pointer_root(root.operands[0]), core.Call):
+        root = pointer_root(root.operands[0])        # the data pointer kept in a MemInfo
+    if isinstance(root, (core.Argument, core.Alloca, core.GlobalVariable)) \
+            or (isinstance(root, core.Call) and allocation_rule(root) is not None):
+        return root
+    return _EVERYTHING

@@ -11,6 +11,8 @@ cheapest source, counted in tape slots per execution of B:
 - recompute: a pure instruction (arithmetic, casts, compares, GEPs, math
   calls) of the same loop iteration, from operands found the same way;
 - re-load: a load from memory nothing overwrites after it (OverwriteAnalysis);
+- stored: a value computed outside every loop (at most once) is kept in a
+  stack slot, and so is anything B needs when B itself runs at most once;
 - cache: pushed onto the tape at the end of B in the forward sweep and popped
   at the start of B's reverse code.
 
@@ -38,7 +40,7 @@ SLOT_BYTES = 8
 
 _PURE = (core.BinaryOperator, core.UnaryOperator, core.Cast, core.Compare, core.Select, core.GetElementPtr,
          core.ExtractValue, core.Freeze)
-_SOURCES = ("available", "counter", "induction", "recompute", "reload", "cache")
+_SOURCES = ("available", "counter", "induction", "recompute", "reload", "stored", "cache")
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ class Decision:
     shadow: bool
     """Whether the shadow of `value` is needed rather than `value` itself."""
     source: str
-    """One of available, counter, induction, recompute, reload, cache."""
+    """One of `_SOURCES`: available, counter, induction, recompute, reload, stored, cache."""
 
 
 class ReverseValues:
@@ -72,13 +74,16 @@ class ReverseValues:
 
     def __init__(self, module: core.Module, loops: LoopInfo, once_blocks: set[core.Block],
                  shadow_of: dict[core.Value, core.Value], tape: Tape, counters: dict[Loop, core.Phi],
-                 iteration_slots: dict[Loop, core.Value], overwrites: OverwriteAnalysis):
+                 iteration_slots: dict[Loop, core.Value], overwrites: OverwriteAnalysis,
+                 entry_block: core.Block):
         self.module, self.loops, self.once_blocks = module, loops, once_blocks
         self.shadow_of, self.tape = shadow_of, tape
         self.counter_loop = {phi: loop for loop, phi in counters.items()}
         self.iteration_slots, self.overwrites = iteration_slots, overwrites
         self.inductions = self._find_inductions(counters)
         self.decisions: list[Decision] = []
+        self.entry_block = entry_block
+        self.value_slots: dict[core.Value, core.Value] = {}
 
     # -- per block
 
@@ -118,7 +123,9 @@ class ReverseValues:
         induction = None if shadow else self.inductions.get(value)
         if induction is not None and induction.loop in self.enclosing:
             return self._plan(induction.start, False)[0], "induction"
-        options = [(1, 2, "cache")]
+        options = [(1, 3, "cache")]
+        if isinstance(target, core.Instruction) and not self.loops.loops_of(target.parent):
+            options.append((0, 2, "stored"))         # computed at most once: a stack slot holds it
         if isinstance(value, core.Instruction) and self._same_iteration(value):
             operands = self._recompute_operands(value, shadow)
             if operands is not None:
@@ -181,6 +188,9 @@ class ReverseValues:
             result.operands = [pointer]
             result.name = (f"shadow.{value.name}" if shadow else value.name) + ".reloaded"
             builder.insert(result)
+        elif source == "stored":
+            result = builder.load(value.type, self._slot_after_definition(self._shadow_target(value) if shadow
+                                                                          else value))
         else:
             result = self._cache(self._shadow_target(value) if shadow else value)
         self.emitted[key] = result
@@ -219,8 +229,32 @@ class ReverseValues:
                                                 indices=value.indices,
                                                 operands=[self._emit(builder, value.operands[0], True)]))
 
+    def _slot_after_definition(self, forward_value: core.Instruction) -> core.Value:
+        """A stack slot the forward sweep stores `forward_value` into right after computing it."""
+        if forward_value not in self.value_slots:
+            slot = Builder(self.module).before_instruction(self.entry_block.terminator).alloca(
+                forward_value.type, f"{forward_value.name or 'value'}.slot")
+            block = forward_value.parent
+            following = block.instructions[block.instructions.index(forward_value) + 1:]
+            if isinstance(forward_value, core.Phi):
+                following = [i for i in following if not isinstance(i, core.Phi)]
+            Builder(self.module).before_instruction(following[0]).store(forward_value, slot)
+            self.value_slots[forward_value] = slot
+        return self.value_slots[forward_value]
+
     def _cache(self, forward_value: core.Value) -> core.Value:
         """Push at the end of B (forward), pop at the start of B's reverse code."""
+        if not self.enclosing:
+            # B runs at most once: a stack slot written at its end will do.
+            slot = Builder(self.module).before_instruction(self.entry_block.terminator).alloca(
+                forward_value.type, f"{forward_value.name or 'value'}.slot")
+            Builder(self.module).before_instruction(self.block.terminator).store(forward_value, slot)
+            top = Builder(self.module)
+            if self.reverse_block.instructions:
+                top.before_instruction(self.reverse_block.instructions[0])
+            else:
+                top.at_end(self.reverse_block)
+            return top.load(forward_value.type, slot)
         self.tape.push(Builder(self.module).before_instruction(self.block.terminator), forward_value)
         top = Builder(self.module)
         if self.reverse_block.instructions:

@@ -135,7 +135,9 @@ class _ReverseBuilder:
         self.values = ReverseValues(
             self.module, self.loops, self._blocks_run_once(), self.shadow_of, self.tape, self.counters,
             self.iteration_slots, OverwriteAnalysis(self.forward_blocks, self.original_instructions,
-                                                    spec.distinct_arguments))
+                                                    spec.distinct_arguments,
+                                                    frozenset(function.arguments[:2])),
+            self.entry_block)
         self._build_reverse_sweep()
         return function
 

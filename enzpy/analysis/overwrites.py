@@ -25,9 +25,11 @@ class OverwriteAnalysis:
     """Answers `can_reload(load)` for the loads of a function's primal instructions."""
 
     def __init__(self, blocks: list[core.Block], instructions: dict[core.Block, list[core.Instruction]],
-                 distinct_arguments: bool):
+                 distinct_arguments: bool, private_arguments: frozenset[core.Argument] = frozenset()):
         self.instructions = instructions
         self.distinct_arguments = distinct_arguments
+        self.private_arguments = private_arguments
+        """Parameters pointing at memory no other parameter reaches (numba's retptr and excinfo)."""
         self.reachable = reachable_blocks(blocks)
         self.writes: dict[core.Block, list[tuple[int, object]]] = {b: [] for b in blocks}
         for block in blocks:
@@ -52,6 +54,8 @@ class OverwriteAnalysis:
         if written is _EVERYTHING or written is root:
             return True
         if isinstance(written, core.Argument) and isinstance(root, core.Argument):
+            if written in self.private_arguments or root in self.private_arguments:
+                return False
             return not self.distinct_arguments
         return False
 

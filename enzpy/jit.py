@@ -40,6 +40,13 @@ class CompiledModule:
         self.engine.run_static_constructors()
         self.environments = _bind_numba_environments(self.engine, module)
 
+    def global_address(self, name: str) -> int:
+        """Address of a global variable of the compiled module."""
+        address = self.engine.get_global_value_address(name)
+        if not address:
+            raise EnzpyError(f"global {name!r} is not in the compiled module")
+        return address
+
     def address(self, name: str) -> int:
         address = self.engine.get_function_address(name)
         if not address:

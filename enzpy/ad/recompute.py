@@ -35,9 +35,6 @@ from ..rules.calls import allocation_rule
 from ..rules.registry import scalar_rule
 from .tape import Tape
 
-SLOT_BYTES = 8
-"""Every tape entry takes one 8-byte slot."""
-
 _PURE = (core.BinaryOperator, core.UnaryOperator, core.Cast, core.Compare, core.Select, core.GetElementPtr,
          core.ExtractValue, core.Freeze)
 _SOURCES = ("available", "counter", "induction", "recompute", "reload", "stored", "cache")

@@ -24,6 +24,7 @@ stores its result there, and the reverse of that store reads the seed.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 from ..analysis.activity import Activity, analyze, holds_floats
@@ -60,8 +61,39 @@ class ReverseSpec:
 
 
 def build_reverse(module: core.Module, primal: core.Function, spec: ReverseSpec, name: str) -> core.Function:
-    """Add the gradient of `primal` to `module` and return it."""
-    return _ReverseBuilder(module, primal, spec, name).build()
+    """Add the gradient of `primal` to `module` and return it (its report: `reverse_report`)."""
+    builder = _ReverseBuilder(module, primal, spec, name)
+    function = builder.build()
+    _REPORTS[function] = builder.report()
+    return function
+
+
+@dataclass
+class ReverseReport:
+    """What reverse mode decided about the primal's instructions (for `explain` and printers)."""
+
+    primal: core.Function
+    """The function that was differentiated."""
+    activity: dict[core.Instruction, str]
+    """Each primal instruction: `active` (derivative code), `shadow` (pointer with a shadow) or `inactive`."""
+    sources: dict[core.Instruction, set[str]]
+    """How the reverse sweep got each primal value it needed: recompute, reload, stored, cache, ..."""
+    cached_slots_per_execution: dict[core.Instruction, int]
+    """Primal values pushed onto the tape, and in how many blocks' reverse code (slots per execution)."""
+
+    def annotation(self, instruction: core.Instruction) -> str:
+        """`active; reverse: recompute` and the like, for the annotated-IR printer."""
+        label = self.activity.get(instruction, "")
+        sources = sorted(self.sources.get(instruction, ()))
+        return label + (f"; reverse: {', '.join(sources)}" if sources else "")
+
+
+_REPORTS: "weakref.WeakKeyDictionary[core.Function, ReverseReport]" = weakref.WeakKeyDictionary()
+
+
+def reverse_report(gradient: core.Function) -> ReverseReport:
+    """The report of a gradient `build_reverse` made."""
+    return _REPORTS[gradient]
 
 
 class _ReverseBuilder:
@@ -94,6 +126,7 @@ class _ReverseBuilder:
         self.entry_block = entry
         value_map = dict(zip(primal.arguments, function.arguments))
         clone_body(primal, function, value_map)
+        self.value_map = value_map
         self.forward_entry = value_map[primal.blocks[0]]
         builder = Builder(self.module).at_end(entry)
         self.forward_blocks = self._prepare_control_flow()
@@ -140,6 +173,38 @@ class _ReverseBuilder:
             self.entry_block)
         self._build_reverse_sweep()
         return function
+
+    def report(self) -> ReverseReport:
+        primal_of = {clone: original for original, clone in self.value_map.items()
+                     if isinstance(original, core.Instruction)}
+        activity = {}
+        for clone, original in primal_of.items():
+            if self.activity.is_active(clone) or self._moves_derivatives(clone):
+                activity[original] = "active"
+            elif clone in self.activity.shadowed:
+                activity[original] = "shadow"
+            else:
+                activity[original] = "inactive"
+        sources: dict[core.Instruction, set[str]] = {}
+        cached: dict[core.Instruction, int] = {}
+        for decision in self.values.decisions:
+            original = primal_of.get(decision.value)
+            if original is None or decision.source == "available":
+                continue
+            sources.setdefault(original, set()).add(("shadow " if decision.shadow else "") + decision.source)
+            if decision.source == "cache":
+                cached[original] = cached.get(original, 0) + 1
+        return ReverseReport(self.primal, activity, sources, cached)
+
+    def _moves_derivatives(self, instruction: core.Instruction) -> bool:
+        """Stores, copies and frees whose reverse code touches shadow memory."""
+        if isinstance(instruction, core.Store):
+            value, pointer = instruction.operands
+            return pointer in self.activity.shadowed and value.type.is_float
+        if isinstance(instruction, core.Call):
+            return instruction in self.activity.shadowed or self.transfer_kind.get(instruction) is not None \
+                or (is_memset(instruction) and instruction.operands[0] in self.activity.shadowed)
+        return False
 
     def _prepare_control_flow(self) -> list[core.Block]:
         """Drop unreachable blocks, give loop exits their own blocks, count iterations, mark joins."""
@@ -263,10 +328,17 @@ class _ReverseBuilder:
                         builder.store(self.shadow_of[value], self.shadow_of[pointer], instruction.align)
         for phi, shadow in shadow_phis:
             fill_shadow_phi(phi, shadow, self.shadow_of, self._error)
+        self.came_from_slot: dict[core.Block, core.Value] = {}
         for block, came_from in self.came_from.items():
             # First thing after the phis (shadow phis included), so popped last.
             first = next(i for i in block.instructions if not isinstance(i, core.Phi))
-            self.tape.push(Builder(self.module).before_instruction(first), came_from)
+            if self.loops.loops_of(block):
+                self.tape.push(Builder(self.module).before_instruction(first), came_from)
+            else:                        # runs at most once: a stack slot will do
+                slot = Builder(self.module).before_instruction(self.entry_block.terminator).alloca(
+                    I64, f"from.{block.name}.slot")
+                Builder(self.module).before_instruction(first).store(came_from, slot)
+                self.came_from_slot[block] = slot
 
     def _return_to_reverse(self, terminator: core.Return) -> None:
         """Keep the status, note which return this was; the reverse sweep starts here."""
@@ -291,6 +363,8 @@ class _ReverseBuilder:
             Builder(self.module).at_end(block).br(start)
 
         builder = Builder(self.module).at_end(start)
+        # What the forward sweep left on the tape, for `explain` (one store per call).
+        builder.store(self.tape.slots(builder), self._tape_slots_global())
         status = builder.load(I32, self.status_slot, "status.value")
         failed = builder.icmp("ne", status, constant_int(I32, 0))
         builder.cond_br(failed, exit_block, dispatch)
@@ -322,6 +396,12 @@ class _ReverseBuilder:
         self.tape.free(builder)
         builder.ret(builder.load(I32, self.status_slot))
 
+    def _tape_slots_global(self) -> core.GlobalVariable:
+        name = tape_slots_global_name(self.function.name)
+        variable = core.GlobalVariable(PTR, name, value_type=I64, initializer=constant_int(I64, 0))
+        self.module.globals[name] = variable
+        return variable
+
     def _to_predecessor(self, builder: Builder, block: core.Block) -> None:
         """Go back along the edge the forward sweep entered `block` by."""
         predecessors = self.predecessors[block]
@@ -340,7 +420,10 @@ class _ReverseBuilder:
             builder.store(builder.add(iteration, constant_int(I64, -1)), self.iteration_slots[loop])
             builder.br(self._edge(block, loop.latches[0]))
         else:
-            came_from = self.tape.pop(builder, ty=I64)
+            if block in self.came_from_slot:
+                came_from = builder.load(I64, self.came_from_slot[block], "came.from")
+            else:
+                came_from = self.tape.pop(builder, ty=I64)
             cases = []
             for index, predecessor in enumerate(predecessors):
                 target = self._edge(block, predecessor)
@@ -454,6 +537,11 @@ class _ReverseBuilder:
         if slot is None:
             return
         builder.store(builder.fadd(builder.load(value.type, slot), contribution), slot)
+
+
+def tape_slots_global_name(gradient_name: str) -> str:
+    """The global where a gradient records how many tape slots its last forward sweep used."""
+    return f"{gradient_name}.tape.slots"
 
 
 def _split_edge(function: core.Function, source: core.Block, target: core.Block) -> core.Block:

@@ -12,9 +12,11 @@ from __future__ import annotations
 from ..ir import core
 from ..ir.builder import Builder
 from ..ir.reader import parse_module
-from ..ir.types import DOUBLE, FLOAT, I64, PTR, IntType, PointerType, StructType
+from ..ir.types import DOUBLE, FLOAT, I32, I64, PTR, IntType, PointerType, StructType
 
 TAPE_TYPE = StructType((PTR, I64, I64))
+SLOT_BYTES = 8
+"""Every tape entry takes one 8-byte slot."""
 _INITIAL_SLOTS = 1024
 
 _RUNTIME = f"""
@@ -102,6 +104,11 @@ class Tape:
     def pop(self, builder: Builder, like: core.Value | None = None, ty=None) -> core.Value:
         slot = builder.call(self.pop_function, [self.pointer])
         return from_slot(builder, slot, ty if ty is not None else like.type)
+
+    def slots(self, builder: Builder) -> core.Value:
+        """How many slots the tape holds now."""
+        field = builder.gep(TAPE_TYPE, self.pointer, [core.ConstantInt(I32, 0), core.ConstantInt(I32, 1)])
+        return builder.load(I64, field, "tape.slots")
 
     def free(self, builder: Builder) -> None:
         builder.call(self.free_function, [self.pointer])

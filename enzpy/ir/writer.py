@@ -179,6 +179,27 @@ def _metadata_string(text: str) -> str:
     return "".join(chr(b) if 32 <= b < 127 and b not in (34, 92) else "\\%02X" % b for b in text.encode())
 
 
+def instruction_texts(function: core.Function) -> dict[core.Instruction, str]:
+    """Each instruction of `function` as the writer prints it (names as in `write_function`)."""
+    namer = _Namer(function)
+    return {i: instruction_text(i, namer) for b in function.blocks for i in b.instructions}
+
+
+def annotated_function(function: core.Function, annotation) -> str:
+    """`function` as LLVM text with `; annotation(instruction)` after each instruction that has one."""
+    namer = _Namer(function)
+    params = ", ".join(f"{a.type} {namer.ref(a)}" for a in function.arguments)
+    lines = [f"define {function.function_type.return_type} @{quote_name(function.name)}({params}) {{"]
+    for block in function.blocks:
+        lines.append(namer.names[block][1:] + ":")
+        for instruction in block.instructions:
+            text = "  " + instruction_text(instruction, namer)
+            note = annotation(instruction)
+            lines.append(f"{text}  ; {note}" if note else text)
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
 class _LineTable:
     """The least debug info LLVM accepts: files, one subprogram per function, locations."""
 

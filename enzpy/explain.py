@@ -1,0 +1,116 @@
+"""`explain`: what reverse mode does with a kernel, for a user tuning it.
+
+    report = explain(differentiate(kernel), x, Const(y), Active(a))
+    print(report)            # counts, the cached values, tape bytes
+    print(report.annotated_ir)
+
+The report lists the optimized kernel's instructions as active (they get
+derivative code) or inactive, says for every forward value the reverse sweep
+needs whether it is recomputed, re-loaded, kept in a stack slot or cached on
+the tape, and measures `cache_bytes`, the tape the forward sweep fills for
+these very arguments (the gradient is run once, on copies).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .ad.reverse import reverse_report, tape_slots_global_name
+from .ad.tape import SLOT_BYTES
+from .frontend.numba import capture
+from .ir.writer import annotated_function, instruction_texts
+
+
+@dataclass
+class ExplainReport:
+    """What reverse mode decided for one kernel and one set of argument activities."""
+
+    kernel: str
+    """The kernel's name."""
+    activities: tuple[str, ...]
+    """Annotation of each argument (Const, Active, Duplicated, ...)."""
+    active_instructions: list[str] = field(default_factory=list)
+    """Instructions of the optimized kernel that get derivative code."""
+    inactive_instructions: list[str] = field(default_factory=list)
+    """Instructions that get none (integers, Const inputs, side computations)."""
+    shadow_instructions: list[str] = field(default_factory=list)
+    """Pointer computations that also compute a shadow pointer."""
+    cached_values: list[str] = field(default_factory=list)
+    """Values pushed onto the tape (once per execution of the block that needs them)."""
+    recomputed: list[str] = field(default_factory=list)
+    """Values the reverse sweep computes again from their operands."""
+    reloaded: list[str] = field(default_factory=list)
+    """Values the reverse sweep loads again from memory nothing overwrote."""
+    stored: list[str] = field(default_factory=list)
+    """Values computed at most once, kept in a stack slot."""
+    cache_bytes: int = 0
+    """Bytes the forward sweep pushed onto the tape for the given arguments."""
+    annotated_ir: str = ""
+    """The optimized kernel with `; active`, `; reverse: recompute`, ... after each instruction."""
+
+    def __str__(self) -> str:
+        lines = [f"reverse mode for {self.kernel}({', '.join(self.activities)})",
+                 f"  instructions: {len(self.active_instructions)} active, "
+                 f"{len(self.inactive_instructions)} inactive, {len(self.shadow_instructions)} with shadows",
+                 f"  reverse sweep needs: {len(self.recomputed)} recomputed, {len(self.reloaded)} re-loaded, "
+                 f"{len(self.stored)} in stack slots, {len(self.cached_values)} cached on the tape",
+                 f"  tape for these arguments: {self.cache_bytes} bytes"]
+        if self.cached_values:
+            lines.append("  cached:")
+            lines.extend(f"    {text}" for text in self.cached_values)
+        return "\n".join(lines)
+
+
+def explain(differentiable, *args) -> ExplainReport:
+    """The report for `differentiable` called with `args` (plain values or Const/Active/Duplicated)."""
+    from .api import Active, Const, Differentiable, Duplicated
+
+    annotated = [a if isinstance(a, (Const, Active, Duplicated)) else Differentiable._default_annotation(a)
+                 for a in args]
+    annotated = [_copied(a) for a in annotated]
+    kinds = tuple(type(a) for a in annotated)
+    captured = capture(differentiable.dispatcher, args=tuple(a.value for a in annotated))
+    _, gradient, _ = differentiable.gradient_module(captured, kinds)
+    decided = reverse_report(gradient)
+    texts = instruction_texts(decided.primal)
+    report = ExplainReport(differentiable.__name__, tuple(k.__name__ for k in kinds))
+    for instruction, label in decided.activity.items():
+        {"active": report.active_instructions, "shadow": report.shadow_instructions,
+         "inactive": report.inactive_instructions}[label].append(texts[instruction])
+    by_source = {"cache": report.cached_values, "recompute": report.recomputed, "reload": report.reloaded,
+                 "stored": report.stored}
+    for instruction, sources in decided.sources.items():
+        for source in sources:
+            kind = source.removeprefix("shadow ")
+            if kind in by_source:
+                prefix = "shadow of " if source.startswith("shadow ") else ""
+                by_source[kind].append(prefix + texts[instruction])
+    report.annotated_ir = annotated_function(decided.primal, decided.annotation)
+    report.cache_bytes = _measured_tape_bytes(differentiable, annotated)
+    return report
+
+
+def _copied(annotation):
+    """The same annotation on copies, so that explaining runs nothing on the user's arrays."""
+    import dataclasses
+
+    def copy(value):
+        return value.copy() if isinstance(value, np.ndarray) else value
+
+    return dataclasses.replace(annotation, **{f.name: copy(getattr(annotation, f.name))
+                                              for f in dataclasses.fields(annotation)})
+
+
+def _measured_tape_bytes(differentiable, annotated) -> int:
+    """Run the gradient once (a fresh compile, on copies) and read what its forward sweep pushed."""
+    from .api import Differentiable
+
+    fresh = Differentiable(differentiable.dispatcher, optimize=differentiable.optimize)
+    fresh.autodiff(*annotated)
+    (gradient,) = fresh._gradients.values()
+    entry = gradient.entry
+    address = entry.compiled.global_address(tape_slots_global_name(entry.convention.entry))
+    return ctypes.c_int64.from_address(address).value * SLOT_BYTES

@@ -7,7 +7,9 @@ cheapest source, counted in tape slots per execution of B:
 - as is: constants, parameters, and values of blocks that run once (outside
   loops, on every path to the return);
 - from the loop counter: an induction variable of a loop around B is
-  `start + iteration * step`; the reverse loop counts the iteration down;
+  `start + iteration * step`; the reverse loop counts the iteration down; a
+  loop that leaves when its induction variable reaches a bound needs no
+  stored trip count either (`trip count`);
 - recompute: a pure instruction (arithmetic, casts, compares, GEPs, math
   calls) of the same loop iteration, from operands found the same way;
 - re-load: a load from memory nothing overwrites after it (OverwriteAnalysis);
@@ -37,7 +39,7 @@ from .tape import Tape
 
 _PURE = (core.BinaryOperator, core.UnaryOperator, core.Cast, core.Compare, core.Select, core.GetElementPtr,
          core.ExtractValue, core.Freeze)
-_SOURCES = ("available", "counter", "induction", "recompute", "reload", "stored", "cache")
+_SOURCES = ("available", "counter", "induction", "trip count", "recompute", "reload", "stored", "cache")
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ class Decision:
     shadow: bool
     """Whether the shadow of `value` is needed rather than `value` itself."""
     source: str
-    """One of `_SOURCES`: available, counter, induction, recompute, reload, stored, cache."""
+    """One of `_SOURCES`: available, counter, induction, trip count, recompute, reload, stored, cache."""
 
 
 class ReverseValues:
@@ -78,6 +80,7 @@ class ReverseValues:
         self.counter_loop = {phi: loop for loop, phi in counters.items()}
         self.iteration_slots, self.overwrites = iteration_slots, overwrites
         self.inductions = self._find_inductions(counters)
+        self.exit_counts = self._find_exit_counts()
         self.decisions: list[Decision] = []
         self.entry_block = entry_block
         self.value_slots: dict[core.Value, core.Value] = {}
@@ -117,6 +120,9 @@ class ReverseValues:
             return 0, "available"
         if not shadow and value in self.counter_loop and self.counter_loop[value] in self.enclosing:
             return 0, "counter"
+        if not shadow and (self.counter_loop.get(value), self.block) in self.exit_counts:
+            induction, bound = self.exit_counts[(self.counter_loop[value], self.block)]
+            return self._plan(bound, False)[0] + self._plan(induction.start, False)[0], "trip count"
         induction = None if shadow else self.inductions.get(value)
         if induction is not None and induction.loop in self.enclosing:
             return self._plan(induction.start, False)[0], "induction"
@@ -175,6 +181,14 @@ class ReverseValues:
             result = self._shadow_target(value) if shadow else value
         elif source == "counter":
             result = self.iteration(builder, self.counter_loop[value])
+        elif source == "trip count":
+            induction, bound = self.exit_counts[(self.counter_loop[value], self.block)]
+            # The loop left when start + (iteration + 1) * step == bound.
+            last = builder.sub(self._emit(builder, bound, False), self._emit(builder, induction.start, False))
+            if induction.step.value != 1:
+                last = builder.binary("sdiv", last, constant_int(last.type, induction.step.value))
+            last = builder.add(last, constant_int(last.type, -1), "last.iteration")
+            result = last if last.type == I64 else builder.cast("sext", last, I64)
         elif source == "induction":
             result = self._induction_value(builder, self.inductions[value])
         elif source == "recompute":
@@ -278,6 +292,33 @@ class ReverseValues:
                     other = right if left is phi else left if right is phi else None
                     if isinstance(other, core.ConstantInt):
                         found[phi] = Induction(loop, start, other)
+        return found
+
+    def _find_exit_counts(self) -> dict[tuple[Loop, core.Block], tuple[Induction, core.Value]]:
+        """Loops whose only latch leaves when `induction + step == bound` (bound set before the loop).
+
+        Keyed by (loop, block after that exit): there the last iteration is
+        `(bound - start) / step - 1`, so the reverse loop needs no stored trip count.
+        """
+        found = {}
+        for phi, induction in self.inductions.items():
+            loop = induction.loop
+            latch = loop.latches[0]
+            terminator = latch.terminator
+            if induction.step.value <= 0 or not isinstance(terminator, core.Branch) or len(terminator.targets) != 2:
+                continue
+            condition = terminator.operands[0]
+            if not isinstance(condition, core.Compare) or condition.predicate not in ("eq", "ne"):
+                continue
+            following = phi.operands[phi.incoming_blocks.index(latch)]
+            left, right = condition.operands
+            bound = right if left is following else left if right is following else None
+            if bound is None or (isinstance(bound, core.Instruction) and bound.parent in loop.blocks):
+                continue
+            leaving = terminator.targets[0 if condition.predicate == "eq" else 1]
+            if leaving not in loop.blocks and sum(1 for b in loop.blocks for s in b.successors()
+                                                  if s not in loop.blocks) == 1:
+                found[(loop, leaving)] = (induction, bound)
         return found
 
     # -- reporting

@@ -74,7 +74,7 @@ class ReverseValues:
     def __init__(self, module: core.Module, loops: LoopInfo, once_blocks: set[core.Block],
                  shadow_of: dict[core.Value, core.Value], tape: Tape, counters: dict[Loop, core.Phi],
                  iteration_slots: dict[Loop, core.Value], overwrites: OverwriteAnalysis,
-                 entry_block: core.Block):
+                 entry_block: core.Block, minimize: bool = True):
         self.module, self.loops, self.once_blocks = module, loops, once_blocks
         self.shadow_of, self.tape = shadow_of, tape
         self.counter_loop = {phi: loop for loop, phi in counters.items()}
@@ -83,7 +83,14 @@ class ReverseValues:
         self.exit_counts = self._find_exit_counts()
         self.decisions: list[Decision] = []
         self.entry_block = entry_block
+        self.minimize = minimize
         self.value_slots: dict[core.Value, core.Value] = {}
+        self.hoisted_slots: dict[tuple[core.Value, Loop], core.Value] = {}
+        self.reverse_block_of: dict[core.Block, core.Block] = {}
+        """Set by the driver once the reverse blocks exist."""
+        self.loop_exits = {loop: [b for b, predecessors in loops.predecessors.items()
+                                  if b not in loop.blocks and len(predecessors) == 1
+                                  and predecessors[0] in loop.blocks] for loop in loops.loops}
 
     # -- per block
 
@@ -118,6 +125,8 @@ class ReverseValues:
         target = self._shadow_target(value) if shadow else value
         if self._available(target):
             return 0, "available"
+        if not self.minimize:
+            return 1, "cache"
         if not shadow and value in self.counter_loop and self.counter_loop[value] in self.enclosing:
             return 0, "counter"
         if not shadow and (self.counter_loop.get(value), self.block) in self.exit_counts:
@@ -254,26 +263,49 @@ class ReverseValues:
         return self.value_slots[forward_value]
 
     def _cache(self, forward_value: core.Value) -> core.Value:
-        """Push at the end of B (forward), pop at the start of B's reverse code."""
-        if not self.enclosing:
-            # B runs at most once: a stack slot written at its end will do.
+        """Push at the end of B (forward), pop at the start of B's reverse code.
+
+        A value defined outside some loop around B is the same in all its
+        iterations: it is cached once where that loop exits and read from a
+        stack slot inside the reverse loop.
+        """
+        invariant_in = next((loop for loop in self.loops.loops_of(self.block)
+                             if self.minimize and isinstance(forward_value, core.Instruction)
+                             and forward_value.parent not in loop.blocks and self.loop_exits.get(loop)), None)
+        if invariant_in is None:
+            return self._cache_in(self.block, self.reverse_block, forward_value)
+        key = (forward_value, invariant_in)
+        if key not in self.hoisted_slots:
+            slot = Builder(self.module).before_instruction(self.entry_block.terminator).alloca(
+                forward_value.type, f"{forward_value.name or 'value'}.invariant")
+            for exit_block in self.loop_exits[invariant_in]:
+                reverse_exit = self.reverse_block_of[exit_block]
+                value = self._cache_in(exit_block, reverse_exit, forward_value)
+                following = reverse_exit.instructions[reverse_exit.instructions.index(value) + 1:]
+                store = Builder(self.module)
+                store.before_instruction(following[0]) if following else store.at_end(reverse_exit)
+                store.store(value, slot)
+            self.hoisted_slots[key] = slot
+        return self._top_of(self.reverse_block).load(forward_value.type, self.hoisted_slots[key])
+
+    def _cache_in(self, block: core.Block, reverse_block: core.Block, forward_value: core.Value) -> core.Value:
+        """Keep `forward_value` at the end of forward `block`; get it back at the top of `reverse_block`."""
+        at_end = Builder(self.module).before_instruction(block.terminator)
+        if not self.loops.loops_of(block):
+            # The block runs at most once: a stack slot written at its end will do.
             slot = Builder(self.module).before_instruction(self.entry_block.terminator).alloca(
                 forward_value.type, f"{forward_value.name or 'value'}.slot")
-            Builder(self.module).before_instruction(self.block.terminator).store(forward_value, slot)
-            top = Builder(self.module)
-            if self.reverse_block.instructions:
-                top.before_instruction(self.reverse_block.instructions[0])
-            else:
-                top.at_end(self.reverse_block)
-            return top.load(forward_value.type, slot)
-        self.tape.push(Builder(self.module).before_instruction(self.block.terminator), forward_value)
-        top = Builder(self.module)
-        if self.reverse_block.instructions:
-            # Later pushes come off the tape first: each new pop goes above the others.
-            top.before_instruction(self.reverse_block.instructions[0])
-        else:
-            top.at_end(self.reverse_block)
-        return self.tape.pop(top, like=forward_value)
+            at_end.store(forward_value, slot)
+            return self._top_of(reverse_block).load(forward_value.type, slot)
+        self.tape.push(at_end, forward_value)
+        # Later pushes come off the tape first: each new pop goes above the others.
+        return self.tape.pop(self._top_of(reverse_block), like=forward_value)
+
+    def _top_of(self, reverse_block: core.Block) -> Builder:
+        builder = Builder(self.module)
+        if reverse_block.instructions:
+            return builder.before_instruction(reverse_block.instructions[0])
+        return builder.at_end(reverse_block)
 
     # -- induction variables
 

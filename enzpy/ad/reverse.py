@@ -58,6 +58,8 @@ class ReverseSpec:
     distinct_arguments: bool = False
     """The caller guarantees pointer parameters do not overlap, so writes through one
     never change what another reads (lets the reverse sweep re-load more)."""
+    minimize_cache: bool = True
+    """False caches every value the reverse sweep needs (the baseline benchmarks compare with)."""
 
 
 def build_reverse(module: core.Module, primal: core.Function, spec: ReverseSpec, name: str) -> core.Function:
@@ -170,7 +172,7 @@ class _ReverseBuilder:
             self.iteration_slots, OverwriteAnalysis(self.forward_blocks, self.original_instructions,
                                                     spec.distinct_arguments,
                                                     frozenset(function.arguments[:2])),
-            self.entry_block)
+            self.entry_block, minimize=spec.minimize_cache)
         self._build_reverse_sweep()
         return function
 
@@ -356,6 +358,7 @@ class _ReverseBuilder:
         start = function.append_block("reverse.start")
         dispatch = function.append_block("reverse.dispatch")
         self.reverse_block = {b: function.append_block(f"reverse.{b.name}") for b in self.forward_blocks}
+        self.values.reverse_block_of = self.reverse_block
         exit_block = function.append_block("reverse.exit")
         self.trap = function.append_block("reverse.unreachable")
         Builder(self.module).at_end(self.trap).unreachable()

@@ -1,26 +1,34 @@
 """The public API: `differentiate`, `Const`, `Active`, `Duplicated`, `DuplicatedNoNeed`.
 
     d = differentiate(kernel)
-    value, grads = d.value_and_grad(x, y, n)
+    value, grads = d.value_and_grad(x, y, n)                    # reverse mode
     d.autodiff(Duplicated(x, dx), Const(y), Active(alpha), seed=1.0)
+    value, tangent = d.jvp((x, y, n), (tx, None, None))         # forward mode
+    value, tangents = d.jvp((x, y, n), (tx8, None, None), width=8)
+    d.autodiff(Duplicated(x, tx), Const(y), mode="forward")    # tangent of the result
+    J = d.jacobian(x, y, n)
 
-A gradient is compiled once per (argument types, activities) and cached,
-like numba's dispatch. Arguments are never copied: arrays the kernel mutates
-are mutated exactly as a plain call would mutate them.
+A derivative is compiled once per (mode, argument types, activities, width)
+and cached, like numba's dispatch. Arguments are never copied: arrays the
+kernel mutates are mutated exactly as a plain call would mutate them
+(`jacobian` excepted: it works on copies).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from dataclasses import dataclass
 
 import numpy as np
 
+from .ad.forward import ForwardSpec, build_forward
 from .ad.reverse import ReverseSpec, build_reverse
 from .driver import optimize, to_ir
 from .errors import DifferentiationError
 from .frontend.numba import as_dispatcher, capture, recapture_with_debug_info
 from .ir import write_module
+from .analysis.writes import written_parameters
 from .ir.types import FloatType
 from .jit import CompiledModule, NumbaEntryPoint, array_parameters, check_array, scalar_parameter
 
@@ -35,7 +43,11 @@ class Const:
 
 @dataclass(frozen=True)
 class Active:
-    """A float scalar whose derivative `autodiff` returns."""
+    """A float scalar whose derivative `autodiff` returns.
+
+    In forward mode an Active scalar gets the tangent 1.0 (use
+    `Duplicated(x, dx)` for another tangent).
+    """
 
     value: float
     """The argument."""
@@ -47,6 +59,10 @@ class Duplicated:
 
     For an array the kernel writes, `shadow` holds on entry the adjoint of its
     final contents and is consumed, as in Enzyme.
+
+    In forward mode `shadow` holds the tangent of the array on entry; for an
+    array the kernel writes it receives the tangent of what is written. A
+    float scalar may be Duplicated too in forward mode: `shadow` is its tangent.
     """
 
     value: np.ndarray
@@ -71,13 +87,26 @@ class _Gradient:
     module_text: str
 
 
+@dataclass
+class _Tangent:
+    """One compiled tangent function (forward mode, `width` directions) and its layout."""
+
+    entry: NumbaEntryPoint
+    width: int
+    returns_tangent: bool
+    module_text: str
+
+
 class Differentiable:
     """A kernel with derivatives; calling it runs the primal through numba."""
 
-    def __init__(self, function, optimize: bool = True):
+    def __init__(self, function, optimize: bool = True, cache_minimization: bool = True):
         self.dispatcher = as_dispatcher(function)
         self.optimize = optimize
+        self.cache_minimization = cache_minimization
         self._gradients: dict[tuple, _Gradient] = {}
+        self._tangents: dict[tuple, _Tangent] = {}
+        self._written: dict[tuple, frozenset[int]] = {}
         self.__name__ = getattr(self.dispatcher, "__name__", "kernel")
         self.__doc__ = getattr(self.dispatcher, "__doc__", None)
 
@@ -89,6 +118,12 @@ class Differentiable:
     def value_and_grad(self, *args):
         """(value, grads): grads[i] is d value / d args[i] on entry (None for non-floats)."""
         annotated = [self._default_annotation(a) for a in args]
+        # The same array passed twice has one derivative: its positions share one shadow.
+        for index, annotation in enumerate(annotated):
+            for earlier in annotated[:index]:
+                if isinstance(annotation, Duplicated) and isinstance(earlier, Duplicated) \
+                        and _same_view(annotation.value, earlier.value):
+                    annotated[index] = Duplicated(annotation.value, earlier.shadow)
         value, active = self._reverse(annotated, seed=1.0)
         grads, active_iter = [], iter(active)
         for annotation in annotated:
@@ -104,12 +139,72 @@ class Differentiable:
         return self.value_and_grad(*args)[1]
 
     def autodiff(self, *annotated_args, mode: str = "reverse", seed: float = 1.0):
-        """Enzyme-style call; returns the derivatives of the Active arguments, in order."""
-        if mode != "reverse":
-            raise NotImplementedError(f"mode {mode!r} is not implemented yet (only 'reverse')")
+        """Enzyme-style call.
+
+        mode="reverse": returns the derivatives of the Active arguments, in
+        order; Duplicated shadows accumulate adjoints (`seed` scales the result's).
+        mode="forward": returns the tangent of the float return value (None
+        when the kernel returns none). Duplicated(x, dx) gives x the tangent
+        dx (arrays and float scalars); for an array the kernel writes, dx
+        receives the tangent of what is written. Active(x) gets tangent 1.0;
+        Const has none. `seed` is not used.
+        """
         annotated = [a if isinstance(a, (Const, Active, Duplicated)) else Const(a) for a in annotated_args]
+        if mode == "forward":
+            return self._autodiff_forward(annotated)
+        if mode != "reverse":
+            raise ValueError(f"mode must be 'reverse' or 'forward', not {mode!r}")
         _, active = self._reverse(annotated, seed=seed)
         return tuple(active)
+
+    def jvp(self, args, tangents, width: int | None = None):
+        """Forward mode: (value, tangent) of the kernel at `args` along `tangents`.
+
+        `tangents` is aligned with `args`: an array of the argument's shape for
+        a float array, a float for a float scalar, None for no tangent (and for
+        every other argument). With `width=k` each tangent gets a leading axis
+        of length k and all k directions go through one sweep.
+
+        `tangent` is the tangent of the return value when the kernel returns a
+        float (a float, or k floats with `width`); otherwise a tuple aligned
+        with `args` holding the tangent of each float array's final contents
+        (leading axis k with `width`), None for other arguments. The kernel runs
+        once on `args`, mutating them as a plain call does; `tangents` are
+        not modified.
+        """
+        args, tangents = tuple(args), tuple(tangents)
+        if len(tangents) != len(args):
+            raise ValueError(f"jvp needs one tangent per argument ({len(args)}), got {len(tangents)}")
+        if width is not None and (int(width) != width or width < 1):
+            raise ValueError(f"width must be a positive integer, got {width!r}")
+        lanes = 1 if width is None else int(width)
+        kinds, lane_tangents = [], []
+        for index, (value, tangent) in enumerate(zip(args, tangents)):
+            kind, lane_values = self._tangent_lanes(index, value, tangent, width)
+            kinds.append(kind)
+            lane_tangents.append(lane_values)
+        value, return_tangents = self._forward(args, tuple(kinds), lane_tangents, lanes)
+        if return_tangents is not None:
+            return value, (return_tangents[0].item() if width is None else return_tangents)
+        outputs = tuple(None if kind is not Duplicated else lane_values[0] if width is None else np.stack(lane_values)
+                        for kind, lane_values in zip(kinds, lane_tangents))
+        return value, outputs
+
+    def jacobian(self, *args, wrt=None, mode: str = "auto", width: int = 8):
+        """The Jacobian at `args` as a 2-D float64 array, rows outputs, columns inputs.
+
+        Inputs are the arguments at positions `wrt` (default: every float
+        argument), flattened in C order and concatenated in argument order (a
+        scalar is one column). Outputs are the return value when the kernel
+        returns a float (one row: the gradient); otherwise every float array
+        the kernel writes, flattened and concatenated likewise, as functions
+        of the inputs' values on entry. mode="auto" uses forward mode, `width`
+        columns per sweep, when there are fewer inputs than outputs, and
+        reverse mode, one sweep per row, otherwise ("forward" / "reverse"
+        force one). The arguments are not modified (the kernel runs on copies).
+        """
+        from .jacobian import jacobian
+        return jacobian(self, args, wrt=wrt, mode=mode, width=width)
 
     # -- machinery
 
@@ -121,42 +216,27 @@ class Differentiable:
             return Active(value)
         return Const(value)
 
-    def _reverse(self, annotated, seed):
+    def _reverse(self, annotated, seed, distinct: bool | None = None):
         primal_args = tuple(a.value for a in annotated)
         types = tuple(self.dispatcher.typeof_pyval(a) for a in primal_args)
         kinds = tuple(type(a).__name__ for a in annotated)
-        key = (types, kinds)
+        # Arrays that share memory get a gradient that never assumes one is unchanged by writes to another.
+        if distinct is None:
+            distinct = arrays_are_distinct(primal_args)
+        if not distinct:
+            self._check_aliased_shadows(annotated)
+        key = (types, kinds, distinct)
         gradient = self._gradients.get(key)
         if gradient is None:
-            gradient = self._compile(primal_args, annotated)
+            gradient = self._compile(primal_args, annotated, distinct)
             self._gradients[key] = gradient
         convention = gradient.entry.convention
-        parameters, active_outputs = [], []
-        for spec, annotation in zip(convention.arguments, annotated):
-            if spec.is_array:
-                parameters.extend(array_parameters(spec, annotation.value))
-            else:
-                parameters.append(scalar_parameter(spec, annotation.value))
-        copied_back = []
+        parameters = primal_parameters(convention, primal_args)
+        copied_back, active_outputs = [], []
         for index, annotation in enumerate(annotated):
             if isinstance(annotation, Duplicated):
-                spec = convention.arguments[index]
-                shadow = annotation.shadow
-                if not isinstance(shadow, np.ndarray) or shadow.shape != annotation.value.shape \
-                        or shadow.dtype != annotation.value.dtype:
-                    raise ValueError(f"shadow of argument {index} ({spec.name!r}) must be a "
-                                     f"{annotation.value.dtype} array of shape {annotation.value.shape}, got "
-                                     f"{getattr(shadow, 'dtype', type(shadow).__name__)} "
-                                     f"{getattr(shadow, 'shape', '')}")
-                if shadow.strides != annotation.value.strides:
-                    # The kernel walks the shadow with the argument's strides: use a
-                    # same-strided copy and write the result back after the call.
-                    laid_out = shadow_like(annotation.value)
-                    laid_out[...] = shadow
-                    copied_back.append((shadow, laid_out))
-                    shadow = laid_out
-                check_array(spec, shadow, role="shadow of argument")
-                parameters.append(shadow.ctypes.data)
+                parameters.append(shadow_address(convention.arguments[index], annotation.value, annotation.shadow,
+                                                 copied_back, role="shadow"))
         for index, annotation in enumerate(annotated):
             if isinstance(annotation, Active):
                 output = np.zeros(1, dtype=convention.arguments[index].dtype)
@@ -165,26 +245,138 @@ class Differentiable:
         if gradient.seeded:
             parameters.append(float(seed))
         value = gradient.entry.call_raw(parameters)
-        for shadow, laid_out in copied_back:
-            shadow[...] = laid_out
+        copy_back(copied_back)
         return value, [output[0].item() for output in active_outputs]
 
-    def _compile(self, primal_args, annotated) -> _Gradient:
+    def _check_aliased_shadows(self, annotated) -> None:
+        """Overlapping Duplicated arrays need shadows that overlap the same way: one array, one shadow."""
+        duplicated = [(i, a) for i, a in enumerate(annotated) if isinstance(a, Duplicated)]
+        for position, (i, first) in enumerate(duplicated):
+            for j, second in duplicated[position + 1:]:
+                if not np.may_share_memory(first.value, second.value):
+                    continue
+                if not (_same_view(first.value, second.value) and _same_view(first.shadow, second.shadow)):
+                    raise DifferentiationError(
+                        f"arguments {i} ({self._argument_name(i)!r}) and {j} ({self._argument_name(j)!r}) share "
+                        "memory: pass the same array with the same shadow, or separate copies")
+
+    def explain(self, *args):
+        """What reverse mode does for these arguments (plain or annotated): see `enzpy.explain`."""
+        from .explain import explain
+        return explain(self, *args)
+
+    def _autodiff_forward(self, annotated):
+        kinds, lane_tangents = [], []
+        for annotation in annotated:
+            if isinstance(annotation, Duplicated) and isinstance(annotation.value, np.ndarray):
+                kinds.append(Duplicated)
+                lane_tangents.append([annotation.shadow])
+            elif isinstance(annotation, (Active, Duplicated)):
+                tangent = annotation.shadow if isinstance(annotation, Duplicated) else 1.0
+                if isinstance(tangent, np.ndarray) and tangent.ndim == 0:
+                    tangent = tangent[()]
+                if not isinstance(tangent, (int, float, np.integer, np.floating)):
+                    name = self._argument_name(len(kinds))
+                    raise TypeError(f"tangent of argument {len(kinds)} ({name!r}) must be a float, "
+                                    f"got {type(tangent).__name__}")
+                kinds.append(Active)
+                lane_tangents.append([float(tangent)])
+            else:
+                kinds.append(Const)
+                lane_tangents.append(None)
+        _, return_tangents = self._forward(tuple(a.value for a in annotated), tuple(kinds), lane_tangents, 1)
+        return None if return_tangents is None else return_tangents[0].item()
+
+    def _tangent_lanes(self, index, value, tangent, width):
+        """(annotation kind, one tangent per lane) for argument `index` of `jvp`, checked."""
+        def where() -> str:          # only on error: finding the name costs more than a small call
+            return f"tangent of argument {index} ({self._argument_name(index)!r})"
+
+        lanes = 1 if width is None else width
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+            # Every float array is duplicated, so writes through it keep their tangents.
+            buffers = [shadow_like(value) for _ in range(lanes)]
+            if tangent is not None:
+                tangent = np.asarray(tangent)
+                expected = value.shape if width is None else (width, *value.shape)
+                if tangent.shape != expected or tangent.dtype.kind not in "fiu":
+                    raise ValueError(f"{where()} must be a real array of shape {expected}, got "
+                                     f"{tangent.dtype} {tangent.shape}")
+                for lane, buffer in enumerate(buffers):
+                    buffer[...] = tangent if width is None else tangent[lane]
+            return Duplicated, buffers
+        if tangent is None:
+            return Const, None
+        if not isinstance(value, (float, np.floating)):
+            raise TypeError(f"{where()} must be None: only float arrays and float scalars have tangents, "
+                            f"got a {type(value).__name__}")
+        tangent = np.asarray(tangent)
+        expected = () if width is None else (width,)
+        if tangent.shape != expected or tangent.dtype.kind not in "fiu":
+            wanted = "number" if width is None else f"array of shape {expected}"
+            raise ValueError(f"{where()} must be a real {wanted}, got {tangent.dtype} {tangent.shape}")
+        return Active, [float(t) for t in np.atleast_1d(tangent)]
+
+    def _forward(self, args, kinds, lane_tangents, width):
+        """Run the tangent function: (value, return tangents or None).
+
+        `kinds[i]` is Duplicated (float array; lane_tangents[i] is one array per
+        lane, updated in place), Active (float scalar; one float per lane) or Const.
+        """
+        types = tuple(self.dispatcher.typeof_pyval(a) for a in args)
+        key = (types, tuple(k.__name__ for k in kinds), width)
+        tangent_function = self._tangents.get(key)
+        if tangent_function is None:
+            tangent_function = self._compile_forward(args, kinds, width)
+            self._tangents[key] = tangent_function
+        convention = tangent_function.entry.convention
+        parameters = primal_parameters(convention, args)
+        copied_back = []
+        for index, kind in enumerate(kinds):
+            if kind is Duplicated:
+                for lane in lane_tangents[index]:
+                    parameters.append(shadow_address(convention.arguments[index], args[index], lane, copied_back,
+                                                     role="tangent"))
+        for index, kind in enumerate(kinds):
+            if kind is Active:
+                parameters.extend(lane_tangents[index])
+        return_tangents = None
+        if tangent_function.returns_tangent:
+            return_tangents = np.zeros(width, dtype=np.dtype(str(convention.return_type)))
+            parameters.append(return_tangents.ctypes.data)
+        value = tangent_function.entry.call_raw(parameters)
+        copy_back(copied_back)
+        return value, return_tangents
+
+    def _compile(self, primal_args, annotated, distinct_arguments: bool = False) -> _Gradient:
         captured = capture(self.dispatcher, args=primal_args)
         kinds = tuple(type(a) for a in annotated)
         try:
-            module, gradient_function, spec = self.gradient_module(captured, kinds)
+            module, gradient_function, spec = self.gradient_module(captured, kinds, distinct_arguments)
         except DifferentiationError as error:
             raise DifferentiationError(f"{error}; in kernel {self._where()}") from None
         text = write_module(module)
-        compiled = CompiledModule(text, pipeline="post_ad")
-        parameter_types = tuple(str(t) for t in gradient_function.function_type.params)
-        gradient_convention = dataclasses.replace(captured.convention, entry=gradient_function.name,
-                                                  parameter_types=parameter_types)
+        entry = self._entry_point(captured, text, gradient_function)
         duplicated = tuple(i for i, kind in enumerate(kinds) if issubclass(kind, Duplicated))
         active = tuple(i for i, kind in enumerate(kinds) if issubclass(kind, Active))
-        return _Gradient(NumbaEntryPoint(compiled, gradient_convention), duplicated, active,
-                         spec.return_type is not None, text)
+        return _Gradient(entry, duplicated, active, spec.return_type is not None, text)
+
+    def _compile_forward(self, primal_args, kinds, width) -> _Tangent:
+        captured = capture(self.dispatcher, args=primal_args)
+        try:
+            module, tangent_function, spec = self.tangent_module(captured, kinds, width)
+        except DifferentiationError as error:
+            raise DifferentiationError(f"{error}; in kernel {self._where()}") from None
+        text = write_module(module)
+        return _Tangent(self._entry_point(captured, text, tangent_function), width,
+                        spec.return_type is not None, text)
+
+    @staticmethod
+    def _entry_point(captured, text, function) -> NumbaEntryPoint:
+        compiled = CompiledModule(text, pipeline="post_ad")
+        parameter_types = tuple(str(t) for t in function.function_type.params)
+        convention = dataclasses.replace(captured.convention, entry=function.name, parameter_types=parameter_types)
+        return NumbaEntryPoint(compiled, convention)
 
     def _where(self) -> str:
         """`module.function (file.py:line of def)`: the IR names only the mangled symbol."""
@@ -194,41 +386,165 @@ class Differentiable:
             return repr(self.__name__)
         return f"'{function.__module__}.{function.__qualname__}' ({code.co_filename}:{code.co_firstlineno})"
 
-    def gradient_module(self, captured, kinds: tuple[type, ...]):
+    def _argument_name(self, index: int) -> str:
+        try:
+            return list(inspect.signature(self.dispatcher.py_func).parameters)[index]
+        except (AttributeError, IndexError, TypeError, ValueError):
+            return f"#{index}"
+
+    def written_arguments(self, args) -> frozenset[int]:
+        """Positions of the float array arguments the kernel may write (from its optimized IR)."""
+        types = tuple(self.dispatcher.typeof_pyval(a) for a in args)
+        if types not in self._written:
+            captured = capture(self.dispatcher, args=tuple(args))
+            module = optimize(to_ir(captured), "pre_ad")
+            written = written_parameters(module.functions[captured.convention.entry])
+            self._written[types] = frozenset(a.position for a in captured.convention.arguments
+                                             if a.is_array and a.is_float and a.data_parameter() in written)
+        return self._written[types]
+
+    def derivative_module(self, captured, kinds: tuple[type, ...], mode: str = "reverse", width: int = 1):
+        """(module with the derivative added, its function, its spec) for `mode` (reverse or forward)."""
+        if mode == "forward":
+            return self.tangent_module(captured, kinds, width)
+        if mode == "reverse":
+            return self.gradient_module(captured, kinds)
+        raise ValueError(f"mode must be 'reverse' or 'forward', not {mode!r}")
+
+    def gradient_module(self, captured, kinds: tuple[type, ...], distinct_arguments: bool = False):
         """(module with the gradient added, the gradient function, its ReverseSpec) for annotation kinds.
 
-        A DifferentiationError is raised again from a copy of the kernel
-        compiled with debug info, so that it names the Python source line.
+        `distinct_arguments`: the arrays passed do not overlap (see
+        `arrays_are_distinct`). A DifferentiationError is raised again from a
+        copy of the kernel compiled with debug info, so that it names the
+        Python source line.
         """
         try:
-            return self._gradient_module(captured, kinds)
+            return self._gradient_module(captured, kinds, distinct_arguments)
         except DifferentiationError as error:
             raise with_source_location(error, lambda: self._gradient_module(
-                recapture_with_debug_info(captured), kinds)) from None
+                recapture_with_debug_info(captured), kinds, distinct_arguments)) from None
 
-    def _gradient_module(self, captured, kinds: tuple[type, ...]):
+    def tangent_module(self, captured, kinds: tuple[type, ...], width: int = 1):
+        """(module with the tangent function added, that function, its ForwardSpec) for annotation kinds.
+
+        Duplicated float arrays get `width` shadow pointers; Active (or
+        Duplicated) float scalars `width` tangents. Errors name the source
+        line as in `gradient_module`.
+        """
+        try:
+            return self._tangent_module(captured, kinds, width)
+        except DifferentiationError as error:
+            raise with_source_location(error, lambda: self._tangent_module(
+                recapture_with_debug_info(captured), kinds, width)) from None
+
+    def _gradient_module(self, captured, kinds: tuple[type, ...], distinct_arguments: bool):
         convention = captured.convention
-        for argument, kind in zip(convention.arguments, kinds):
-            if issubclass(kind, Duplicated) and not (argument.is_array and argument.is_float):
-                raise DifferentiationError(f"argument {argument.position} ({argument.name!r}): Duplicated needs "
-                                           f"a float array, got {argument.numba_type}")
-            if issubclass(kind, Active) and (argument.is_array or not argument.is_float):
-                raise DifferentiationError(f"argument {argument.position} ({argument.name!r}): Active needs a "
-                                           f"float scalar, got {argument.numba_type}")
+        check_kinds(convention, kinds, scalar_duplicated=False)
         module = optimize(to_ir(captured), "pre_ad" if self.optimize else "none")
         duplicated = [convention.arguments[i] for i, kind in enumerate(kinds) if issubclass(kind, Duplicated)]
         active = [convention.arguments[i] for i, kind in enumerate(kinds) if issubclass(kind, Active)]
-        return_type = None
-        if convention.returns_value and np.dtype(str(convention.return_type)).kind == "f":
-            return_type = FloatType("float" if str(convention.return_type) == "float32" else "double")
         spec = ReverseSpec(
             duplicated=tuple(a.data_parameter() for a in duplicated),
             active=tuple(a.first_parameter for a in active),
-            return_type=return_type,
-            duplicated_types=tuple(FloatType("float" if a.dtype == np.float32 else "double") for a in duplicated))
+            return_type=float_return_type(convention),
+            duplicated_types=tuple(float_type(a.dtype) for a in duplicated),
+            distinct_arguments=distinct_arguments,
+            minimize_cache=self.cache_minimization)
         gradient = build_reverse(module, module.functions[convention.entry], spec,
                                  "enzpy.reverse." + convention.entry)
         return module, gradient, spec
+
+    def _tangent_module(self, captured, kinds: tuple[type, ...], width: int):
+        convention = captured.convention
+        check_kinds(convention, kinds, scalar_duplicated=True)
+        module = optimize(to_ir(captured), "pre_ad" if self.optimize else "none")
+        arguments = list(zip(convention.arguments, kinds))
+        duplicated = [a for a, kind in arguments if issubclass(kind, Duplicated) and a.is_array]
+        scalars = [a for a, kind in arguments if issubclass(kind, (Active, Duplicated)) and not a.is_array]
+        spec = ForwardSpec(
+            duplicated=tuple(a.data_parameter() for a in duplicated),
+            active=tuple(a.first_parameter for a in scalars),
+            return_type=float_return_type(convention),
+            duplicated_types=tuple(float_type(a.dtype) for a in duplicated),
+            width=width)
+        suffix = "" if width == 1 else f".width{width}"
+        tangent = build_forward(module, module.functions[convention.entry], spec,
+                                f"enzpy.forward{suffix}." + convention.entry)
+        return module, tangent, spec
+
+
+def check_kinds(convention, kinds: tuple[type, ...], scalar_duplicated: bool) -> None:
+    """Refuse annotations that do not fit the argument (naming it); forward mode may duplicate float scalars."""
+    for argument, kind in zip(convention.arguments, kinds):
+        duplicable = argument.is_float and (argument.is_array or scalar_duplicated)
+        if issubclass(kind, Duplicated) and not duplicable:
+            needs = "a float array or float scalar" if scalar_duplicated else "a float array"
+            raise DifferentiationError(f"argument {argument.position} ({argument.name!r}): Duplicated needs "
+                                       f"{needs}, got {argument.numba_type}")
+        if issubclass(kind, Active) and (argument.is_array or not argument.is_float):
+            raise DifferentiationError(f"argument {argument.position} ({argument.name!r}): Active needs a "
+                                       f"float scalar, got {argument.numba_type}")
+
+
+def float_return_type(convention) -> FloatType | None:
+    """The float type the kernel stores through retptr, or None when it returns no float."""
+    if convention.returns_value and np.dtype(str(convention.return_type)).kind == "f":
+        return float_type(np.dtype(str(convention.return_type)))
+    return None
+
+
+def float_type(dtype) -> FloatType:
+    return FloatType("float" if np.dtype(dtype) == np.float32 else "double")
+
+
+def primal_parameters(convention, values) -> list:
+    """The exploded parameters of the primal arguments, as numba passes them."""
+    parameters = []
+    for spec, value in zip(convention.arguments, values):
+        if spec.is_array:
+            parameters.extend(array_parameters(spec, value))
+        else:
+            parameters.append(scalar_parameter(spec, value))
+    return parameters
+
+
+def shadow_address(spec, value: np.ndarray, shadow, copied_back: list, role: str) -> int:
+    """The data pointer to pass for `shadow`, the derivative array of argument `value`.
+
+    The kernel walks the shadow with the argument's strides: a shadow laid out
+    differently is replaced by a same-strided copy, recorded in `copied_back`
+    to be written back after the call (`copy_back`).
+    """
+    if not isinstance(shadow, np.ndarray) or shadow.shape != value.shape or shadow.dtype != value.dtype:
+        raise ValueError(f"{role} of argument {spec.position} ({spec.name!r}) must be a "
+                         f"{value.dtype} array of shape {value.shape}, got "
+                         f"{getattr(shadow, 'dtype', type(shadow).__name__)} {getattr(shadow, 'shape', '')}")
+    if shadow.strides != value.strides:
+        laid_out = shadow_like(value)
+        laid_out[...] = shadow
+        copied_back.append((shadow, laid_out))
+        shadow = laid_out
+    check_array(spec, shadow, role=f"{role} of argument")
+    return shadow.ctypes.data
+
+
+def copy_back(copied_back: list) -> None:
+    for shadow, laid_out in copied_back:
+        shadow[...] = laid_out
+
+
+def _same_view(a, b) -> bool:
+    """The same elements in the same layout (the same array, or an identical view of it)."""
+    return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape \
+        and a.strides == b.strides and a.dtype == b.dtype \
+        and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+
+
+def arrays_are_distinct(values) -> bool:
+    """Whether no two array arguments may share memory (then writes to one never change another)."""
+    arrays = [v for v in values if isinstance(v, np.ndarray)]
+    return not any(np.may_share_memory(a, b) for i, a in enumerate(arrays) for b in arrays[i + 1:])
 
 
 def with_source_location(error: DifferentiationError, build_with_debug_info) -> DifferentiationError:
@@ -261,8 +577,13 @@ def shadow_like(array: np.ndarray) -> np.ndarray:
     return np.ndarray(array.shape, array.dtype, buffer=buffer, offset=-low, strides=array.strides)
 
 
-def differentiate(function=None, *, optimize: bool = True):
-    """`differentiate(f)`, `@differentiate` or `@differentiate(optimize=False)`."""
+def differentiate(function=None, *, optimize: bool = True, cache_minimization: bool = True):
+    """`differentiate(f)`, `@differentiate` or `@differentiate(optimize=False)`.
+
+    `cache_minimization=False` makes reverse mode cache every value it needs
+    instead of recomputing or re-loading (the baseline of
+    `benchmarks/cache_minimization.py`).
+    """
     if function is None:
-        return lambda f: Differentiable(f, optimize=optimize)
-    return Differentiable(function, optimize=optimize)
+        return lambda f: Differentiable(f, optimize=optimize, cache_minimization=cache_minimization)
+    return Differentiable(function, optimize=optimize, cache_minimization=cache_minimization)

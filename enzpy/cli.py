@@ -1,7 +1,10 @@
 """The `enzpy` command.
 
     enzpy emit FILE.py:FUNC --sig "float64(float64[:], int64)" [--stage raw|optimized] [-o OUT.ll]
-    enzpy emit FILE.py:FUNC --sig SIG --mode reverse [--no-preopt] [--activity dup,const,active]
+    enzpy emit FILE.py:FUNC --sig SIG --mode reverse|forward [--no-preopt] [--activity dup,const,active]
+    enzpy explain FILE.py:FUNC (--sig SIG | --args "np.ones(100), 0.5") [--activity ...] [--ir]
+    enzpy opt IN.ll -o OUT.ll           C/C++ (clang's IR): replace __enzyme_autodiff / __enzyme_fwddiff calls
+    enzpy grad IN.ll --function F [--activity dup,const,out] [--mode reverse|forward] [--name G] -o OUT.ll
 
 Errors the user can fix (missing file or function, bad signature, a kernel
 numba rejects, IR enzpy cannot carry) print one line and exit with status 2.
@@ -54,7 +57,7 @@ def _emit(arguments) -> int:
 
     function = load_function(arguments.target)
     dump_after = set(arguments.dump_after.split(",")) if arguments.dump_after else None
-    if arguments.mode == "reverse":
+    if arguments.mode in ("reverse", "forward"):
         module = _gradient_module(function, arguments)
     else:
         stage = "raw" if arguments.no_preopt else arguments.stage
@@ -72,16 +75,53 @@ def _gradient_module(function, arguments):
     from .frontend.numba import capture
 
     captured = capture(function, signature=arguments.sig)
+    kinds = _annotation_kinds(captured, arguments.activity)
+    differentiable = api.Differentiable(function, optimize=not arguments.no_preopt)
+    module, _, _ = differentiable.derivative_module(captured, kinds, mode=arguments.mode)
+    return module
+
+
+def _annotation_kinds(captured, activity: str | None) -> tuple[type, ...]:
+    from . import api
+
     kinds = api.default_kinds(captured.convention)
-    if arguments.activity:
-        names = [n.strip() for n in arguments.activity.split(",")]
+    if activity:
+        names = [n.strip() for n in activity.split(",")]
         if len(names) != len(kinds) or any(n not in _ACTIVITY_KINDS for n in names):
             raise UsageError(f"--activity needs one of {', '.join(_ACTIVITY_KINDS)} per argument "
-                             f"({len(kinds)}), got {arguments.activity!r}")
+                             f"({len(kinds)}), got {activity!r}")
         kinds = tuple(getattr(api, _ACTIVITY_KINDS[n]) for n in names)
+    return kinds
+
+
+def _explain(arguments) -> int:
+    from . import api
+    from .explain import explain, explain_compiled
+    from .frontend.numba import capture
+
+    function = load_function(arguments.target)
     differentiable = api.Differentiable(function, optimize=not arguments.no_preopt)
-    module, _, _ = differentiable.gradient_module(captured, kinds)
-    return module
+    if arguments.args is not None:
+        import numpy
+        try:
+            values = eval(f"({arguments.args},)", {"np": numpy, "numpy": numpy})   # the user's own expression
+        except Exception as error:
+            raise UsageError(f"cannot evaluate --args {arguments.args!r}: {type(error).__name__}: {error}") from None
+        captured = capture(function, args=values)
+        kinds = _annotation_kinds(captured, arguments.activity)
+        report = explain(differentiable, *(kind(v) if kind is not api.Duplicated else api.Duplicated(
+            v, api.shadow_like(v)) for kind, v in zip(kinds, values)))
+    elif arguments.sig is not None:
+        captured = capture(function, signature=arguments.sig)
+        report = explain_compiled(differentiable, captured, _annotation_kinds(captured, arguments.activity),
+                                  distinct=False)
+    else:
+        raise UsageError("explain needs --sig SIG or --args VALUES")
+    print(report)
+    if arguments.ir:
+        print()
+        print(report.annotated_ir, end="")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,16 +132,93 @@ def build_parser() -> argparse.ArgumentParser:
     emit.add_argument("--sig", required=True, help='numba signature, e.g. "float64(float64[:], int64)"')
     emit.add_argument("--stage", choices=("raw", "optimized"), default="optimized",
                       help="raw: as numba lowered it; optimized: after the pre-AD pipeline")
-    emit.add_argument("--mode", choices=("primal", "reverse"), default="primal",
-                      help="primal: the kernel itself; reverse: the module with its gradient added")
+    emit.add_argument("--mode", choices=("primal", "reverse", "forward"), default="primal",
+                      help="primal: the kernel itself; reverse / forward: the module with its gradient / "
+                           "tangent function added")
     emit.add_argument("--no-preopt", action="store_true",
                       help="skip the pre-AD pipeline (the same as --stage raw for the primal)")
-    emit.add_argument("--activity", help="reverse mode: one of dup,const,active per argument "
+    emit.add_argument("--activity", help="reverse / forward mode: one of dup,const,active per argument "
                                          "(default: float arrays dup, float scalars active, the rest const)")
     emit.add_argument("-o", "--output", help="output .ll file (default: stdout)")
     emit.add_argument("--dump-after", help="comma-separated pipeline stages to dump IR after (stderr)")
     emit.set_defaults(handler=_emit)
+    explain = commands.add_parser("explain", help="what reverse mode does: activity, recompute / cache, tape")
+    explain.add_argument("target", help="FILE.py:FUNCTION")
+    explain.add_argument("--sig", help="numba signature (a report without running the gradient)")
+    explain.add_argument("--args", help='argument values as Python, e.g. "np.linspace(0, 1, 100), 0.5": '
+                                        "the report then measures the tape")
+    explain.add_argument("--activity", help="one of dup,const,active per argument (default as for emit)")
+    explain.add_argument("--no-preopt", action="store_true", help="explain AD of the unoptimized IR")
+    explain.add_argument("--ir", action="store_true", help="also print the annotated IR")
+    explain.set_defaults(handler=_explain)
+    _add_foreign_commands(commands)
     return parser
+
+
+def _read_ir(path_text: str) -> str:
+    path = Path(path_text)
+    if not path.is_file():
+        raise UsageError(f"no such file: {path}")
+    return path.read_text()
+
+
+def _write_ir(text: str, output: str | None) -> None:
+    if output:
+        Path(output).write_text(text)
+    else:
+        sys.stdout.write(text)
+
+
+def _opt(arguments) -> int:
+    from .frontend.clang import differentiate_enzyme_calls
+
+    _write_ir(differentiate_enzyme_calls(_read_ir(arguments.input), optimize=not arguments.no_postopt),
+              arguments.output)
+    return 0
+
+
+def _grad(arguments) -> int:
+    from .frontend.clang import add_derivative
+
+    activities = tuple(n.strip() for n in arguments.activity.split(",")) if arguments.activity else None
+    if activities == ("",):
+        activities = ()
+    _write_ir(add_derivative(_read_ir(arguments.input), arguments.function, activities, arguments.mode,
+                             arguments.name, optimize=not arguments.no_postopt), arguments.output)
+    return 0
+
+
+def _add_foreign_commands(commands) -> None:
+    """`opt` and `grad`: LLVM IR from clang (C, C++), Enzyme's calling convention."""
+    opt = commands.add_parser(
+        "opt", help="differentiate every __enzyme_autodiff / __enzyme_fwddiff call in clang's LLVM IR",
+        description="Read LLVM IR from clang (-S -emit-llvm, -O0 to -O3), replace each call to "
+                    "__enzyme_autodiff / __enzyme_fwddiff (Enzyme's markers enzyme_dup, enzyme_const, "
+                    "enzyme_out, enzyme_dupnoneed) by a call to the generated derivative, and write IR that "
+                    "clang compiles and links.")
+    opt.add_argument("input", help="IN.ll")
+    opt.add_argument("-o", "--output", help="output .ll file (default: stdout)")
+    opt.add_argument("--no-postopt", action="store_true", help="leave the generated code unoptimized")
+    opt.set_defaults(handler=_opt)
+    grad = commands.add_parser(
+        "grad", help="add the derivative of one function of clang's LLVM IR",
+        description="Add `NAME` (default FUNCTION_reverse / FUNCTION_forward), an externally visible "
+                    "derivative of FUNCTION. Its parameters are FUNCTION's, in order, each `dup` one "
+                    "followed by its shadow (a pointer; in forward mode a float scalar's tangent value) and "
+                    "each `out` one by a pointer its derivative is added into. Reverse mode then takes the "
+                    "seed of a float result and returns void; forward mode returns the tangent of a float "
+                    "result (void otherwise). Example: double f(double *x, int n, double s) with "
+                    "dup,const,out -> void f_reverse(double *x, double *dx, int n, double s, double *ds, "
+                    "double seed).")
+    grad.add_argument("input", help="IN.ll")
+    grad.add_argument("--function", required=True, help="the function to differentiate")
+    grad.add_argument("--activity", help="one of dup,dupnoneed,const,out per parameter (default: pointers dup, "
+                                         "integers const, floats out in reverse and dup in forward mode)")
+    grad.add_argument("--mode", choices=("reverse", "forward"), default="reverse")
+    grad.add_argument("--name", help="name of the generated function")
+    grad.add_argument("-o", "--output", help="output .ll file (default: stdout)")
+    grad.add_argument("--no-postopt", action="store_true", help="leave the generated code unoptimized")
+    grad.set_defaults(handler=_grad)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,8 +46,8 @@ class ExplainReport:
     """Values the reverse sweep loads again from memory nothing overwrote."""
     stored: list[str] = field(default_factory=list)
     """Values computed at most once, kept in a stack slot."""
-    cache_bytes: int = 0
-    """Bytes the forward sweep pushed onto the tape for the given arguments."""
+    cache_bytes: int | None = None
+    """Bytes the forward sweep pushed onto the tape for the given arguments (None: not run)."""
     annotated_ir: str = ""
     """The optimized kernel with `; active`, `; reverse: recompute`, ... after each instruction."""
 
@@ -57,7 +57,8 @@ class ExplainReport:
                  f"{len(self.inactive_instructions)} inactive, {len(self.shadow_instructions)} with shadows",
                  f"  reverse sweep needs: {len(self.recomputed)} recomputed, {len(self.reloaded)} re-loaded, "
                  f"{len(self.stored)} in stack slots, {len(self.cached_values)} cached on the tape",
-                 f"  tape for these arguments: {self.cache_bytes} bytes"]
+                 f"  tape for these arguments: {self.cache_bytes} bytes" if self.cache_bytes is not None
+                 else "  tape: give argument values to measure it"]
         if self.cached_values:
             lines.append("  cached:")
             lines.extend(f"    {text}" for text in self.cached_values)
@@ -66,14 +67,23 @@ class ExplainReport:
 
 def explain(differentiable, *args) -> ExplainReport:
     """The report for `differentiable` called with `args` (plain values or Const/Active/Duplicated)."""
-    from .api import Active, Const, Differentiable, Duplicated
+    from .api import Active, Const, Differentiable, Duplicated, arrays_are_distinct
 
     annotated = [a if isinstance(a, (Const, Active, Duplicated)) else Differentiable._default_annotation(a)
                  for a in args]
+    # Whether the user's arrays overlap decides what may be re-loaded; the copies would not.
+    distinct = arrays_are_distinct([a.value for a in annotated])
     annotated = [_copied(a) for a in annotated]
     kinds = tuple(type(a) for a in annotated)
     captured = capture(differentiable.dispatcher, args=tuple(a.value for a in annotated))
-    _, gradient, _ = differentiable.gradient_module(captured, kinds)
+    report = explain_compiled(differentiable, captured, kinds, distinct)
+    report.cache_bytes = _measured_tape_bytes(differentiable, annotated, distinct)
+    return report
+
+
+def explain_compiled(differentiable, captured, kinds: tuple[type, ...], distinct: bool) -> ExplainReport:
+    """The report without running anything (`cache_bytes` stays None): from a captured kernel."""
+    _, gradient, _ = differentiable.gradient_module(captured, kinds, distinct)
     decided = reverse_report(gradient)
     texts = instruction_texts(decided.primal)
     report = ExplainReport(differentiable.__name__, tuple(k.__name__ for k in kinds))
@@ -89,7 +99,6 @@ def explain(differentiable, *args) -> ExplainReport:
                 prefix = "shadow of " if source.startswith("shadow ") else ""
                 by_source[kind].append(prefix + texts[instruction])
     report.annotated_ir = annotated_function(decided.primal, decided.annotation)
-    report.cache_bytes = _measured_tape_bytes(differentiable, annotated)
     return report
 
 
@@ -104,12 +113,13 @@ def _copied(annotation):
                                               for f in dataclasses.fields(annotation)})
 
 
-def _measured_tape_bytes(differentiable, annotated) -> int:
+def _measured_tape_bytes(differentiable, annotated, distinct: bool) -> int:
     """Run the gradient once (a fresh compile, on copies) and read what its forward sweep pushed."""
     from .api import Differentiable
 
-    fresh = Differentiable(differentiable.dispatcher, optimize=differentiable.optimize)
-    fresh.autodiff(*annotated)
+    fresh = Differentiable(differentiable.dispatcher, optimize=differentiable.optimize,
+                           cache_minimization=differentiable.cache_minimization)
+    fresh._reverse(annotated, seed=1.0, distinct=distinct)
     (gradient,) = fresh._gradients.values()
     entry = gradient.entry
     address = entry.compiled.global_address(tape_slots_global_name(entry.convention.entry))

@@ -402,8 +402,8 @@ def test_const_array_gets_no_derivative():
 
 
 def test_autodiff_rejects_other_modes():
-    with pytest.raises(NotImplementedError):
-        differentiate(sum_squares).autodiff(Duplicated(np.ones(2), np.zeros(2)), mode="forward")
+    with pytest.raises(ValueError, match="'sideways'"):
+        differentiate(sum_squares).autodiff(Duplicated(np.ones(2), np.zeros(2)), mode="sideways")
 
 
 # ---------------------------------------------------------------- caching

@@ -160,3 +160,18 @@ def test_emit_reverse_rejects_a_bad_activity_list(capsys, kernel_file):
                                        "--mode", "reverse", "--activity", "dup")
     assert status == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and err.startswith("enzpy: error: --activity")
+
+
+def test_explain_measures_the_tape_for_given_arguments(capsys, kernel_file):
+    status = main(["explain", f"{kernel_file}:sum_of_squares", "--args", "np.linspace(0, 1, 50), 50", "--ir"])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "tape for these arguments: 0 bytes" in out
+    assert "; active" in out and "reverse: reload" in out
+
+
+def test_explain_from_a_signature_and_bad_arguments(capsys, kernel_file):
+    assert main(["explain", f"{kernel_file}:sum_of_squares", "--sig", SIGNATURE]) == 0
+    assert "give argument values" in capsys.readouterr().out
+    assert main(["explain", f"{kernel_file}:sum_of_squares", "--args", "np.nosuch(3), 3"]) == 2
+    assert "cannot evaluate --args" in capsys.readouterr().err

@@ -1,0 +1,51 @@
+"""Which pointer parameters a function may write through (its output arrays).
+
+`jacobian` needs to know which arrays of an in-place kernel are outputs. A
+pointer parameter counts as written when a store, memset, memcpy / memmove
+destination, atomic, or a call that is neither inactive nor a known read
+receives a pointer derived from it (GEP, cast, phi, select). Conservative:
+a phi that merges two arrays makes both written.
+"""
+
+from __future__ import annotations
+
+from ..ir import core
+from ..rules.calls import is_inactive_call, is_memory_transfer
+from ..rules.registry import scalar_rule
+
+
+def written_parameters(function: core.Function) -> set[int]:
+    """Indices of `function`'s pointer parameters whose memory it may modify."""
+    derived: dict[core.Value, set[int]] = {a: {i} for i, a in enumerate(function.arguments) if a.type.is_pointer}
+    changed = True
+    while changed:
+        changed = False
+        for instruction in function.instructions():
+            if isinstance(instruction, (core.GetElementPtr, core.Cast)):
+                sources = instruction.operands[:1]
+            elif isinstance(instruction, (core.Phi, core.Select)):
+                sources = instruction.operands
+            else:
+                continue
+            gained = set().union(*(derived.get(v, set()) for v in sources)) - derived.get(instruction, set())
+            if gained:
+                derived.setdefault(instruction, set()).update(gained)
+                changed = True
+    written: set[int] = set()
+    for instruction in function.instructions():
+        if isinstance(instruction, core.Store):
+            targets = instruction.operands[1:2]
+        elif isinstance(instruction, (core.AtomicRMW, core.CmpXchg)):
+            targets = instruction.operands[:1]
+        elif isinstance(instruction, core.Call):
+            if is_inactive_call(instruction) or scalar_rule(instruction) is not None:
+                targets = []
+            elif is_memory_transfer(instruction):
+                targets = instruction.operands[:1]      # the source is only read
+            else:
+                targets = instruction.operands
+        else:
+            continue
+        for target in targets:
+            written |= derived.get(target, set())
+    return written

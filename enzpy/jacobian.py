@@ -1,0 +1,136 @@
+"""Full Jacobians from forward (vector) mode or reverse mode, chosen by shape.
+
+`Differentiable.jacobian` documents the layout: rows are the outputs (the
+float return value, or the float arrays the kernel writes), columns the
+inputs (`wrt`), both flattened in C order and concatenated in argument order.
+Forward mode fills `width` columns per sweep, reverse mode one row per sweep;
+"auto" takes forward when there are fewer columns than rows.
+
+Every float array is given a shadow in both modes, whether it is an input,
+an output or neither: a scratch array the kernel writes and reads back must
+carry its derivatives, or they would be lost.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba.core import types as numba_types
+
+from .api import Active, Const, Duplicated, shadow_like
+
+
+def jacobian(differentiable, args, wrt=None, mode: str = "auto", width: int = 8) -> np.ndarray:
+    """`differentiable`'s Jacobian at `args` (see `Differentiable.jacobian` for the layout and the modes)."""
+    args = tuple(args)
+    is_float_array = [isinstance(a, np.ndarray) and a.dtype.kind == "f" for a in args]
+    is_float_scalar = [isinstance(a, (float, np.floating)) for a in args]
+    inputs = _inputs(differentiable, args, wrt, is_float_array, is_float_scalar)
+    returns_float = _returns_float(differentiable, args)
+    if returns_float:
+        outputs = []
+    else:
+        outputs = sorted(differentiable.written_arguments(args))
+        if not outputs:
+            raise ValueError(f"kernel {differentiable.__name__!r} neither returns a float nor writes a float "
+                             "array: it has no Jacobian")
+    columns = sum(_size(args[i]) for i in inputs)
+    rows = 1 if returns_float else sum(args[i].size for i in outputs)
+    if mode == "auto":
+        mode = "forward" if columns < rows else "reverse"
+    if mode == "forward":
+        return _forward_jacobian(differentiable, args, inputs, outputs, rows, columns, is_float_array, width)
+    if mode == "reverse":
+        return _reverse_jacobian(differentiable, args, inputs, outputs, rows, columns, is_float_array)
+    raise ValueError(f"mode must be 'auto', 'forward' or 'reverse', not {mode!r}")
+
+
+def _inputs(differentiable, args, wrt, is_float_array, is_float_scalar) -> list[int]:
+    floats = [i for i in range(len(args)) if is_float_array[i] or is_float_scalar[i]]
+    if wrt is None:
+        return floats
+    inputs = [wrt] if isinstance(wrt, (int, np.integer)) else list(wrt)
+    for index in inputs:
+        if not 0 <= index < len(args):
+            raise ValueError(f"wrt names argument {index}, but the kernel takes {len(args)} arguments")
+        if index not in floats:
+            raise TypeError(f"argument {index} ({differentiable._argument_name(index)!r}) is not a float array "
+                            f"or float scalar: it cannot be differentiated")
+    return inputs
+
+
+def _returns_float(differentiable, args) -> bool:
+    """Whether numba types the kernel's result, for these argument types, as a float."""
+    dispatcher = differentiable.dispatcher
+    types = tuple(dispatcher.typeof_pyval(a) for a in args)
+    dispatcher.compile(types)
+    return_type = dispatcher.overloads[types].signature.return_type
+    return isinstance(return_type, numba_types.Float)
+
+
+def _size(value) -> int:
+    return value.size if isinstance(value, np.ndarray) else 1
+
+
+def _copies(args) -> list:
+    return [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+
+
+def _forward_jacobian(differentiable, args, inputs, outputs, rows, columns, is_float_array, width):
+    width = max(1, min(width, columns))
+    matrix = np.zeros((rows, columns))
+    # Column c is position `offset` inside input argument `argument`.
+    column_owner = [(i, offset) for i in inputs for offset in range(_size(args[i]))]
+    for first in range(0, columns, width):
+        chunk = column_owner[first:first + width]
+        values = _copies(args)
+        tangents = []
+        for index, value in enumerate(values):
+            if is_float_array[index] and index in inputs:
+                lanes = np.zeros((width, *value.shape), dtype=value.dtype)
+                for lane, (owner, offset) in enumerate(chunk):
+                    if owner == index:
+                        lanes[(lane, *np.unravel_index(offset, value.shape))] = 1.0
+                tangents.append(lanes)
+            elif index in inputs:
+                tangents.append(np.array([1.0 if owner == index else 0.0 for owner, _ in chunk]
+                                         + [0.0] * (width - len(chunk))))
+            else:
+                tangents.append(None)
+        _, result = differentiable.jvp(values, tangents, width=width)
+        if outputs:
+            block = np.concatenate([np.asarray(result[i], dtype=np.float64).reshape(width, -1) for i in outputs],
+                                   axis=1)
+        else:
+            block = np.asarray(result, dtype=np.float64).reshape(width, 1)
+        matrix[:, first:first + len(chunk)] = block[:len(chunk)].T
+    return matrix
+
+
+def _reverse_jacobian(differentiable, args, inputs, outputs, rows, columns, is_float_array):
+    matrix = np.zeros((rows, columns))
+    # Row r is position `offset` inside output argument `argument` (None: the return value).
+    row_owner = [(i, offset) for i in outputs for offset in range(args[i].size)] or [(None, 0)]
+    for row, (owner, offset) in enumerate(row_owner):
+        annotated = []
+        for index, value in enumerate(_copies(args)):
+            if is_float_array[index]:
+                shadow = shadow_like(value)
+                if index == owner:
+                    shadow[np.unravel_index(offset, value.shape)] = 1.0
+                annotated.append(Duplicated(value, shadow))
+            elif index in inputs:
+                annotated.append(Active(value))
+            else:
+                annotated.append(Const(value))
+        active = iter(differentiable.autodiff(*annotated, seed=1.0 if owner is None else 0.0))
+        pieces = []
+        for index, annotation in enumerate(annotated):
+            if isinstance(annotation, Active):
+                derivative = next(active)
+                if index in inputs:
+                    pieces.append((index, np.array([derivative])))
+            elif isinstance(annotation, Duplicated) and index in inputs:
+                pieces.append((index, np.asarray(annotation.shadow, dtype=np.float64).ravel()))
+        order = {index: position for position, index in enumerate(inputs)}
+        matrix[row] = np.concatenate([piece for _, piece in sorted(pieces, key=lambda p: order[p[0]])])
+    return matrix

@@ -1,0 +1,645 @@
+"""C and C++ through clang: Enzyme's `__enzyme_autodiff` / `__enzyme_fwddiff` on LLVM IR.
+
+    enzpy opt IN.ll -o OUT.ll          differentiate_enzyme_calls(text)
+    enzpy grad IN.ll --function f ...  add_derivative(text, "f", activities, mode)
+
+A C program asks for derivatives the way it asks Enzyme:
+
+    double __enzyme_autodiff(void *, ...);
+    extern int enzyme_dup, enzyme_const, enzyme_out, enzyme_dupnoneed;
+    double df_ds = __enzyme_autodiff((void *)f, enzyme_dup, x, dx, enzyme_const, n, s);
+
+Each parameter of `f` takes an optional marker and then its value(s):
+`enzyme_dup` / `enzyme_dupnoneed` a value and its shadow, `enzyme_const` a
+value, `enzyme_out` (reverse mode, float scalars) a value whose derivative is
+returned. Without a marker, pointers are `dup`, integers `const`, and float
+scalars `out` in reverse mode and `dup` (value and tangent) in forward mode,
+as in Enzyme. Reverse mode seeds a float result with 1.0 and returns the
+`enzyme_out` derivatives in order: one float, or a struct (or small vector)
+of them exactly as the call's C return type lays it out, including structs
+returned through a hidden `sret` pointer. Forward mode returns the tangent
+of `f`'s result.
+
+How (per distinct request; see DESIGN.md for the numba side):
+
+1. the module gets an adapter `i32 @enzpy.adapted.f(ptr %retptr, f's params)`
+   that calls `f` and stores its result: numba's convention, which
+   `build_reverse` / `build_forward` expect;
+2. `noinline`/`optnone` (clang -O0) are dropped, every other defined function
+   becomes internal so that, after the pre-AD pipeline inlines `f` and its
+   callees into the adapter, the rest of the program is deleted (`static`
+   variables become external, so that the values the program gives them at
+   run time are not folded away); vector code is scalarized (`vectors`);
+3. the adapter is differentiated, an interface function with the call's exact
+   parameter and result types wraps the derivative, and what the interface
+   does not reach is dropped (the user's own functions and globals become
+   declarations of themselves);
+4. that module is optimized without vectorizing (the user's clang vectorizes
+   when it compiles the result), printed, and appended to the user's text,
+   whose call lines are rewritten to call the interface (`llvm_text`).
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import llvmlite.binding as llvm
+
+from ..errors import EnzpyError, UnsupportedIRError
+from ..ir import core, read_module, write_module
+from ..ir.builder import Builder, constant_float, constant_int
+from ..ir.text import parse_type_text, unquote_name
+from ..ir.types import I8, I32, I64, PTR, VOID, ArrayType, FloatType, FunctionType, StructType, Type, \
+    VectorType, quote_name
+from ..passes import load_pipeline
+from . import llvm_text
+from .vectors import scalarize_vectors
+
+MARKERS = {"enzyme_dup": "dup", "enzyme_dupnoneed": "dupnoneed", "enzyme_const": "const", "enzyme_out": "out"}
+ACTIVITIES = ("dup", "dupnoneed", "const", "out")
+ADAPTER_PREFIX = "enzpy.adapted."
+POST_AD_PIPELINE = "post_ad_foreign"
+_MARKER_LOAD = re.compile(r'^%\S+ = load (?:volatile )?i\d+, ptr @("?enzyme_[-\w$.]+"?)')
+
+
+class ForeignCodeError(EnzpyError):
+    """A C program asks for something enzpy cannot do (bad markers, unsupported signature)."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """One derivative to generate: the function, the activities, and the interface's types."""
+
+    function: str
+    """Name of the differentiated function."""
+    mode: str
+    """`reverse` or `forward`."""
+    activities: tuple[str, ...]
+    """One of ACTIVITIES per parameter."""
+    argument_types: tuple[Type, ...]
+    """Parameter types of the interface, in order (sret pointer first when there is one)."""
+    return_type: Type
+    """Result type of the interface."""
+    sret_type: Type | None = None
+    """Struct the `out` derivatives are stored into through the first parameter (large C structs)."""
+    pointer_outputs: bool = False
+    """`enzpy grad`'s interface: each `out` parameter is followed by a pointer its derivative is added
+    into, and a float result is seeded by a last parameter, instead of Enzyme's returned derivatives."""
+
+
+# ---------------------------------------------------------------- entry points
+
+def differentiate_enzyme_calls(text: str, optimize: bool = True) -> str:
+    """`enzpy opt`: every __enzyme_autodiff / __enzyme_fwddiff call in `text` replaced by its derivative."""
+    call_lines = llvm_text.enzyme_call_lines(text)
+    if not call_lines:
+        return text
+    with parsed(text) as module_ref:
+        calls = [_decode_call(module_ref, caller, call) for caller, call in _enzyme_calls(module_ref)]
+    if len(calls) != len(call_lines):
+        raise UnsupportedIRError(f"found {len(call_lines)} Enzyme calls in the text but LLVM sees {len(calls)}")
+    names: dict[Request, str] = {}
+    replacements, pieces, markers = {}, [], set()
+    for line, (request, kept, used_markers) in zip(call_lines, calls):
+        markers |= used_markers
+        name = names.get(request)
+        if name is None:
+            name = f"enzpy.{request.mode}.{request.function}.{len(names)}"
+            pieces.append(generate(text, request, name, exported=False, optimize=optimize))
+            names[request] = name
+        arguments = [f"{ty} {llvm_text.argument_value(line.arguments[i], str(ty))}"
+                     for i, ty in zip(kept, request.argument_types)]
+        result = f"{line.result} = " if line.result else ""
+        replacements[line.number] = (f"{line.indent}{result}{line.kind} {request.return_type} @{quote_name(name)}"
+                                     f"({', '.join(arguments)}){line.suffix}")
+    output = llvm_text.define_marker_globals(llvm_text.replace_call_lines(text, replacements), markers)
+    for piece in pieces:
+        output = llvm_text.append_generated(output, piece)
+    check_parses(output)
+    return output
+
+
+def add_derivative(text: str, function: str, activities: tuple[str, ...] | None, mode: str,
+                   name: str | None = None, optimize: bool = True) -> str:
+    """`enzpy grad`: `text` plus an exported derivative of `function` (signature: see `grad_signature`)."""
+    with parsed(text) as module_ref:
+        function_type, _ = _function_signature(module_ref, function)
+        if activities is None:
+            activities = tuple(_default_activity(t, mode) for t in function_type.params)
+        if len(activities) != len(function_type.params):
+            raise ForeignCodeError(f"@{function} has {len(function_type.params)} parameters, got "
+                                   f"{len(activities)} activities")
+        for index, (activity, ty) in enumerate(zip(activities, function_type.params)):
+            _check_activity(activity, ty, mode, f"parameter {index} of @{function}")
+        argument_types, return_type = grad_signature(function_type, activities, mode)
+        name = name or f"{function}_{mode}"
+        if _has_function(module_ref, name):
+            raise ForeignCodeError(f"the module already has a function @{name} (choose another with --name)")
+    request = Request(function, mode, tuple(activities), argument_types, return_type, pointer_outputs=True)
+    output = llvm_text.append_generated(text, generate(text, request, name, exported=True, optimize=optimize))
+    check_parses(output)
+    return output
+
+
+def grad_signature(function_type: FunctionType, activities, mode: str) -> tuple[tuple[Type, ...], Type]:
+    """Parameter and result types of `enzpy grad`'s function.
+
+    Parameters follow the primal's, in order; after a `dup`/`dupnoneed`
+    parameter comes its shadow (a pointer, or in forward mode for a float
+    scalar its tangent value), after an `out` parameter a pointer its
+    derivative is added into. Reverse mode then takes the seed of a float
+    result and returns void; forward mode returns the tangent of a float
+    result (void otherwise).
+    """
+    parameters: list[Type] = []
+    for activity, ty in zip(activities, function_type.params):
+        parameters.append(ty)
+        if activity in ("dup", "dupnoneed"):
+            parameters.append(ty if ty.is_float else PTR)
+        elif activity == "out":
+            parameters.append(PTR)
+    result = function_type.return_type
+    if mode == "reverse":
+        if result.is_float:
+            parameters.append(result)
+        return tuple(parameters), VOID
+    return tuple(parameters), result if result.is_float else VOID
+
+
+@contextmanager
+def parsed(text: str):
+    """The module parsed by llvmlite in a context of its own (struct names stay as written)."""
+    context = llvm.create_context()
+    try:
+        module_ref = llvm.parse_assembly(text, context=context)
+    except RuntimeError as error:
+        context.close()
+        detail = " ".join(line.strip() for line in str(error).strip().splitlines()[1:3])
+        raise UnsupportedIRError(f"LLVM cannot parse the module: {detail or error}") from None
+    try:
+        yield module_ref
+    finally:
+        module_ref.close()
+        context.close()
+
+
+def check_parses(text: str) -> None:
+    with parsed(text) as module_ref:
+        try:
+            module_ref.verify()
+        except RuntimeError as error:
+            raise UnsupportedIRError(f"enzpy produced invalid IR (a bug): {str(error).strip()}") from None
+
+
+# ---------------------------------------------------------------- reading the calls
+
+def _enzyme_calls(module_ref):
+    for function in module_ref.functions:
+        for block in function.blocks:
+            for instruction in block.instructions:
+                if instruction.opcode in ("call", "invoke"):
+                    callee = list(instruction.operands)[-1]
+                    if callee.value_kind.name == "function" and llvm_text.ENZYME_ENTRY_POINT.search(callee.name):
+                        yield function.name, instruction
+
+
+def _marker(operand) -> str | None:
+    """`enzyme_dup` for a load of the global @enzyme_dup, else None."""
+    if operand.value_kind.name != "instruction":
+        return None
+    # llvmlite hides an operand's own operands; its printed text has them.
+    match = _MARKER_LOAD.match(str(operand).strip())
+    return match.group(1).strip('"') if match else None
+
+
+def _function_signature(module_ref, name: str) -> tuple[FunctionType, object]:
+    if not _has_function(module_ref, name):
+        raise ForeignCodeError(f"the module has no function @{name}")
+    function = module_ref.get_function(name)
+    if function.is_declaration:
+        raise ForeignCodeError(f"@{name} is only declared in this module; enzpy needs its body "
+                               "(define it in the same file)")
+    function_type = parse_type_text(str(function.global_value_type), _named_structs(module_ref))
+    if function_type.vararg:
+        raise ForeignCodeError(f"@{name} takes variable arguments, which enzpy cannot differentiate")
+    for index, argument in enumerate(function.arguments):
+        attributes = b" ".join(argument.attributes).decode()
+        for abi in ("byval", "sret", "inalloca", "preallocated"):
+            if abi + "(" in attributes or attributes.split().count(abi):
+                raise ForeignCodeError(f"parameter {index} of @{name} is passed '{abi}' (a struct by value), "
+                                       "which enzpy does not support; pass a pointer instead")
+    result = function_type.return_type
+    if not (result == VOID or result.is_float or result.is_integer):
+        raise ForeignCodeError(f"@{name} returns {result}; enzpy differentiates functions returning a float, "
+                               "an integer or void")
+    return function_type, function
+
+
+def _has_function(module_ref, name: str) -> bool:
+    return any(f.name == name for f in module_ref.functions)
+
+
+def _named_structs(module_ref) -> dict[str, StructType]:
+    """The module's named struct types (bodies may refer to types printed after them)."""
+    cached = getattr(module_ref, "_enzpy_named_structs", None)
+    if cached is not None:
+        return cached
+    named: dict[str, StructType] = {}
+    module_ref._enzpy_named_structs = named
+    pending = {}
+    for line in str(module_ref).split("\n"):
+        if line.startswith("%") and " = type " in line:
+            type_name, body = line.split(" = type ", 1)
+            if body.strip() != "opaque":
+                pending[unquote_name(type_name)] = body
+    while pending:
+        progress = False
+        for name, body in list(pending.items()):
+            try:
+                literal = parse_type_text(body, named)
+            except UnsupportedIRError:
+                continue                    # refers to a type not read yet
+            named[name] = StructType(literal.elements, literal.packed, name)
+            del pending[name]
+            progress = True
+        if not progress:
+            break                           # what is left is never needed or fails where it is
+    return named
+
+
+def _default_activity(ty: Type, mode: str) -> str:
+    if ty.is_pointer:
+        return "dup"
+    if ty.is_float:
+        return "out" if mode == "reverse" else "dup"
+    return "const"
+
+
+def _check_activity(activity: str, ty: Type, mode: str, where: str) -> None:
+    if activity not in ACTIVITIES:
+        raise ForeignCodeError(f"{where}: unknown activity {activity!r} (use {', '.join(ACTIVITIES)})")
+    if activity == "out" and (mode != "reverse" or not ty.is_float):
+        raise ForeignCodeError(f"{where}: enzyme_out needs a float scalar in reverse mode, got {ty} in {mode} mode")
+    if activity in ("dup", "dupnoneed") and not (ty.is_pointer or (mode == "forward" and ty.is_float)):
+        raise ForeignCodeError(f"{where}: enzyme_dup needs a pointer (or in forward mode a float scalar), got {ty}")
+    if not (ty.is_pointer or ty.is_float or ty.is_integer):
+        raise ForeignCodeError(f"{where}: parameters of type {ty} are not supported")
+
+
+def _decode_call(module_ref, caller: str, call):
+    """(Request, indices of the call's arguments the interface takes, marker names used)."""
+    # An invoke's operands end with its two successor blocks, then the callee.
+    operands = [o for o in list(call.operands)[:-1] if o.value_kind.name != "basic_block"]
+    callee = list(call.operands)[-1]
+    where = f"call to @{callee.name} in @{caller}"
+    mode = "forward" if "fwddiff" in callee.name else "reverse"
+    named = _named_structs(module_ref)
+    kept, position, sret_type = [], 0, None
+    first_parameter = next(iter(module_ref.get_function(callee.name).arguments), None)
+    if first_parameter is not None:
+        attributes = b" ".join(first_parameter.attributes).decode()
+        if "sret(" in attributes:
+            sret_type = parse_type_text(attributes.split("sret(", 1)[1].rsplit(")", 1)[0].split(")")[0], named)
+            kept.append(0)
+            position = 1
+    if position >= len(operands) or operands[position].value_kind.name != "function":
+        raise ForeignCodeError(f"{where}: the first argument must be the function to differentiate, "
+                               "known at compile time")
+    target = operands[position].name
+    function_type, _ = _function_signature(module_ref, target)
+    position += 1
+    activities, used = [], set()
+    for index, ty in enumerate(function_type.params):
+        marker = _marker(operands[position]) if position < len(operands) else None
+        if marker is not None:
+            if marker not in MARKERS:
+                raise ForeignCodeError(f"{where}: marker {marker} is not supported (enzpy knows "
+                                       f"{', '.join(MARKERS)})")
+            used.add(marker)
+            position += 1
+        activity = MARKERS[marker] if marker else _default_activity(ty, mode)
+        _check_activity(activity, ty, mode, f"{where}, parameter {index} of @{target}")
+        count = 2 if activity in ("dup", "dupnoneed") else 1
+        if position + count > len(operands):
+            raise ForeignCodeError(f"{where}: too few arguments for @{target} (parameter {index}, {activity}, "
+                                   f"needs {count} value(s))")
+        for offset in range(count):
+            if _marker(operands[position + offset]) is not None:
+                raise ForeignCodeError(f"{where}: parameter {index} of @{target} ({activity}) got a marker "
+                                       "where a value belongs")
+        kept.extend(range(position, position + count))
+        activities.append(activity)
+        position += count
+    if position != len(operands):
+        raise ForeignCodeError(f"{where}: {len(operands) - position} argument(s) more than @{target} takes")
+    argument_types = tuple(parse_type_text(str(operands[i].type), named) for i in kept)
+    request = Request(target, mode, tuple(activities), argument_types, parse_type_text(str(call.type), named),
+                      sret_type)
+    return request, kept, used
+
+
+# ---------------------------------------------------------------- generating one derivative
+
+def generate(user_text: str, request: Request, name: str, exported: bool, optimize: bool = True) -> str:
+    """LLVM text (old-LLVM spelling) defining `@name`, the interface to the requested derivative."""
+    adapter_name = ADAPTER_PREFIX + request.function
+    source = llvm_text.without_global_debug_attachments(llvm_text.without_inlining_barriers(user_text))
+    with parsed(source) as module_ref:
+        function_type, _ = _function_signature(module_ref, request.function)
+        source += _adapter_text(adapter_name, request.function, function_type)
+    module = None
+    try:
+        with parsed(source) as module_ref:
+            user_functions = {f.name for f in module_ref.functions if not f.is_declaration} - {adapter_name}
+            user_globals = {g.name for g in module_ref.global_variables if g.name}
+            for function in module_ref.functions:
+                if not function.is_declaration and function.name != adapter_name:
+                    function.linkage = "internal"          # dead after inlining: the optimizer deletes it
+            for variable in module_ref.global_variables:
+                if variable.name and variable.linkage.name in ("internal", "private"):
+                    # With main gone, a `static` the program sets would look constant to the optimizer.
+                    variable.linkage = "external"
+            load_pipeline("pre_ad").run(module_ref)
+            optimized = llvm_text.without_call_return_attributes(llvm_text.without_lifetime_markers(
+                llvm_text.expand_shufflevectors(str(module_ref))))
+        with parsed(optimized) as module_ref:
+            module = read_module(module_ref)
+        primal = module.functions[adapter_name]
+        scalarize_vectors(module, primal)
+        derivative, spec = _differentiate(module, primal, request, function_type)
+        interface = _build_interface(module, primal, derivative, spec, request, name, function_type)
+    except EnzpyError as error:
+        # Messages name the adapter (the function enzpy differentiates); the user knows `f`.
+        message = str(error).replace(ADAPTER_PREFIX, "").replace("Python source", "source")
+        adapter = module.functions.get(adapter_name) if module is not None else None
+        heap = sorted(_heap_calls(adapter)) if adapter is not None else []
+        if heap:
+            message += (f"; note: @{request.function} calls {', '.join(heap)}: heap memory inside a "
+                        "differentiated function is not supported yet (pass a work array instead)")
+        raise type(error)(f"{message} [differentiating @{request.function} in {request.mode} mode]") from None
+    _keep_only_reachable(module, interface, user_functions, user_globals)
+    with parsed(write_module(module)) as module_ref:
+        module_ref.verify()
+        if optimize:
+            load_pipeline(POST_AD_PIPELINE).run(module_ref)
+        for function in module_ref.functions:
+            if not function.is_declaration and function.name != name:
+                function.name = f"{name}.{function.name}"
+        for variable in module_ref.global_variables:
+            if variable.linkage.name in ("internal", "private"):
+                variable.name = f"{name}.{variable.name or 'constant'}"
+        if not exported:
+            module_ref.get_function(name).linkage = "internal"
+        return llvm_text.for_older_llvm(str(module_ref))
+
+
+_HEAP_FUNCTIONS = frozenset({"malloc", "calloc", "realloc", "free", "aligned_alloc", "posix_memalign",
+                             "_Znwm", "_Znam", "_ZdlPv", "_ZdaPv", "_ZdlPvm", "_ZdaPvm"})
+
+
+def _heap_calls(function: core.Function) -> set[str]:
+    return {i.callee.name for i in function.instructions()
+            if isinstance(i, core.Call) and getattr(i.callee, "name", "") in _HEAP_FUNCTIONS}
+
+
+def _adapter_text(adapter_name: str, function_name: str, function_type: FunctionType) -> str:
+    """`i32 @adapter(ptr %retptr, params...)`: calls the function and stores its result (numba's convention)."""
+    parameters = [f"{ty} %argument.{index}" for index, ty in enumerate(function_type.params)]
+    result = function_type.return_type
+    call = f"call {result} @{quote_name(function_name)}({', '.join(parameters)})"
+    body = [f"  {call}"] if result == VOID else [f"  %result = {call}", f"  store {result} %result, ptr %retptr"]
+    header = f"define i32 @{quote_name(adapter_name)}({', '.join(['ptr %retptr', *parameters])}) {{"
+    return "\n".join(["", header, "entry:", *body, "  ret i32 0", "}", ""])
+
+
+def _element_float_type(function: core.Function, argument: core.Argument) -> Type | None:
+    """The float type behind a pointer parameter; None when only integers are read and written there."""
+    from ..analysis.memory_types import memory_float_type, pointer_root
+
+    integers_only = False
+    for instruction in function.instructions():
+        if isinstance(instruction, (core.Load, core.Store)):
+            accessed = instruction.type if isinstance(instruction, core.Load) else instruction.operands[0].type
+            address = instruction.operands[0 if isinstance(instruction, core.Load) else 1]
+            if pointer_root(address) is argument:
+                if accessed.is_float or accessed.is_pointer or not accessed.is_integer:
+                    integers_only = False
+                    break
+                integers_only = True
+    found = memory_float_type(function, argument, {})
+    if found is None and integers_only:
+        return None
+    return found or FloatType("double")
+
+
+def _differentiate(module: core.Module, primal: core.Function, request: Request, function_type: FunctionType):
+    """(the derivative of the adapter, its ReverseSpec or ForwardSpec)."""
+    parameter_types = primal.function_type.params[1:]
+    duplicated, duplicated_types, active = [], [], []
+    for index, (activity, ty) in enumerate(zip(request.activities, parameter_types)):
+        argument = primal.arguments[index + 1]
+        if activity in ("dup", "dupnoneed") and ty.is_pointer:
+            element = _element_float_type(primal, argument)
+            if element is not None:          # integer arrays carry no derivative: the shadow is ignored
+                duplicated.append(index + 1)
+                duplicated_types.append(element)
+        elif activity in ("dup", "dupnoneed", "out"):
+            active.append(index + 1)
+    result = function_type.return_type
+    return_type = result if result.is_float else None
+    name = f"enzpy.{request.mode}.{request.function}"
+    if request.mode == "reverse":
+        from ..ad.reverse import ReverseSpec, build_reverse
+
+        spec = ReverseSpec(tuple(duplicated), tuple(active), return_type, tuple(duplicated_types))
+        derivative = build_reverse(module, primal, spec, name)
+    else:
+        from ..ad.forward import ForwardSpec, build_forward
+
+        spec = ForwardSpec(tuple(duplicated), tuple(active), return_type, tuple(duplicated_types), width=1)
+        derivative = build_forward(module, primal, spec, name)
+    derivative.linkage = "internal"
+    return derivative, spec
+
+
+# ---------------------------------------------------------------- the interface function
+
+def _convert(builder: Builder, value: core.Value, ty: Type, where: str) -> core.Value:
+    """A C argument as the parameter takes it (varargs promote float to double and short ints to int)."""
+    if value.type == ty:
+        return value
+    if value.type.is_float and ty.is_float:
+        return builder.cast("fptrunc" if value.type.width > ty.width else "fpext", value, ty)
+    if value.type.is_integer and ty.is_integer:
+        return builder.cast("trunc" if value.type.width > ty.width else "sext", value, ty)
+    raise ForeignCodeError(f"{where}: got a {value.type} for a parameter of type {ty}")
+
+
+def _build_interface(module: core.Module, primal: core.Function, derivative: core.Function, spec,
+                     request: Request, name: str, function_type: FunctionType) -> core.Function:
+    """`@name` with the request's exact types: converts, calls the derivative, lays out the results."""
+    for ty in (request.return_type, request.sret_type, *request.argument_types):
+        _register_named_structs(module, ty)
+    interface = core.Function(name, FunctionType(request.return_type, request.argument_types))
+    module.add_function(interface)
+    builder = Builder(module).at_end(interface.append_block("entry"))
+    arguments = iter(interface.arguments)
+    sret = next(arguments) if request.sret_type is not None else None
+    result_type = function_type.return_type
+    result_slot = builder.alloca(result_type if result_type != VOID else I8, "result")
+    primals, shadows, actives, outputs = [], {}, {}, []
+    for index, activity in enumerate(request.activities):
+        parameter = primal.arguments[index + 1]
+        where = f"parameter {index} of @{request.function}"
+        primals.append(_convert(builder, next(arguments), parameter.type, where))
+        if activity in ("dup", "dupnoneed"):
+            shadow = next(arguments)
+            if parameter.type.is_float:
+                actives[index + 1] = _convert(builder, shadow, parameter.type, where + " (tangent)")
+            else:
+                shadows[index + 1] = shadow
+        elif activity == "out":
+            if request.pointer_outputs:
+                actives[index + 1] = next(arguments)
+            else:
+                slot = builder.alloca(parameter.type, f"derivative.{index}")
+                builder.store(constant_float(parameter.type, 0.0), slot)
+                actives[index + 1] = slot
+                outputs.append((slot, parameter.type))
+    call_arguments = [result_slot, *primals, *(shadows[i] for i in spec.duplicated),
+                      *(actives[i] for i in spec.active)]
+    tangent_slot = None
+    if spec.return_type is not None:
+        if request.mode == "reverse":
+            seed = next(arguments) if request.pointer_outputs else constant_float(spec.return_type, 1.0)
+            call_arguments.append(seed)
+        else:
+            tangent_slot = builder.alloca(spec.return_type, "tangent")
+            call_arguments.append(tangent_slot)
+    builder.call(derivative, call_arguments)
+    if tangent_slot is not None:
+        values = [builder.load(spec.return_type, tangent_slot)]
+    else:
+        values = [builder.load(ty, slot) for slot, ty in outputs]
+    _return_values(builder, values, request, sret)
+    return interface
+
+
+def _register_named_structs(module: core.Module, ty: Type | None) -> None:
+    """Named structs of the C call's types: the optimizer dropped those only main used."""
+    if isinstance(ty, StructType):
+        for element in ty.elements:
+            _register_named_structs(module, element)
+        if ty.name is not None:
+            module.named_structs.setdefault(ty.name, ty)
+    elif isinstance(ty, (ArrayType, VectorType)):
+        _register_named_structs(module, ty.element)
+
+
+def _leaves(ty: Type, path=()) -> list[tuple[tuple[int, ...], Type]]:
+    """The scalar fields of a (nested) struct, array or vector type with their index paths."""
+    if isinstance(ty, StructType):
+        return [leaf for index, element in enumerate(ty.elements) for leaf in _leaves(element, path + (index,))]
+    if isinstance(ty, (ArrayType, VectorType)):
+        return [leaf for index in range(ty.count) for leaf in _leaves(ty.element, path + (index,))]
+    return [(path, ty)]
+
+
+def _return_values(builder: Builder, values: list[core.Value], request: Request, sret) -> None:
+    """Return the derivatives laid out as the C call expects them (value, struct, vector or sret)."""
+    result = request.return_type
+    where = f"__enzyme_{'autodiff' if request.mode == 'reverse' else 'fwddiff'} of @{request.function}"
+    target = request.sret_type if sret is not None else result
+    if target == VOID:
+        # Forward mode may ignore the result's tangent (arrays carry the rest); derivatives
+        # asked for with enzyme_out and then dropped are a mistake worth an error.
+        if values and not request.pointer_outputs and request.mode == "reverse":
+            raise ForeignCodeError(f"{where} is declared to return void but has {len(values)} derivative(s) "
+                                   "to return (declare it to return double, or a struct of them)")
+        builder.ret()
+        return
+    leaves = _leaves(target)
+    if not values and len(leaves) == 1 and leaves[0][1].is_float:
+        values = [constant_float(leaves[0][1], 0.0)]
+    if len(leaves) != len(values) or not all(ty.is_float for _, ty in leaves):
+        raise ForeignCodeError(f"{where} returns {target}, which does not hold its {len(values)} float "
+                               "derivative(s) (one per enzyme_out parameter, in order)")
+    values = [_convert(builder, v, ty, where) for v, (_, ty) in zip(values, leaves)]
+    if sret is not None:
+        for value, (path, _) in zip(values, leaves):
+            indices = [constant_int(I32, 0)] + [_gep_index(target, path[:k + 1]) for k in range(len(path))]
+            builder.store(value, builder.gep(target, sret, indices))
+        builder.ret()
+    elif len(leaves) == 1 and not leaves[0][0]:
+        builder.ret(values[0])
+    elif isinstance(target, VectorType):
+        vector: core.Value = core.Undef(target)
+        for value, (path, _) in zip(values, leaves):
+            vector = builder.insert(core.VectorOperation(type=target, opcode="insertelement",
+                                                         operands=[vector, value, constant_int(I64, path[0])]))
+        builder.ret(vector)
+    else:
+        aggregate: core.Value = core.Undef(target)
+        for value, (path, _) in zip(values, leaves):
+            aggregate = builder.insert(core.InsertValue(type=target, opcode="insertvalue", indices=path,
+                                                        operands=[aggregate, value]))
+        builder.ret(aggregate)
+
+
+def _gep_index(ty: Type, path: tuple[int, ...]) -> core.Value:
+    """GEP index for the last step of `path` into `ty`: i32 into a struct, i64 into an array."""
+    for step in path[:-1]:
+        ty = ty.elements[step] if isinstance(ty, StructType) else ty.element
+    return constant_int(I32 if isinstance(ty, StructType) else I64, path[-1])
+
+
+# ---------------------------------------------------------------- pruning
+
+def _keep_only_reachable(module: core.Module, root: core.Function, user_functions: set[str],
+                         user_globals: set[str]) -> None:
+    """Drop what `root` does not use; the user's functions and globals become declarations.
+
+    The result is appended to the user's module, where they are defined (a
+    declaration there binds to `static` ones too), so the derivative calls
+    and reads the program's own, global state included. Globals AD added
+    become internal.
+    """
+    functions, variables, work = set(), set(), [root]
+
+    def visit(value):
+        if isinstance(value, core.Function) and value not in functions:
+            functions.add(value)
+            work.append(value)
+        elif isinstance(value, core.GlobalVariable) and value not in variables:
+            variables.add(value)
+            if value.initializer is not None:
+                visit(value.initializer)
+        elif isinstance(value, core.ConstantExpression):
+            for operand in value.operands:
+                visit(operand)
+        elif isinstance(value, core.ConstantAggregate):
+            for element in value.elements:
+                visit(element)
+
+    functions.add(root)
+    while work:
+        function = work.pop()
+        for instruction in function.instructions():
+            for operand in instruction.operands:
+                visit(operand)
+            if isinstance(instruction, core.Call):
+                visit(instruction.callee)
+    for function in functions:
+        if function.name in user_functions and function is not root:
+            function.blocks = []
+            function.linkage = ""
+    for variable in variables:
+        if variable.name not in user_globals:
+            variable.linkage = "internal"
+        else:
+            variable.initializer = None
+            variable.linkage = ""
+    module.functions = {n: f for n, f in module.functions.items() if f in functions}
+    module.globals = {n: g for n, g in module.globals.items() if g in variables}

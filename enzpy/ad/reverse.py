@@ -29,7 +29,8 @@ from dataclasses import dataclass
 
 from ..analysis.activity import Activity, analyze, holds_floats
 from ..analysis.loops import LoopInfo, reverse_post_order  # noqa: F401  (reverse_post_order: public here)
-from ..analysis.memory_types import float_allocations, memory_float_type, pointer_root
+from ..analysis.memory_types import float_allocations, pointer_root
+from ..analysis.type_analysis import analyze_types, parameter_seeds
 from ..analysis.overwrites import OverwriteAnalysis
 from ..errors import DifferentiationError
 from ..ir import core
@@ -60,6 +61,8 @@ class ReverseSpec:
     never change what another reads (lets the reverse sweep re-load more)."""
     minimize_cache: bool = True
     """False caches every value the reverse sweep needs (the baseline benchmarks compare with)."""
+    loose_types: bool = False
+    """Let type analysis conflicts pass (the first fact wins) instead of raising."""
 
 
 def build_reverse(module: core.Module, primal: core.Function, spec: ReverseSpec, name: str) -> core.Function:
@@ -145,8 +148,13 @@ class _ReverseBuilder:
         every_alloca = [i for b in self.forward_blocks for i in b.instructions if isinstance(i, core.Alloca)]
         allocas = {i for i in every_alloca if holds_floats(i.allocated_type)}
         float_roots = set(self.shadow_of) | allocas
-        allocations = float_allocations(function, [i for b in self.forward_blocks for i in b.instructions
-                                                   if allocation_rule(i) is not None], float_roots)
+        self.types = analyze_types(function, parameter_seeds(
+            function, dict(zip(spec.duplicated, spec.duplicated_types)), spec.return_type))
+        if not spec.loose_types:
+            self.types.check()
+        every_allocation = [i for b in self.forward_blocks for i in b.instructions if allocation_rule(i) is not None]
+        allocations = float_allocations(function, every_allocation, float_roots) | {
+            a for a in every_allocation if self.types.points_at_floats(a)}
         self.activity: Activity = analyze(function, float_roots | allocations,
                                           {a for a, _ in self.active_outputs},
                                           pointer_slots=set(every_alloca) - allocas)
@@ -297,11 +305,9 @@ class _ReverseBuilder:
             raise self._error(instruction, "differentiable memory is copied into memory enzpy cannot "
                               "track (no shadow)")
         if destination in self.activity.shadowed:
-            declared = dict(zip((self.function.arguments[i] for i in self.spec.duplicated),
-                                self.spec.duplicated_types))
-            kind = memory_float_type(self.function, destination, declared)
+            kind = self.types.memory_float_type(destination)
             if kind is None and source in self.activity.shadowed:
-                kind = memory_float_type(self.function, source, declared)
+                kind = self.types.memory_float_type(source)
         self.transfer_kind[instruction] = kind
 
     # -- forward sweep

@@ -73,7 +73,10 @@ def _written_roots(instruction: core.Instruction) -> list[object]:
     if scalar_rule(instruction) is not None or allocation_rule(instruction) is not None:
         return []                          # math functions; fresh memory
     name = getattr(instruction.callee, "name", "")
-    if name.startswith(("NRT_", "nrt_", "llvm.lifetime", "llvm.assume", "llvm.experimental.noalias")):
+    if name.startswith("llvm.lifetime."):
+        # After lifetime.end the slot's contents are gone (LLVM may reuse it): a re-load would read garbage.
+        return [_root(instruction.operands[-1])]
+    if name.startswith(("NRT_", "nrt_", "llvm.assume", "llvm.experimental.noalias")):
         # The runtime touches reference counts, never array data; freeing is
         # why allocations are not re-loaded at all.
         return []

@@ -34,6 +34,7 @@ ABI_PARAMETER_ATTRIBUTES = ("byval", "sret", "inreg", "zeroext", "signext", "ina
 _DEBUG_NODE = re.compile(r"^!(\d+) = (?:distinct )?!(DILocation|DISubprogram|DILexicalBlock|DILexicalBlockFile|DIFile)"
                          r"\((.*)\)$", re.M)
 _DEBUG_FIELD = re.compile(r'(\w+): (!\d+|"(?:[^"\\]|\\.)*"|\d+)')
+_DEFINED_NAME = re.compile(r'@("[^"]+"|[-a-zA-Z$._0-9]+)\(')
 _ATTRIBUTE_GROUP = re.compile(r"^attributes (#[0-9]+) = \{ (.*) \}$", re.M)
 _NAMED_STRUCT = re.compile(r'^%("[^"]*"|[-a-zA-Z$._0-9]+) = type (.*)$', re.M)
 
@@ -173,13 +174,17 @@ class _ModuleReader:
     def _read_body(self, ref, function: core.Function) -> None:
         self.locals = {address(a): arg for a, arg in zip(ref.arguments, function.arguments)}
         pairs = []
+        # Printed alone, an instruction's metadata is renumbered: take `!dbg` from the module text.
+        debug_numbers = iter(self._debug_numbers().get(function.name, ()))
         for block_ref in ref.blocks:
             block = function.append_block(block_ref.name)
             self.locals[address(block_ref)] = block
             for inst_ref in block_ref.instructions:
                 instruction = self._shell(inst_ref, function)
+                number = next(debug_numbers, None)
                 if instruction is None:
                     continue
+                instruction.location = self.locations.get(number) if number is not None else None
                 block.append(instruction)
                 self.locals[address(inst_ref)] = instruction
                 pairs.append((inst_ref, instruction))
@@ -195,10 +200,25 @@ class _ModuleReader:
                 f"instruction '{opcode}' is not supported (function @{function.name}): {str(ref).strip()}")
         if opcode == "call" and _is_debug_intrinsic(ref):
             return None
-        text = str(ref)
-        debug = re.search(r"!dbg !(\d+)", text)
-        return kind(type=self.type_of(str(ref.type)), name=ref.name, opcode=opcode,
-                    location=self.locations.get(int(debug.group(1))) if debug else None)
+        return kind(type=self.type_of(str(ref.type)), name=ref.name, opcode=opcode)
+
+    def _debug_numbers(self) -> dict[str, list[int | None]]:
+        """Per defined function, the `!dbg` number of each instruction line of its body, in order."""
+        if getattr(self, "_debug_number_cache", None) is None:
+            self._debug_number_cache = {}
+            if self.locations:
+                current = None
+                for line in self.text.splitlines():
+                    if line.startswith("define "):
+                        found = _DEFINED_NAME.search(line)
+                        current = self._debug_number_cache.setdefault(unquote_name("@" + found.group(1)), [])
+                    elif line.startswith("}"):
+                        current = None
+                    elif current is not None and line.startswith("  ") and not line.lstrip().startswith(
+                            ("#dbg_", ";")):
+                        debug = re.search(r"!dbg !(\d+)", line)
+                        current.append(int(debug.group(1)) if debug else None)
+        return self._debug_number_cache
 
     def operand(self, ref, function: core.Function) -> core.Value:
         kind = ref.value_kind.name

@@ -90,6 +90,21 @@ def _periodic_positive_profile(rng, size):
     return 1.0 + 0.2 * np.sin(np.linspace(0.0, 2.0 * np.pi, size, endpoint=False) + phase)
 
 
+@numba.njit
+def heat_equation_swapping_buffers(initial, diffusivity, steps):
+    # Two allocated buffers trade places every step: the pointers merge in a phi.
+    current = initial.copy()
+    following = np.empty_like(current)
+    last = current.shape[0] - 1
+    for _ in range(steps):
+        following[0] = current[0]
+        following[last] = current[last]
+        for i in range(1, last):
+            following[i] = current[i] + diffusivity * (current[i - 1] - 2.0 * current[i] + current[i + 1])
+        current, following = following, current
+    return np.sum(current * current)
+
+
 CASES = [
     Case(
         name="stepper_logistic_growth_euler",
@@ -121,6 +136,12 @@ CASES = [
         func=burgers_upwind_steps,
         make_args=lambda rng: (_periodic_positive_profile(rng, 32), np.zeros(32), 0.01, 0.002, 0.1, 40),
         tags=frozenset({"loop", "nested", "stepper", "stencil", "inplace"}),
+    ),
+    Case(
+        name="stepper_heat_equation_swapping_buffers",
+        func=heat_equation_swapping_buffers,
+        make_args=lambda rng: (rng.uniform(0.0, 1.0, 24), 0.2, 30),
+        tags=frozenset({"loop", "nested", "stepper", "stencil", "alloc"}),
     ),
     Case(
         name="stepper_lotka_volterra_euler",

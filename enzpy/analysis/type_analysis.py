@@ -1,0 +1,326 @@
+"""Type analysis: what every value holds, and what memory holds at each byte offset.
+
+LLVM types say little about memory: a `ptr` may point at doubles, integers or
+more pointers, and numba reaches array data through byte offsets into structs.
+AD must know which loads, stores and copies move floats. As in Enzyme, each
+value gets a *type tree*: a map from a path to a concrete type, where the path
+`()` is the value itself, `(k,)` the memory `k` bytes behind it, `(k, j)` the
+memory `j` bytes behind the pointer stored at offset `k`, and offset `-1`
+means "at every offset" (the elements of an array).
+
+    %data = load ptr, ptr %field     {[]:Pointer, [-1]:Float@double}
+
+Facts flow both ways through loads, stores, GEPs (constant byte offsets, and
+array strides for variable indices), casts, phis, selects, arithmetic and
+memcpy until nothing changes. Seeds come from the caller (the calling
+convention knows which parameters point at float arrays). Two facts that
+disagree (float and integer at one place) are a conflict: `check` raises a
+DifferentiationError naming the value, unless the analysis was asked to be
+loose.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import DifferentiationError
+from ..ir import core
+from ..ir.types import ArrayType, FloatType, IntType, PointerType, StructType, Type, VectorType, size_in_bytes, \
+    struct_layout
+from ..rules.calls import allocation_rule, is_memory_transfer
+from ..rules.registry import scalar_rule
+
+ANY_OFFSET = -1
+_MAX_DEPTH = 3          # pointer to pointer to pointer: numba needs two levels
+_MAX_OFFSET = 4096      # keeps pointer-increment cycles from growing offsets forever
+
+
+@dataclass(frozen=True)
+class Concrete:
+    """What one place holds."""
+
+    kind: str
+    """`float`, `integer` or `pointer`."""
+    float_type: Type | None = None
+    """For floats: `double` or `float`."""
+
+    def __str__(self) -> str:
+        return f"Float@{self.float_type}" if self.kind == "float" else self.kind.capitalize()
+
+
+POINTER = Concrete("pointer")
+INTEGER = Concrete("integer")
+
+Path = tuple[int, ...]
+TypeTree = dict[Path, Concrete]
+
+
+def float_of(ty: Type) -> Concrete:
+    return Concrete("float", ty)
+
+
+def tree_text(tree: TypeTree) -> str:
+    """Enzyme's spelling: `{[]:Pointer, [-1]:Float@double}`, paths sorted."""
+    entries = sorted(tree.items(), key=lambda item: (len(item[0]), item[0]))
+    return "{" + ", ".join(f"[{','.join(map(str, p))}]:{c}" for p, c in entries) + "}"
+
+
+@dataclass
+class Conflict:
+    """Two facts that disagree about one place."""
+
+    value: core.Value
+    """The value whose tree disagrees."""
+    path: Path
+    """Where in the tree."""
+    first: Concrete
+    second: Concrete
+    instruction: core.Instruction | None = None
+    """The instruction whose visit found the disagreement."""
+
+
+@dataclass
+class TypeAnalysis:
+    """Type trees of a function's values (see the module docstring)."""
+
+    function: core.Function
+    trees: dict[core.Value, TypeTree] = field(default_factory=dict)
+    conflicts: list[Conflict] = field(default_factory=list)
+
+    def tree(self, value: core.Value) -> TypeTree:
+        return self.trees.get(value, {})
+
+    def memory_float_type(self, pointer: core.Value) -> Type | None:
+        """The one float type the memory behind `pointer` holds, or None if it holds no floats."""
+        found = {c.float_type for p, c in self.tree(pointer).items() if len(p) == 1 and c.kind == "float"}
+        if len(found) > 1:
+            raise DifferentiationError(f"memory behind {_describe(pointer)} holds several float types "
+                                       f"({', '.join(sorted(map(str, found)))}) (function @{self.function.name})")
+        return found.pop() if found else None
+
+    def points_at_floats(self, pointer: core.Value) -> bool:
+        """Whether floats are found anywhere behind `pointer` (directly, or through stored pointers)."""
+        return any(path and concrete.kind == "float" for path, concrete in self.tree(pointer).items())
+
+    def check(self) -> None:
+        """Raise for the first conflict: AD would otherwise guess what the bytes are."""
+        if self.conflicts:
+            c = self.conflicts[0]
+            place = "the value" if not c.path else f"memory at {list(c.path)} behind it"
+            where = ""
+            if c.instruction is not None:
+                where = f", at '{c.instruction.opcode}'"
+                if c.instruction.location is not None:
+                    where += f", Python source {c.instruction.location}"
+            raise DifferentiationError(f"type analysis: {_describe(c.value)} holds {c.first} and {c.second} "
+                                       f"in {place} (function @{self.function.name}{where})")
+
+    def annotation(self, instruction: core.Instruction) -> str:
+        tree = self.tree(instruction)
+        return tree_text(tree) if tree else ""
+
+
+def analyze_types(function: core.Function, seeds: dict[core.Value, TypeTree]) -> TypeAnalysis:
+    """Run the analysis over `function` from the caller's `seeds` (usually its parameters)."""
+    analysis = TypeAnalysis(function)
+    runner = _Propagation(analysis)
+    for value, tree in seeds.items():
+        runner.merge(value, tree)
+    instructions = list(function.instructions())
+    for value in list(function.arguments) + instructions:
+        runner.merge(value, _own_type(value))
+    changed = True
+    while changed:
+        runner.changed = False
+        for instruction in instructions:
+            runner.visit(instruction)
+        changed = runner.changed
+    return analysis
+
+
+def _own_type(value: core.Value) -> TypeTree:
+    """What a value's LLVM type alone says about it."""
+    ty = value.type
+    if ty.is_float:
+        return {(): float_of(ty)}
+    if isinstance(ty, PointerType):
+        return {(): POINTER}
+    if isinstance(ty, IntType):
+        return {(): INTEGER}
+    return {}
+
+
+class _Propagation:
+    def __init__(self, analysis: TypeAnalysis):
+        self.analysis = analysis
+        self.changed = False
+        self.visiting: core.Instruction | None = None
+
+    def merge(self, value: core.Value, tree: TypeTree) -> None:
+        if not tree or isinstance(value, (core.Constant, core.Block)) and not isinstance(value, core.GlobalVariable):
+            return
+        current = self.analysis.trees.setdefault(value, {})
+        for path, concrete in tree.items():
+            if len(path) > _MAX_DEPTH or any(k > _MAX_OFFSET for k in path):
+                continue
+            existing = current.get(path)
+            if existing is None and path and path[0] != ANY_OFFSET:
+                existing = current.get((ANY_OFFSET,) + path[1:])     # covered by "every offset"
+                if existing == concrete:
+                    continue
+            if existing is None:
+                current[path] = concrete
+                if path and path[0] == ANY_OFFSET:
+                    for specific in [p for p, c in current.items() if p and p[1:] == path[1:] and p[0] >= 0
+                                     and c == concrete]:
+                        del current[specific]
+                self.changed = True
+            elif existing != concrete and not any(c.value is value and c.path == path
+                                                  for c in self.analysis.conflicts):
+                self.analysis.conflicts.append(Conflict(value, path, existing, concrete, self.visiting))
+
+    def tree(self, value: core.Value) -> TypeTree:
+        if isinstance(value, core.ConstantFloat):
+            return {(): float_of(value.type)}
+        return self.analysis.trees.get(value, {})
+
+    def visit(self, instruction: core.Instruction) -> None:
+        self.visiting = instruction
+        operands = instruction.operands
+        if isinstance(instruction, core.Load):
+            pointer = operands[0]
+            self.merge(instruction, _behind(self.tree(pointer), 0))
+            self.merge(pointer, _placed(self.tree(instruction), 0))
+        elif isinstance(instruction, core.Store):
+            value, pointer = operands
+            self.merge(pointer, _placed(self.tree(value), 0))
+            self.merge(value, _behind(self.tree(pointer), 0))
+        elif isinstance(instruction, core.GetElementPtr):
+            self._gep(instruction)
+        elif isinstance(instruction, core.Cast):
+            if instruction.opcode in ("bitcast", "addrspacecast") and instruction.type.is_pointer:
+                self.merge(instruction, _memory_only(self.tree(operands[0])))
+                self.merge(operands[0], _memory_only(self.tree(instruction)))
+            elif instruction.opcode in ("fptosi", "fptoui", "fpext", "fptrunc"):
+                self.merge(operands[0], {(): float_of(operands[0].type)})
+            elif instruction.opcode in ("sitofp", "uitofp", "trunc", "zext", "sext"):
+                self.merge(operands[0], {(): INTEGER})
+        elif isinstance(instruction, (core.Phi, core.Select)):
+            merged = operands if isinstance(instruction, core.Phi) else operands[1:]
+            for operand in merged:
+                self.merge(instruction, self.tree(operand))
+                self.merge(operand, self.tree(instruction))
+        elif isinstance(instruction, core.BinaryOperator):
+            kind = {(): float_of(instruction.type)} if instruction.type.is_float else {}
+            for operand in operands:
+                self.merge(operand, kind)
+        elif isinstance(instruction, core.Compare) and instruction.opcode == "fcmp":
+            for operand in operands:
+                self.merge(operand, {(): float_of(operand.type)})
+        elif isinstance(instruction, core.Call):
+            self._call(instruction)
+
+    def _gep(self, gep: core.GetElementPtr) -> None:
+        base = gep.operands[0]
+        offset, stride = _gep_offset(gep)
+        if offset is None:
+            return
+        if stride:
+            # A variable index walks an array of `stride`-byte elements: offsets repeat
+            # modulo the stride, and an array of scalars holds the same at every offset.
+            self.merge(gep, _modulo(_shift(self.tree(base), offset), stride))
+            self.merge(base, _modulo(_shift(self.tree(gep), -offset), stride))
+        else:
+            self.merge(gep, _shift(self.tree(base), offset))
+            self.merge(base, _shift(self.tree(gep), -offset))
+
+    def _call(self, call: core.Call) -> None:
+        if scalar_rule(call) is not None:
+            for operand in call.operands:
+                if operand.type.is_float:
+                    self.merge(operand, {(): float_of(operand.type)})
+        elif is_memory_transfer(call):
+            destination, source = call.operands[:2]
+            self.merge(destination, _memory_only(self.tree(source)))
+            self.merge(source, _memory_only(self.tree(destination)))
+        elif allocation_rule(call) is not None:
+            self.merge(call, {(): POINTER})
+
+
+def _gep_offset(gep: core.GetElementPtr) -> tuple[int | None, int]:
+    """(constant byte offset, stride of the variable index or 0); offset None if two indices vary."""
+    offset, stride = 0, 0
+    ty = gep.source_type
+    for position, index in enumerate(gep.operands[1:]):
+        if position == 0:
+            element = ty
+        elif isinstance(ty, StructType):
+            offset += struct_layout(ty)[index.value]
+            ty = ty.elements[index.value]
+            continue
+        elif isinstance(ty, (ArrayType, VectorType)):
+            element = ty.element
+        else:
+            return None, 0
+        size = size_in_bytes(element)
+        if isinstance(index, core.ConstantInt):
+            offset += index.value * size
+        elif stride:
+            return None, 0
+        else:
+            stride = size
+        ty = element
+    return offset, stride
+
+
+def _shift(tree: TypeTree, by: int) -> TypeTree:
+    """The tree of `pointer + by` from that of `pointer` (memory entries only; the pointer itself stays)."""
+    shifted: TypeTree = {}
+    for path, concrete in tree.items():
+        if not path:
+            shifted[path] = concrete
+        elif path[0] == ANY_OFFSET:
+            shifted[path] = concrete
+        elif path[0] - by >= 0:
+            shifted[(path[0] - by,) + path[1:]] = concrete
+    return shifted
+
+
+def _modulo(tree: TypeTree, stride: int) -> TypeTree:
+    def offset(k: int) -> int:
+        if k == ANY_OFFSET or stride <= 8:
+            return ANY_OFFSET
+        return k % stride
+    return {(offset(p[0]),) + p[1:] if p else p: c for p, c in tree.items()}
+
+
+def _behind(tree: TypeTree, offset: int) -> TypeTree:
+    """What a load at `offset` gets: the subtree at that offset (or at every offset)."""
+    result: TypeTree = {}
+    for path, concrete in tree.items():
+        if path and path[0] in (offset, ANY_OFFSET):
+            result.setdefault(path[1:], concrete)
+    return result
+
+
+def _placed(tree: TypeTree, offset: int) -> TypeTree:
+    """The pointer's tree when `tree` is stored at `offset` behind it."""
+    return {(offset,) + path: concrete for path, concrete in tree.items()}
+
+
+def _memory_only(tree: TypeTree) -> TypeTree:
+    return {path: concrete for path, concrete in tree.items() if path}
+
+
+def _describe(value: core.Value) -> str:
+    return f"%{value.name}" if value.name else f"an unnamed {getattr(value, 'opcode', 'value')}"
+
+
+def parameter_seeds(function: core.Function, duplicated: dict[int, Type], return_type: Type | None) -> dict:
+    """Seeds for a numba entry point: float arrays behind duplicated data pointers, the result slot."""
+    seeds: dict[core.Value, TypeTree] = {}
+    for index, element in duplicated.items():
+        seeds[function.arguments[index]] = {(): POINTER, (ANY_OFFSET,): float_of(element)}
+    if return_type is not None:
+        seeds[function.arguments[0]] = {(): POINTER, (0,): float_of(return_type)}
+    return seeds

@@ -30,9 +30,10 @@ from dataclasses import dataclass
 
 from ..analysis.loops import Loop, LoopInfo
 from ..analysis.overwrites import OverwriteAnalysis
+from ..analysis.type_analysis import gep_byte_offset
 from ..ir import core
 from ..ir.builder import Builder, constant_int
-from ..ir.types import I64, IntType
+from ..ir.types import I8, I64, IntType, PointerType
 from ..rules.calls import allocation_rule
 from ..rules.registry import scalar_rule
 from .tape import Tape
@@ -44,14 +45,18 @@ _SOURCES = ("available", "counter", "induction", "trip count", "recompute", "rel
 
 @dataclass(frozen=True)
 class Induction:
-    """A header phi that is `start + iteration * step` in its loop."""
+    """A header phi that is `start + iteration * step` in its loop (for pointers: bytes)."""
 
     loop: Loop
     """The loop whose header holds the phi."""
     start: core.Value
     """Value on entry (from the preheader)."""
-    step: core.Constant
-    """Integer constant added on every iteration."""
+    step: core.ConstantInt
+    """Integer constant added on every iteration (a byte offset for a pointer)."""
+
+    @property
+    def is_pointer(self) -> bool:
+        return self.start.type.is_pointer
 
 
 @dataclass(frozen=True)
@@ -132,10 +137,11 @@ class ReverseValues:
         if not shadow and (self.counter_loop.get(value), self.block) in self.exit_counts:
             induction, bound = self.exit_counts[(self.counter_loop[value], self.block)]
             return self._plan(bound, False)[0] + self._plan(induction.start, False)[0], "trip count"
-        induction = None if shadow else self.inductions.get(value)
-        if induction is not None and induction.loop in self.enclosing:
-            return self._plan(induction.start, False)[0], "induction"
-        options = [(1, 3, "cache")]
+        induction = self.inductions.get(value)
+        if induction is not None and induction.loop in self.enclosing and (not shadow or induction.is_pointer):
+            return self._plan(induction.start, shadow)[0], "induction"
+        # Cached where an enclosing loop exits, an invariant costs nothing per iteration.
+        options = [(0 if self._invariant_loop(target) is not None else 1, 3, "cache")]
         if isinstance(target, core.Instruction) and not self.loops.loops_of(target.parent):
             options.append((0, 2, "stored"))         # computed at most once: a stack slot holds it
         if isinstance(value, core.Instruction) and self._same_iteration(value):
@@ -199,7 +205,7 @@ class ReverseValues:
             last = builder.add(last, constant_int(last.type, -1), "last.iteration")
             result = last if last.type == I64 else builder.cast("sext", last, I64)
         elif source == "induction":
-            result = self._induction_value(builder, self.inductions[value])
+            result = self._induction_value(builder, self.inductions[value], shadow)
         elif source == "recompute":
             result = self._recompute(builder, value, shadow)
         elif source == "reload":
@@ -216,12 +222,15 @@ class ReverseValues:
         self.emitted[key] = result
         return result
 
-    def _induction_value(self, builder: Builder, induction: Induction) -> core.Value:
-        start = self._emit(builder, induction.start, False)
+    def _induction_value(self, builder: Builder, induction: Induction, shadow: bool = False) -> core.Value:
+        start = self._emit(builder, induction.start, shadow)
         iteration = self.iteration(builder, induction.loop)
+        step = induction.step.value
+        if induction.is_pointer:
+            offset = builder.mul(iteration, constant_int(I64, step))
+            return builder.gep(I8, start, [offset], "shadow.induction" if shadow else "induction")
         if start.type != I64:
             iteration = builder.cast("trunc", iteration, start.type)
-        step = induction.step.value
         offset = iteration if step == 1 else builder.mul(iteration, constant_int(start.type, step))
         return builder.add(start, offset, "induction")
 
@@ -269,9 +278,7 @@ class ReverseValues:
         iterations: it is cached once where that loop exits and read from a
         stack slot inside the reverse loop.
         """
-        invariant_in = next((loop for loop in self.loops.loops_of(self.block)
-                             if self.minimize and isinstance(forward_value, core.Instruction)
-                             and forward_value.parent not in loop.blocks and self.loop_exits.get(loop)), None)
+        invariant_in = self._invariant_loop(forward_value)
         if invariant_in is None:
             return self._cache_in(self.block, self.reverse_block, forward_value)
         key = (forward_value, invariant_in)
@@ -287,6 +294,33 @@ class ReverseValues:
                 store.store(value, slot)
             self.hoisted_slots[key] = slot
         return self._top_of(self.reverse_block).load(forward_value.type, self.hoisted_slots[key])
+
+    def _invariant_loop(self, forward_value: core.Value) -> Loop | None:
+        """The outermost loop around B in which `forward_value` does not change (and that exits).
+
+        That is a loop the value is defined outside of, or one that loads it
+        from a pointer set before the loop and writes nothing that may alias it
+        (then the value at the loop's exits is the value of every iteration).
+        """
+        if not self.minimize or not isinstance(forward_value, core.Instruction):
+            return None
+        for loop in self.loops.loops_of(self.block):
+            exits = self.loop_exits.get(loop)
+            if not exits:
+                continue
+            if forward_value.parent not in loop.blocks:
+                return loop
+            if isinstance(forward_value, core.Load) and self._load_invariant_in(forward_value, loop, exits):
+                return loop
+        return None
+
+    def _load_invariant_in(self, load: core.Load, loop: Loop, exits: list[core.Block]) -> bool:
+        pointer = load.operands[0]
+        if isinstance(pointer, core.Instruction) and pointer.parent in loop.blocks:
+            return False
+        dominators = self.loops.dominators
+        return all(dominators.dominates(load.parent, exit_block) for exit_block in exits) \
+            and not self.overwrites.written_in(loop.blocks, load)
 
     def _cache_in(self, block: core.Block, reverse_block: core.Block, forward_value: core.Value) -> core.Value:
         """Keep `forward_value` at the end of forward `block`; get it back at the top of `reverse_block`."""
@@ -315,11 +349,16 @@ class ReverseValues:
             if len(loop.entries) != 1 or len(loop.latches) != 1:
                 continue
             for phi in loop.header.phis():
-                if phi in self.counter_loop or not isinstance(phi.type, IntType):
+                if phi in self.counter_loop or not isinstance(phi.type, (IntType, PointerType)):
                     continue
                 start = phi.operands[phi.incoming_blocks.index(loop.entries[0])]
                 step_value = phi.operands[phi.incoming_blocks.index(loop.latches[0])]
-                if isinstance(step_value, core.BinaryOperator) and step_value.opcode == "add":
+                if isinstance(step_value, core.GetElementPtr) and step_value.operands[0] is phi:
+                    # A pointer walked by a constant number of bytes per iteration.
+                    offset, stride = gep_byte_offset(step_value)
+                    if offset is not None and not stride and offset > 0:
+                        found[phi] = Induction(loop, start, constant_int(I64, offset))
+                elif isinstance(step_value, core.BinaryOperator) and step_value.opcode == "add":
                     left, right = step_value.operands
                     other = right if left is phi else left if right is phi else None
                     if isinstance(other, core.ConstantInt):
@@ -334,6 +373,8 @@ class ReverseValues:
         """
         found = {}
         for phi, induction in self.inductions.items():
+            if induction.is_pointer:
+                continue
             loop = induction.loop
             latch = loop.latches[0]
             terminator = latch.terminator

@@ -41,7 +41,7 @@ from ..rules.calls import allocation_rule, is_memset, transfer_adjoint_function
 from ..rules.registry import scalar_rule
 from .recompute import ReverseValues
 from .shadows import check_supported, fill_shadow_phi, make_shadow
-from .tape import TAPE_TYPE, Tape
+from .tape import Tape
 
 
 @dataclass(frozen=True)
@@ -158,9 +158,7 @@ class _ReverseBuilder:
         self.activity: Activity = analyze(function, float_roots | allocations,
                                           {a for a, _ in self.active_outputs},
                                           pointer_slots=set(every_alloca) - allocas)
-        tape_pointer = builder.alloca(TAPE_TYPE, "tape")
-        builder.store(core.ZeroInitializer(TAPE_TYPE), tape_pointer)
-        self.tape = Tape(self.module, tape_pointer)
+        self.tape = Tape.start(self.module, builder)
         self.status_slot = builder.alloca(I32, "status")
         self.return_slot = builder.alloca(I64, "returned.from")
         self.iteration_slots = {loop: builder.alloca(I64, f"iteration.{loop.header.name}")
@@ -174,12 +172,15 @@ class _ReverseBuilder:
                         self.primal.name, self._classify_transfer)
         self.selected_values = self._values_feeding_selects()
         self.original_instructions = {b: list(b.instructions) for b in self.forward_blocks}
+        # Kernel-allocated buffers stay alive until the reverse sweep reaches their allocation.
+        self.retained = {i for b in self.forward_blocks for i in b.instructions
+                         if allocation_rule(i) is not None and allocation_rule(i).returns_meminfo}
         self._augment_forward()
         self.values = ReverseValues(
             self.module, self.loops, self._blocks_run_once(), self.shadow_of, self.tape, self.counters,
             self.iteration_slots, OverwriteAnalysis(self.forward_blocks, self.original_instructions,
                                                     spec.distinct_arguments,
-                                                    frozenset(function.arguments[:2])),
+                                                    frozenset(function.arguments[:2]), frozenset(self.retained)),
             self.entry_block, minimize=spec.minimize_cache)
         self._build_reverse_sweep()
         return function
@@ -334,6 +335,11 @@ class _ReverseBuilder:
                     value, pointer = instruction.operands
                     if value in self.activity.shadowed and pointer in self.activity.shadowed:
                         builder.store(self.shadow_of[value], self.shadow_of[pointer], instruction.align)
+                if instruction in self.retained:
+                    # One more reference: the primal's own decrefs cannot free the buffer
+                    # before the reverse sweep has re-loaded what it needs from it.
+                    builder.insert(core.AtomicRMW(type=I64, opcode="atomicrmw", operation="add", ordering="monotonic",
+                                                  operands=[instruction, constant_int(I64, 1)], align=8))
         for phi, shadow in shadow_phis:
             fill_shadow_phi(phi, shadow, self.shadow_of, self._error)
         self.came_from_slot: dict[core.Block, core.Value] = {}
@@ -481,8 +487,12 @@ class _ReverseBuilder:
                 if activity.is_active(value):
                     self._add_adjoint(builder, value, builder.load(value.type, shadow, align=instruction.align))
                 builder.store(constant_float(value.type, 0.0), shadow, instruction.align)
-        elif isinstance(instruction, core.Call) and instruction in activity.shadowed:
-            allocation_rule(instruction).free_shadow(builder, values.shadow(builder, instruction))
+        elif isinstance(instruction, core.Call) and (instruction in activity.shadowed or instruction in self.retained):
+            if instruction in activity.shadowed:
+                allocation_rule(instruction).free_shadow(builder, values.shadow(builder, instruction))
+            if instruction in self.retained:
+                release = builder.declare("NRT_MemInfo_release", VOID, [PTR])
+                builder.call(release, [values.value(builder, instruction)])
         elif is_memset(instruction) and instruction.operands[0] in activity.shadowed:
             shadow = values.shadow(builder, instruction.operands[0])
             length = values.value(builder, instruction.operands[2])

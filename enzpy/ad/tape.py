@@ -19,7 +19,14 @@ SLOT_BYTES = 8
 """Every tape entry takes one 8-byte slot."""
 _INITIAL_SLOTS = 1024
 
+# The next call reuses the last call's buffer (up to 256 MiB), kept in a global: a
+# fresh buffer would be faulted in page by page on every call. The exchange is
+# atomic, so concurrent calls each get the spare or none.
+_SPARE_SLOTS_LIMIT = (256 << 20) // 8
+
 _RUNTIME = f"""
+@enzpy.tape.spare = internal global ptr null, align 8
+
 declare ptr @realloc(ptr, i64)
 declare void @free(ptr)
 
@@ -62,9 +69,39 @@ entry:
   ret i64 %value
 }}
 
+define internal void @enzpy.tape.start(ptr %tape) alwaysinline {{
+entry:
+  %spare = atomicrmw xchg ptr @enzpy.tape.spare, ptr null acquire, align 8
+  %none = icmp eq ptr %spare, null
+  br i1 %none, label %empty, label %reuse
+empty:
+  store {{ ptr, i64, i64 }} zeroinitializer, ptr %tape, align 8
+  ret void
+reuse:
+  %capacity = load i64, ptr %spare, align 8
+  store ptr %spare, ptr %tape, align 8
+  %size.field = getelementptr inbounds {{ ptr, i64, i64 }}, ptr %tape, i64 0, i32 1
+  store i64 0, ptr %size.field, align 8
+  %capacity.field = getelementptr inbounds {{ ptr, i64, i64 }}, ptr %tape, i64 0, i32 2
+  store i64 %capacity, ptr %capacity.field, align 8
+  ret void
+}}
+
 define internal void @enzpy.tape.free(ptr %tape) alwaysinline {{
 entry:
   %data = load ptr, ptr %tape, align 8
+  %capacity.field = getelementptr inbounds {{ ptr, i64, i64 }}, ptr %tape, i64 0, i32 2
+  %capacity = load i64, ptr %capacity.field, align 8
+  %small = icmp ule i64 %capacity, {_SPARE_SLOTS_LIMIT}
+  %some = icmp ne ptr %data, null
+  %keep = and i1 %small, %some
+  br i1 %keep, label %spare, label %release
+spare:
+  store i64 %capacity, ptr %data, align 8
+  %previous = atomicrmw xchg ptr @enzpy.tape.spare, ptr %data acq_rel, align 8
+  call void @free(ptr %previous)
+  ret void
+release:
   call void @free(ptr %data)
   ret void
 }}
@@ -85,6 +122,8 @@ def add_runtime(module: core.Module) -> None:
                         instruction.callee = existing
         else:
             module.functions[name] = function
+    for name, variable in runtime.globals.items():
+        module.globals[name] = variable
 
 
 class Tape:
@@ -97,6 +136,14 @@ class Tape:
         self.push_function = module.functions["enzpy.tape.push"]
         self.pop_function = module.functions["enzpy.tape.pop"]
         self.free_function = module.functions["enzpy.tape.free"]
+
+    @classmethod
+    def start(cls, module: core.Module, builder: Builder) -> "Tape":
+        """A tape on the stack at `builder`, holding the spare buffer of an earlier call if there is one."""
+        pointer = builder.alloca(TAPE_TYPE, "tape")
+        tape = cls(module, pointer)
+        builder.call(module.functions["enzpy.tape.start"], [pointer])
+        return tape
 
     def push(self, builder: Builder, value: core.Value) -> None:
         builder.call(self.push_function, [self.pointer, to_slot(builder, value)])

@@ -4,9 +4,11 @@ The reverse sweep can re-load a value instead of caching it when nothing
 writes the loaded memory after the load (later in its block, in any block
 reachable from it, or in a later iteration of its loop). Memory is told apart
 by the root a pointer derives from: a parameter, a stack slot (alloca), or an
-allocation. Allocations are never re-loaded: the primal frees them before the
-reverse sweep. Distinct parameters are assumed not to overlap only when the
-caller has checked that the arrays it passes do not (`distinct_arguments`).
+allocation (its MemInfo, also for the data pointer kept inside it).
+Allocations are re-loaded only when reverse mode keeps them alive until it
+has passed them (`live_allocations`). Distinct parameters are assumed not
+to overlap only when the caller has checked that the arrays it passes do not
+(`distinct_arguments`).
 """
 
 from __future__ import annotations
@@ -25,11 +27,14 @@ class OverwriteAnalysis:
     """Answers `can_reload(load)` for the loads of a function's primal instructions."""
 
     def __init__(self, blocks: list[core.Block], instructions: dict[core.Block, list[core.Instruction]],
-                 distinct_arguments: bool, private_arguments: frozenset[core.Argument] = frozenset()):
+                 distinct_arguments: bool, private_arguments: frozenset[core.Argument] = frozenset(),
+                 live_allocations: frozenset[core.Instruction] = frozenset()):
         self.instructions = instructions
         self.distinct_arguments = distinct_arguments
         self.private_arguments = private_arguments
         """Parameters pointing at memory no other parameter reaches (numba's retptr and excinfo)."""
+        self.live_allocations = live_allocations
+        """Allocations kept alive until the reverse sweep (so they may be re-loaded)."""
         self.reachable = reachable_blocks(blocks)
         self.writes: dict[core.Block, list[tuple[int, object]]] = {b: [] for b in blocks}
         for block in blocks:
@@ -38,8 +43,10 @@ class OverwriteAnalysis:
                     self.writes[block].append((position, root))
 
     def can_reload(self, load: core.Load) -> bool:
-        root = pointer_root(load.operands[0])
-        if not isinstance(root, (core.Argument, core.Alloca, core.GlobalVariable)):
+        root = _root(load.operands[0])
+        if root in self.live_allocations:
+            pass
+        elif not isinstance(root, (core.Argument, core.Alloca, core.GlobalVariable)):
             return False
         if isinstance(root, core.GlobalVariable) and not root.constant:
             return False
@@ -49,6 +56,12 @@ class OverwriteAnalysis:
         for other in self.reachable[block]:
             later.extend(r for _, r in self.writes[other])
         return not any(self._may_alias(written, root) for written in later)
+
+    def written_in(self, blocks, load: core.Load) -> bool:
+        """Whether anything in `blocks` may write the memory `load` reads."""
+        root = _root(load.operands[0])
+        return root is _EVERYTHING or any(self._may_alias(written, root) for block in blocks
+                                          for _, written in self.writes.get(block, ()))
 
     def _may_alias(self, written: object, root: core.Value) -> bool:
         if written is _EVERYTHING or written is root:
@@ -72,6 +85,8 @@ def _written_roots(instruction: core.Instruction) -> list[object]:
         return [_root(instruction.operands[0])]
     if scalar_rule(instruction) is not None or allocation_rule(instruction) is not None:
         return []                          # math functions; fresh memory
+    if not any(operand.type.is_pointer for operand in instruction.operands):
+        return []                          # integer intrinsics (llvm.smax, ...): given no memory, they write none
     name = getattr(instruction.callee, "name", "")
     if name.startswith("llvm.lifetime."):
         # After lifetime.end the slot's contents are gone (LLVM may reuse it): a re-load would read garbage.

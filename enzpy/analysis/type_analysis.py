@@ -222,7 +222,7 @@ class _Propagation:
 
     def _gep(self, gep: core.GetElementPtr) -> None:
         base = gep.operands[0]
-        offset, stride = _gep_offset(gep)
+        offset, stride = gep_byte_offset(gep)
         if offset is None:
             return
         if stride:
@@ -247,7 +247,7 @@ class _Propagation:
             self.merge(call, {(): POINTER})
 
 
-def _gep_offset(gep: core.GetElementPtr) -> tuple[int | None, int]:
+def gep_byte_offset(gep: core.GetElementPtr) -> tuple[int | None, int]:
     """(constant byte offset, stride of the variable index or 0); offset None if two indices vary."""
     offset, stride = 0, 0
     ty = gep.source_type

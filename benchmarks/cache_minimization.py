@@ -16,15 +16,16 @@ from __future__ import annotations
 import argparse
 import math
 import platform
-import statistics
-import time
 from pathlib import Path
 
 import numba
 import numpy as np
 
+from benchmarks.timing import FULL_PLAN, QUICK_PLAN, interleaved_medians
 from enzpy import differentiate
 from enzpy.explain import explain
+from tests.kernels.time_steppers import heat_equation_swapping_buffers
+from tests.test_cache_minimization import sine_weighted_sum
 
 RESULTS_FILE = Path(__file__).resolve().parent / "results" / "cache_minimization.md"
 
@@ -38,28 +39,6 @@ def logistic_loss(features, labels, weights):
             margin += features[i, j] * weights[j]
         total += math.log1p(math.exp(-labels[i] * margin))
     return total / features.shape[0]
-
-
-@numba.njit
-def sine_weighted_sum(x, y):
-    total = 0.0
-    for i in range(x.shape[0]):
-        total += math.sin(x[i]) * y[i]
-    return total
-
-
-@numba.njit
-def heat_equation(initial, steps, diffusion):
-    current = initial.copy()
-    following = np.empty_like(current)
-    last = current.shape[0] - 1
-    for _ in range(steps):
-        following[0] = current[0]
-        following[last] = current[last]
-        for i in range(1, last):
-            following[i] = current[i] + diffusion * (current[i - 1] - 2.0 * current[i] + current[i + 1])
-        current, following = following, current
-    return current.sum()
 
 
 @numba.njit
@@ -85,22 +64,12 @@ def problems(quick: bool):
     return [
         ("logistic loss", logistic_loss, (features, labels, rng.standard_normal(64) * 0.1)),
         ("sin(x) * y", sine_weighted_sum, (rng.standard_normal(size), rng.standard_normal(size))),
-        ("heat equation", heat_equation, (np.sin(np.linspace(0.0, 3.0, cells)), steps, 0.2)),
+        ("heat equation", heat_equation_swapping_buffers, (np.sin(np.linspace(0.0, 3.0, cells)), 0.2, steps)),
         ("logistic map orbits", logistic_map_orbit, (rng.uniform(0.1, 0.9, size // 10), 3.7)),
     ]
 
 
-def median_seconds(call, repetitions: int) -> float:
-    call()
-    times = []
-    for _ in range(repetitions):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def measure(name, kernel, args, repetitions: int) -> dict:
+def measure(name, kernel, args, plan) -> dict:
     minimized = differentiate(kernel)
     cached = differentiate(kernel, cache_minimization=False)
     reference = cached.grad(*args)
@@ -108,9 +77,9 @@ def measure(name, kernel, args, repetitions: int) -> dict:
     for mine, theirs in zip(result, reference):
         if mine is not None:
             np.testing.assert_allclose(mine, theirs, rtol=1e-12, atol=1e-14, err_msg=name)
-    primal = median_seconds(lambda: kernel(*args), repetitions)
-    with_minimization = median_seconds(lambda: minimized.grad(*args), repetitions)
-    without = median_seconds(lambda: cached.grad(*args), repetitions)
+    times = interleaved_medians({"primal": lambda: kernel(*args), "minimized": lambda: minimized.grad(*args),
+                                 "cached": lambda: cached.grad(*args)}, plan)
+    primal, with_minimization, without = (times[k].median_seconds for k in ("primal", "minimized", "cached"))
     return {"kernel": name, "primal ms": primal * 1e3,
             "gradient / primal": with_minimization / primal, "all cached / primal": without / primal,
             "speed-up": without / with_minimization,
@@ -132,17 +101,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, few repetitions")
     arguments = parser.parse_args(argv)
-    repetitions = 3 if arguments.quick else 7
+    plan = QUICK_PLAN if arguments.quick else FULL_PLAN
     rows = []
     for name, kernel, args in problems(arguments.quick):
         print(f"timing {name} ...", flush=True)
-        rows.append(measure(name, kernel, args, repetitions))
+        rows.append(measure(name, kernel, args, plan))
     table = markdown_table(rows)
     print(table)
     header = (f"# Cache minimization: gradient cost with and without\n\n"
               f"`python -m benchmarks.cache_minimization{' --quick' if arguments.quick else ''}` on "
-              f"{platform.processor() or platform.machine()}, numba {numba.__version__}. Ratios are medians "
-              f"of {repetitions} runs after warm-up, measured in one run.\n\n")
+              f"{platform.processor() or platform.machine()}, numba {numba.__version__}. Ratios of medians "
+              f"(at most {plan.repetitions} interleaved samples each after warm-up), measured in one run.\n\n")
     RESULTS_FILE.parent.mkdir(exist_ok=True)
     RESULTS_FILE.write_text(header + table + "\n")
     return 0

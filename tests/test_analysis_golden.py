@@ -10,7 +10,6 @@ line. Regenerate after an intended change with ENZPY_REGENERATE_GOLDEN=1 and
 review the diff.
 """
 
-import os
 import re
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from enzpy.ad.reverse import ReverseSpec, build_reverse, reverse_report
 from enzpy.ir import parse_module
 from enzpy.ir.types import DOUBLE
 from enzpy.ir.writer import annotated_function
+from tests.golden import assert_matches_golden
 
 CASES = Path(__file__).parent / "analysis"
 
@@ -47,12 +47,4 @@ def annotated(path: Path) -> str:
 
 @pytest.mark.parametrize("path", sorted(CASES.glob("*.ll")), ids=lambda p: p.stem)
 def test_annotations_match_golden(path: Path):
-    expected_path = path.with_suffix(".expected")
-    actual = annotated(path)
-    if os.environ.get("ENZPY_REGENERATE_GOLDEN"):
-        expected_path.write_text(actual)
-    expected = expected_path.read_text().splitlines()
-    actual_lines = actual.splitlines()
-    for number, (want, got) in enumerate(zip(expected, actual_lines), 1):
-        assert got == want, f"{path.name} line {number}:\n  expected: {want}\n  actual:   {got}"
-    assert len(actual_lines) == len(expected), f"{path.name}: {len(actual_lines)} lines, expected {len(expected)}"
+    assert_matches_golden(path, annotated(path))

@@ -6,7 +6,6 @@ and compared line by line with `NAME.expected`. Regenerate after an intended
 change with ENZPY_REGENERATE_GOLDEN=1 and review the diff.
 """
 
-import os
 import re
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from enzpy.analysis.type_analysis import INTEGER, POINTER, Concrete, analyze_typ
 from enzpy.ir import parse_module
 from enzpy.ir.types import DOUBLE, FLOAT
 from enzpy.ir.writer import annotated_function
+from tests.golden import assert_matches_golden
 
 CASES = Path(__file__).parent / "analysis" / "types"
 _CONCRETE = {"Pointer": POINTER, "Integer": INTEGER, "Float@double": Concrete("float", DOUBLE),
@@ -46,15 +46,7 @@ def annotated(path: Path) -> str:
 
 @pytest.mark.parametrize("path", sorted(CASES.glob("*.ll")), ids=lambda p: p.stem)
 def test_type_trees_match_golden(path: Path):
-    expected_path = path.with_suffix(".expected")
-    actual = annotated(path)
-    if os.environ.get("ENZPY_REGENERATE_GOLDEN"):
-        expected_path.write_text(actual)
-    expected = expected_path.read_text().splitlines()
-    actual_lines = actual.splitlines()
-    for number, (want, got) in enumerate(zip(expected, actual_lines), 1):
-        assert got == want, f"{path.name} line {number}:\n  expected: {want}\n  actual:   {got}"
-    assert len(actual_lines) == len(expected)
+    assert_matches_golden(path, annotated(path))
 
 
 def test_conflict_names_the_value():

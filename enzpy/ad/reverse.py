@@ -18,7 +18,8 @@ Combined mode on one function (see DESIGN.md, "Reverse mode in one paragraph"):
    frees the tape and returns the primal status.
 
 Adjoints of SSA values live in stack slots (promoted to registers by the
-post-AD pipeline). The seed enters through a shadow of `retptr`: the primal
+post-AD pipeline). An empty slot holds -0.0, the exact additive identity, so
+the optimizer folds the first addition into it (it may not fold `x + 0.0`). The seed enters through a shadow of `retptr`: the primal
 stores its result there, and the reverse of that store reads the seed.
 """
 
@@ -165,7 +166,7 @@ class _ReverseBuilder:
                                 for loop in self.loops.loops}
         for value in self._active_values():
             slot = builder.alloca(value.type, f"adjoint.{value.name}" if value.name else "adjoint")
-            builder.store(constant_float(value.type, 0.0), slot)
+            builder.store(constant_float(value.type, -0.0), slot)
             self.adjoint_slot[value] = slot
         builder.br(self.forward_entry)
         check_supported(self.forward_blocks, self.activity, self.float_arguments, self._error,
@@ -548,7 +549,7 @@ class _ReverseBuilder:
     def _take_adjoint(self, builder: Builder, value: core.Value) -> core.Value:
         slot = self.adjoint_slot[value]
         adjoint = builder.load(value.type, slot)
-        builder.store(constant_float(value.type, 0.0), slot)
+        builder.store(constant_float(value.type, -0.0), slot)
         return adjoint
 
     def _add_adjoint(self, builder: Builder, value: core.Value, contribution: core.Value) -> None:

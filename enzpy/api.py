@@ -100,10 +100,12 @@ class _Tangent:
 class Differentiable:
     """A kernel with derivatives; calling it runs the primal through numba."""
 
-    def __init__(self, function, optimize: bool = True, cache_minimization: bool = True):
+    def __init__(self, function, optimize: bool = True, cache_minimization: bool = True,
+                 loose_types: bool = False):
         self.dispatcher = as_dispatcher(function)
         self.optimize = optimize
         self.cache_minimization = cache_minimization
+        self.loose_types = loose_types
         self._gradients: dict[tuple, _Gradient] = {}
         self._tangents: dict[tuple, _Tangent] = {}
         self._written: dict[tuple, frozenset[int]] = {}
@@ -450,7 +452,8 @@ class Differentiable:
             return_type=float_return_type(convention),
             duplicated_types=tuple(float_type(a.dtype) for a in duplicated),
             distinct_arguments=distinct_arguments,
-            minimize_cache=self.cache_minimization)
+            minimize_cache=self.cache_minimization,
+            loose_types=self.loose_types)
         gradient = build_reverse(module, module.functions[convention.entry], spec,
                                  "enzpy.reverse." + convention.entry)
         return module, gradient, spec
@@ -577,13 +580,17 @@ def shadow_like(array: np.ndarray) -> np.ndarray:
     return np.ndarray(array.shape, array.dtype, buffer=buffer, offset=-low, strides=array.strides)
 
 
-def differentiate(function=None, *, optimize: bool = True, cache_minimization: bool = True):
+def differentiate(function=None, *, optimize: bool = True, cache_minimization: bool = True,
+                  loose_types: bool = False):
     """`differentiate(f)`, `@differentiate` or `@differentiate(optimize=False)`.
 
     `cache_minimization=False` makes reverse mode cache every value it needs
     instead of recomputing or re-loading (the baseline of
-    `benchmarks/cache_minimization.py`).
+    `benchmarks/cache_minimization.py`). `loose_types=True` lets reverse mode
+    go on where type analysis finds the same bytes used as two types (the
+    first use wins) instead of raising.
     """
+    options = dict(optimize=optimize, cache_minimization=cache_minimization, loose_types=loose_types)
     if function is None:
-        return lambda f: Differentiable(f, optimize=optimize, cache_minimization=cache_minimization)
-    return Differentiable(function, optimize=optimize, cache_minimization=cache_minimization)
+        return lambda f: Differentiable(f, **options)
+    return Differentiable(function, **options)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from enzpy import DifferentiationError
+from enzpy import DifferentiationError, Duplicated
 from enzpy.analysis.type_analysis import INTEGER, POINTER, Concrete, analyze_types, tree_text
 from enzpy.ir import parse_module
 from enzpy.ir.types import DOUBLE, FLOAT
@@ -72,3 +72,23 @@ def test_memory_float_type_of_a_copy_destination():
     analysis = analyze_types(function, seeds_of(text, function))
     scratch = next(a for a in function.arguments if a.name == "scratch")
     assert analysis.memory_float_type(scratch) == DOUBLE
+
+
+def test_loose_types_is_an_explicit_opt_in():
+    import numba
+    import numpy as np
+
+    from enzpy import differentiate
+
+    @numba.njit
+    def through_integer_bits(x):
+        bits = np.float64(x[0]).view(np.int64)
+        return np.int64(bits + 1).view(np.float64)
+
+    x = np.array([1.5, 2.0])
+    with pytest.raises(DifferentiationError, match="type analysis"):
+        differentiate(through_integer_bits).autodiff(Duplicated(x, np.zeros(2)))
+    # Loose: type analysis lets it pass, and the next safety net still refuses the bit hack.
+    with pytest.raises(DifferentiationError) as info:
+        differentiate(through_integer_bits, loose_types=True).autodiff(Duplicated(x, np.zeros(2)))
+    assert "type analysis" not in str(info.value)

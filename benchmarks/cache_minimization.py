@@ -14,13 +14,13 @@ measurement). Times are medians after warm-up.
 from __future__ import annotations
 
 import argparse
-import math
 import platform
 from pathlib import Path
 
 import numba
 import numpy as np
 
+from benchmarks.roundtrip import logistic_loss as plain_logistic_loss
 from benchmarks.timing import FULL_PLAN, QUICK_PLAN, interleaved_medians
 from enzpy import differentiate
 from enzpy.explain import explain
@@ -28,17 +28,7 @@ from tests.kernels.time_steppers import heat_equation_swapping_buffers
 from tests.test_cache_minimization import sine_weighted_sum
 
 RESULTS_FILE = Path(__file__).resolve().parent / "results" / "cache_minimization.md"
-
-
-@numba.njit
-def logistic_loss(features, labels, weights):
-    total = 0.0
-    for i in range(features.shape[0]):
-        margin = 0.0
-        for j in range(features.shape[1]):
-            margin += features[i, j] * weights[j]
-        total += math.log1p(math.exp(-labels[i] * margin))
-    return total / features.shape[0]
+logistic_loss = numba.njit(plain_logistic_loss)
 
 
 @numba.njit

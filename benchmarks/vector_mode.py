@@ -15,7 +15,6 @@ the timing, so in-place kernels always do the same work. Ratio: time of the
 from __future__ import annotations
 
 import argparse
-import math
 import platform
 import statistics
 import sys
@@ -29,61 +28,12 @@ import llvmlite.binding as llvm
 import numba
 import numpy as np
 
+from benchmarks.roundtrip import heat_equation, logistic_loss
 from enzpy import differentiate
+from tests.adbench.objectives import ba_residuals
 
 RESULTS_FILE = Path(__file__).resolve().parent / "results" / "vector_mode.md"
 WIDTH = 8
-
-
-def logistic_loss(features, labels, weights):
-    total = 0.0
-    for i in range(features.shape[0]):
-        margin = 0.0
-        for j in range(features.shape[1]):
-            margin += features[i, j] * weights[j]
-        total += np.log1p(np.exp(-labels[i] * margin))
-    return total / features.shape[0]
-
-
-def heat_equation(initial, steps, diffusion):
-    current = initial.copy()
-    following = np.empty_like(current)
-    last = current.shape[0] - 1
-    for _ in range(steps):
-        following[0] = current[0]
-        following[last] = current[last]
-        for i in range(1, last):
-            following[i] = current[i] + diffusion * (current[i - 1] - 2.0 * current[i] + current[i + 1])
-        # Copied back rather than swapped: enzpy cannot yet tell that an allocation
-        # reached only through a swapped (phi) pointer holds floats.
-        for i in range(last + 1):
-            current[i] = following[i]
-    return current.sum()
-
-
-def ba_residuals(cams, x, w, obs, feats, reproj_err, w_err):
-    """ADBench's bundle-adjustment residuals (as tests/adbench/objectives.py), written into outputs."""
-    for i in range(obs.shape[0]):
-        cam = obs[i, 0]
-        point = obs[i, 1]
-        x0 = x[point, 0] - cams[cam, 3]
-        x1 = x[point, 1] - cams[cam, 4]
-        x2 = x[point, 2] - cams[cam, 5]
-        r0, r1, r2 = cams[cam, 0], cams[cam, 1], cams[cam, 2]
-        angle = math.sqrt(r0 * r0 + r1 * r1 + r2 * r2)
-        cos_angle, sin_angle = math.cos(angle), math.sin(angle)
-        a0, a1, a2 = r0 / angle, r1 / angle, r2 / angle
-        along_axis = (a0 * x0 + a1 * x1 + a2 * x2) * (1.0 - cos_angle)
-        y0 = x0 * cos_angle + (a1 * x2 - a2 * x1) * sin_angle + a0 * along_axis
-        y1 = x1 * cos_angle + (a2 * x0 - a0 * x2) * sin_angle + a1 * along_axis
-        y2 = x2 * cos_angle + (a0 * x1 - a1 * x0) * sin_angle + a2 * along_axis
-        u, v = y0 / y2, y1 / y2
-        squared_radius = u * u + v * v
-        distortion = 1.0 + cams[cam, 9] * squared_radius + cams[cam, 10] * squared_radius * squared_radius
-        reproj_err[i, 0] = w[i] * (u * distortion * cams[cam, 6] + cams[cam, 7] - feats[i, 0])
-        reproj_err[i, 1] = w[i] * (v * distortion * cams[cam, 6] + cams[cam, 8] - feats[i, 1])
-    for i in range(obs.shape[0]):
-        w_err[i] = 1.0 - w[i] * w[i]
 
 
 def ba_inputs(rng, cameras=20, points=400, observations=4000):

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from ..errors import DifferentiationError
 from ..ir import core
-from ..ir.types import ArrayType, FloatType, IntType, PointerType, StructType, Type, VectorType, size_in_bytes, \
+from ..ir.types import ArrayType, IntType, PointerType, StructType, Type, VectorType, size_in_bytes, \
     struct_layout
 from ..rules.calls import allocation_rule, is_memory_transfer
 from ..rules.registry import scalar_rule

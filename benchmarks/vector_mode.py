@@ -107,10 +107,11 @@ def run_benchmark(benchmark: Benchmark, warmup: int, repetitions: int) -> dict:
     rng = np.random.default_rng(20240601)
     inputs = benchmark.make_inputs(rng)
     tangents = random_tangents(rng, inputs, benchmark.directions)
-    differentiable = differentiate(numba.njit(benchmark.function))
+    kernel = getattr(benchmark.function, "py_func", benchmark.function)
+    differentiable = differentiate(numba.njit(kernel))
     check_agreement(benchmark.name, one_vector_call(differentiable, inputs, tangents),
                     single_calls(differentiable, inputs, tangents))
-    primal = numba.njit(benchmark.function)
+    primal = numba.njit(kernel)
     calls = {"vector": lambda: one_vector_call(differentiable, inputs, tangents),
              "singles": lambda: single_calls(differentiable, inputs, tangents),
              "primal": lambda: primal(*fresh_copies(inputs))}

@@ -1,7 +1,7 @@
 """The `enzpy` command.
 
     enzpy emit FILE.py:FUNC --sig "float64(float64[:], int64)" [--stage raw|optimized] [-o OUT.ll]
-    enzpy emit FILE.py:FUNC --sig SIG --mode reverse|forward [--no-preopt] [--activity dup,const,active]
+    enzpy emit FILE.py:FUNC --sig SIG --mode reverse|forward [--width K] [--no-preopt] [--activity dup,const,active]
     enzpy explain FILE.py:FUNC (--sig SIG | --args "np.ones(100), 0.5") [--activity ...] [--ir]
     enzpy opt IN.ll -o OUT.ll           C/C++ (clang's IR): replace __enzyme_autodiff / __enzyme_fwddiff calls
     enzpy grad IN.ll --function F [--activity dup,const,out] [--mode reverse|forward] [--name G] -o OUT.ll
@@ -77,7 +77,9 @@ def _gradient_module(function, arguments):
     captured = capture(function, signature=arguments.sig)
     kinds = _annotation_kinds(captured, arguments.activity)
     differentiable = api.Differentiable(function, optimize=not arguments.no_preopt)
-    module, _, _ = differentiable.derivative_module(captured, kinds, mode=arguments.mode)
+    if arguments.width != 1 and arguments.mode != "forward":
+        raise UsageError("--width is for --mode forward (vector forward mode)")
+    module, _, _ = differentiable.derivative_module(captured, kinds, mode=arguments.mode, width=arguments.width)
     return module
 
 
@@ -137,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "tangent function added")
     emit.add_argument("--no-preopt", action="store_true",
                       help="skip the pre-AD pipeline (the same as --stage raw for the primal)")
+    emit.add_argument("--width", type=int, default=1,
+                      help="forward mode: tangents per sweep (vector mode); each derivative parameter repeats")
     emit.add_argument("--activity", help="reverse / forward mode: one of dup,const,active per argument "
                                          "(default: float arrays dup, float scalars active, the rest const)")
     emit.add_argument("-o", "--output", help="output .ll file (default: stdout)")

@@ -451,3 +451,19 @@ def test_emit_mode_forward_writes_the_tangent_function(tmp_path, capsys):
     header = next(line for line in text.splitlines() if line.startswith("define i32 @enzpy.forward."))
     assert "ptr %shadow.0.arg.x.4" in header and "double %tangent.0.arg.a" in header
     assert "ptr %return.tangents" in header
+
+
+def test_emit_mode_forward_with_width_repeats_each_derivative_parameter(tmp_path, capsys):
+    kernel = tmp_path / "kernels.py"
+    kernel.write_text("def scaled_sum(x, a):\n    s = 0.0\n    for i in range(x.shape[0]):\n"
+                      "        s += a * x[i]\n    return s\n")
+    output = tmp_path / "width4.ll"
+    status = main(["emit", f"{kernel}:scaled_sum", "--sig", "float64(float64[::1], float64)", "--mode", "forward",
+                   "--width", "4", "-o", str(output)])
+    assert status == 0, capsys.readouterr().err
+    header = next(line for line in output.read_text().splitlines() if line.startswith("define i32 @enzpy.forward"))
+    for lane in range(4):
+        assert f"ptr %shadow.{lane}.arg.x.4" in header and f"double %tangent.{lane}.arg.a" in header
+    assert main(["emit", f"{kernel}:scaled_sum", "--sig", "float64(float64[::1], float64)", "--mode", "reverse",
+                 "--width", "4"]) == 2
+    assert "--width is for --mode forward" in capsys.readouterr().err

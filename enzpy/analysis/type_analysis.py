@@ -189,12 +189,34 @@ class _Propagation:
         operands = instruction.operands
         if isinstance(instruction, core.Load):
             pointer = operands[0]
-            self.merge(instruction, _behind(self.tree(pointer), 0))
-            self.merge(pointer, _placed(self.tree(instruction), 0))
+            if instruction.type.is_aggregate:
+                # An aggregate's fields are described at their byte offsets, as memory is.
+                self.merge(instruction, _memory_only(self.tree(pointer)))
+                self.merge(pointer, _memory_only(self.tree(instruction)))
+            else:
+                self.merge(instruction, _behind(self.tree(pointer), 0))
+                self.merge(pointer, _placed(self.tree(instruction), 0))
         elif isinstance(instruction, core.Store):
             value, pointer = operands
-            self.merge(pointer, _placed(self.tree(value), 0))
-            self.merge(value, _behind(self.tree(pointer), 0))
+            if value.type.is_aggregate:
+                self.merge(pointer, _memory_only(self.tree(value)))
+                self.merge(value, _memory_only(self.tree(pointer)))
+            else:
+                self.merge(pointer, _placed(self.tree(value), 0))
+                self.merge(value, _behind(self.tree(pointer), 0))
+        elif isinstance(instruction, core.ExtractValue):
+            aggregate = operands[0]
+            offset = aggregate_offset(aggregate.type, instruction.indices)
+            self.merge(instruction, _behind(self.tree(aggregate), offset))
+            self.merge(aggregate, _placed(self.tree(instruction), offset))
+        elif isinstance(instruction, core.InsertValue):
+            aggregate, element = operands
+            offset = aggregate_offset(instruction.type, instruction.indices)
+            self.merge(instruction, _placed(self.tree(element), offset))
+            self.merge(element, _behind(self.tree(instruction), offset))
+            outside = {p: c for p, c in self.tree(instruction).items() if not p or p[0] != offset}
+            self.merge(aggregate, _memory_only(outside))
+            self.merge(instruction, {p: c for p, c in self.tree(aggregate).items() if p and p[0] != offset})
         elif isinstance(instruction, core.GetElementPtr):
             self._gep(instruction)
         elif isinstance(instruction, core.Cast):
@@ -271,6 +293,19 @@ def gep_byte_offset(gep: core.GetElementPtr) -> tuple[int | None, int]:
             stride = size
         ty = element
     return offset, stride
+
+
+def aggregate_offset(ty: Type, indices) -> int:
+    """Byte offset of the field that `indices` (insertvalue / extractvalue) select in `ty`."""
+    offset = 0
+    for index in indices:
+        if isinstance(ty, StructType):
+            offset += struct_layout(ty)[index]
+            ty = ty.elements[index]
+        else:
+            ty = ty.element
+            offset += index * size_in_bytes(ty)
+    return offset
 
 
 def _shift(tree: TypeTree, by: int) -> TypeTree:

@@ -168,6 +168,12 @@ class _Propagation:
                 existing = current.get((ANY_OFFSET,) + path[1:])     # covered by "every offset"
                 if existing == concrete:
                     continue
+            if existing is not None and {existing.kind, concrete.kind} == {"integer", "pointer"}:
+                # Pointer-sized integers (ptrtoint, NRT's fields) carry no derivative: the pointer view wins.
+                if existing.kind == "integer":
+                    current[path] = POINTER
+                    self.changed = True
+                continue
             if existing is None:
                 current[path] = concrete
                 if path and path[0] == ANY_OFFSET:

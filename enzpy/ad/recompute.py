@@ -33,13 +33,13 @@ from ..analysis.overwrites import OverwriteAnalysis
 from ..analysis.type_analysis import gep_byte_offset
 from ..ir import core
 from ..ir.builder import Builder, constant_int
-from ..ir.types import I8, I64, IntType, PointerType
+from ..ir.types import I8, I64, ArrayType, IntType, PointerType, StructType
 from ..rules.calls import allocation_rule
 from ..rules.registry import scalar_rule
 from .tape import Tape
 
 _PURE = (core.BinaryOperator, core.UnaryOperator, core.Cast, core.Compare, core.Select, core.GetElementPtr,
-         core.ExtractValue, core.Freeze)
+         core.ExtractValue, core.InsertValue, core.Freeze)
 _SOURCES = ("available", "counter", "induction", "trip count", "recompute", "reload", "stored", "cache")
 
 
@@ -331,6 +331,20 @@ class ReverseValues:
                 forward_value.type, f"{forward_value.name or 'value'}.slot")
             at_end.store(forward_value, slot)
             return self._top_of(reverse_block).load(forward_value.type, slot)
+        if forward_value.type.is_aggregate:
+            # The tape holds scalars: an aggregate goes on field by field.
+            paths = _scalar_fields(forward_value.type)
+            for path in paths:
+                self.tape.push(at_end, at_end.insert(core.ExtractValue(
+                    type=_field_type(forward_value.type, path), opcode="extractvalue", indices=path,
+                    operands=[forward_value])))
+            top = self._top_of(reverse_block)
+            fields = [self.tape.pop(top, ty=_field_type(forward_value.type, path)) for path in reversed(paths)]
+            result = core.Undef(forward_value.type)
+            for path, field in zip(reversed(paths), fields):
+                result = top.insert(core.InsertValue(type=forward_value.type, opcode="insertvalue", indices=path,
+                                                     operands=[result, field]))
+            return result
         self.tape.push(at_end, forward_value)
         # Later pushes come off the tape first: each new pop goes above the others.
         return self.tape.pop(self._top_of(reverse_block), like=forward_value)
@@ -399,3 +413,18 @@ class ReverseValues:
     def summary(self) -> Counter:
         """How many (block, value) needs each source served."""
         return Counter(d.source for d in self.decisions)
+
+
+def _scalar_fields(ty, prefix: tuple[int, ...] = ()) -> list[tuple[int, ...]]:
+    """Index paths of the scalar fields of an aggregate type."""
+    if isinstance(ty, StructType):
+        return [p for i, e in enumerate(ty.elements) for p in _scalar_fields(e, prefix + (i,))]
+    if isinstance(ty, ArrayType):
+        return [p for i in range(ty.count) for p in _scalar_fields(ty.element, prefix + (i,))]
+    return [prefix]
+
+
+def _field_type(ty, path: tuple[int, ...]):
+    for index in path:
+        ty = ty.elements[index] if isinstance(ty, StructType) else ty.element
+    return ty

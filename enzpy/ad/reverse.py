@@ -37,7 +37,7 @@ from ..errors import DifferentiationError
 from ..ir import core
 from ..ir.builder import Builder, constant_float, constant_int
 from ..ir.clone import clone_body
-from ..ir.types import I1, I8, I32, I64, PTR, VOID, FunctionType, Type
+from ..ir.types import I1, I8, I32, I64, PTR, VOID, ArrayType, FunctionType, StructType, Type
 from ..rules.calls import allocation_rule, is_memset, transfer_adjoint_function
 from ..rules.registry import scalar_rule
 from .recompute import ReverseValues
@@ -166,11 +166,11 @@ class _ReverseBuilder:
                                 for loop in self.loops.loops}
         for value in self._active_values():
             slot = builder.alloca(value.type, f"adjoint.{value.name}" if value.name else "adjoint")
-            builder.store(constant_float(value.type, -0.0), slot)
+            builder.store(_empty_adjoint(value.type), slot)
             self.adjoint_slot[value] = slot
         builder.br(self.forward_entry)
         check_supported(self.forward_blocks, self.activity, self.float_arguments, self._error,
-                        self.primal.name, self._classify_transfer)
+                        self.primal.name, self._classify_transfer, aggregates=True)
         self.selected_values = self._values_feeding_selects()
         self.original_instructions = {b: list(b.instructions) for b in self.forward_blocks}
         # Kernel-allocated buffers stay alive until the reverse sweep reaches their allocation.
@@ -212,7 +212,7 @@ class _ReverseBuilder:
         """Stores, copies and frees whose reverse code touches shadow memory."""
         if isinstance(instruction, core.Store):
             value, pointer = instruction.operands
-            return pointer in self.activity.shadowed and value.type.is_float
+            return pointer in self.activity.shadowed and holds_floats(value.type)
         if isinstance(instruction, core.Call):
             return instruction in self.activity.shadowed or self.transfer_kind.get(instruction) is not None \
                 or (is_memset(instruction) and instruction.operands[0] in self.activity.shadowed)
@@ -276,7 +276,7 @@ class _ReverseBuilder:
     def _active_values(self) -> list[core.Value]:
         values = [a for a, _ in self.active_outputs if self.activity.is_active(a)]
         for block in self.forward_blocks:
-            values += [i for i in block.instructions if i.type.is_float and self.activity.is_active(i)]
+            values += [i for i in block.instructions if holds_floats(i.type) and self.activity.is_active(i)]
         return values
 
     def _error(self, instruction: core.Instruction, what: str) -> DifferentiationError:
@@ -480,14 +480,14 @@ class _ReverseBuilder:
                 adjoint = self._take_adjoint(builder, instruction)
                 shadow = values.shadow(builder, instruction.operands[0])
                 old = builder.load(instruction.type, shadow, align=instruction.align)
-                builder.store(builder.fadd(old, adjoint), shadow, instruction.align)
+                builder.store(_added(builder, old, adjoint), shadow, instruction.align)
         elif isinstance(instruction, core.Store):
             value, pointer = instruction.operands
-            if pointer in activity.shadowed and value.type.is_float:
+            if pointer in activity.shadowed and holds_floats(value.type):
                 shadow = values.shadow(builder, pointer)
                 if activity.is_active(value):
                     self._add_adjoint(builder, value, builder.load(value.type, shadow, align=instruction.align))
-                builder.store(constant_float(value.type, 0.0), shadow, instruction.align)
+                builder.store(_zero_memory(value.type), shadow, instruction.align)
         elif isinstance(instruction, core.Call) and (instruction in activity.shadowed or instruction in self.retained):
             if instruction in activity.shadowed:
                 allocation_rule(instruction).free_shadow(builder, values.shadow(builder, instruction))
@@ -509,6 +509,9 @@ class _ReverseBuilder:
             else:                        # copied from constant memory: the old adjoint just dies
                 memset = builder.declare("llvm.memset.p0.i64", VOID, [PTR, I8, I64, I1])
                 builder.call(memset, [shadow_destination, constant_int(I8, 0), length, constant_int(I1, 0)])
+        elif activity.is_active(instruction) and (not instruction.type.is_float or isinstance(
+                instruction, (core.InsertValue, core.ExtractValue))):
+            self._reverse_aggregate(builder, instruction)
         elif activity.is_active(instruction):
             self._reverse_scalar(builder, instruction)
 
@@ -549,14 +552,77 @@ class _ReverseBuilder:
     def _take_adjoint(self, builder: Builder, value: core.Value) -> core.Value:
         slot = self.adjoint_slot[value]
         adjoint = builder.load(value.type, slot)
-        builder.store(constant_float(value.type, -0.0), slot)
+        builder.store(_empty_adjoint(value.type), slot)
         return adjoint
 
     def _add_adjoint(self, builder: Builder, value: core.Value, contribution: core.Value) -> None:
         slot = self.adjoint_slot.get(value)
         if slot is None:
             return
-        builder.store(builder.fadd(builder.load(value.type, slot), contribution), slot)
+        builder.store(_added(builder, builder.load(value.type, slot), contribution), slot)
+
+    def _reverse_aggregate(self, builder: Builder, instruction: core.Instruction) -> None:
+        """Adjoints of insertvalue, extractvalue and select move field by field."""
+        adjoint = self._take_adjoint(builder, instruction)
+        if isinstance(instruction, core.InsertValue):
+            aggregate, element = instruction.operands
+            if element in self.adjoint_slot:
+                self._add_adjoint(builder, element, _extract(builder, adjoint, instruction.indices))
+            if aggregate in self.adjoint_slot:
+                cleared = _insert(builder, adjoint, _empty_adjoint(element.type), instruction.indices)
+                self._add_adjoint(builder, aggregate, cleared)
+        elif isinstance(instruction, core.ExtractValue):
+            aggregate = instruction.operands[0]
+            placed = _insert(builder, _empty_adjoint(aggregate.type), adjoint, instruction.indices)
+            self._add_adjoint(builder, aggregate, placed)
+        else:                                            # select of aggregates
+            condition = self.values.value(builder, instruction.operands[0])
+            empty = _empty_adjoint(instruction.type)
+            self._add_adjoint(builder, instruction.operands[1], builder.select(condition, adjoint, empty))
+            self._add_adjoint(builder, instruction.operands[2], builder.select(condition, empty, adjoint))
+
+
+def _float_fields(ty: Type, prefix: tuple[int, ...] = ()) -> list[tuple[int, ...]]:
+    """Index paths of the float fields of an aggregate type."""
+    if ty.is_float:
+        return [prefix]
+    if isinstance(ty, StructType):
+        return [p for i, e in enumerate(ty.elements) for p in _float_fields(e, prefix + (i,))]
+    if isinstance(ty, ArrayType):
+        return [p for i in range(ty.count) for p in _float_fields(ty.element, prefix + (i,))]
+    return []
+
+
+def _empty_adjoint(ty: Type) -> core.Value:
+    """-0.0 for a float (the exact additive identity); all-zero for an aggregate."""
+    return constant_float(ty, -0.0) if ty.is_float else core.ZeroInitializer(ty)
+
+
+def _zero_memory(ty: Type) -> core.Value:
+    return constant_float(ty, 0.0) if ty.is_float else core.ZeroInitializer(ty)
+
+
+def _extract(builder: Builder, aggregate: core.Value, indices) -> core.Value:
+    ty = aggregate.type
+    for index in indices:
+        ty = ty.elements[index] if isinstance(ty, StructType) else ty.element
+    return builder.insert(core.ExtractValue(type=ty, opcode="extractvalue", indices=tuple(indices),
+                                            operands=[aggregate]))
+
+
+def _insert(builder: Builder, aggregate: core.Value, element: core.Value, indices) -> core.Value:
+    return builder.insert(core.InsertValue(type=aggregate.type, opcode="insertvalue", indices=tuple(indices),
+                                           operands=[aggregate, element]))
+
+
+def _added(builder: Builder, total: core.Value, contribution: core.Value) -> core.Value:
+    """total + contribution, field by field for aggregates (non-float fields keep total's)."""
+    if total.type.is_float:
+        return builder.fadd(total, contribution)
+    for path in _float_fields(total.type):
+        field = builder.fadd(_extract(builder, total, path), _extract(builder, contribution, path))
+        total = _insert(builder, total, field, path)
+    return total
 
 
 def tape_slots_global_name(gradient_name: str) -> str:

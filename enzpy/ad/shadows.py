@@ -113,11 +113,13 @@ def zero_of(ty: Type) -> core.Value:
 
 def check_supported(blocks: Iterable[core.Block], activity: Activity, float_arguments: set[core.Value],
                     error: ErrorFactory, function_name: str,
-                    check_transfer: Callable[[core.Call], None]) -> None:
+                    check_transfer: Callable[[core.Call], None], aggregates: bool = False) -> None:
     """Raise a DifferentiationError for anything whose derivative enzpy would silently lose.
 
     `float_arguments` are the duplicated array data pointers; `check_transfer`
-    vets each memcpy / memmove (the modes treat them differently).
+    vets each memcpy / memmove (the modes treat them differently). With
+    `aggregates`, float fields of aggregates may carry derivatives through
+    insertvalue, extractvalue, phi, select, load and store (reverse mode).
     """
     for block in blocks:
         for instruction in block.instructions:
@@ -149,14 +151,20 @@ def check_supported(blocks: Iterable[core.Block], activity: Activity, float_argu
             if isinstance(instruction, core.Cast) and instruction.opcode == "bitcast" \
                     and instruction.operands[0] in activity.varied and not instruction.type.is_float:
                 raise error(instruction, "bitcast of a differentiable float to an integer")
-            if instruction in activity.varied and not instruction.type.is_float:
+            if not aggregates and instruction in activity.varied and not instruction.type.is_float:
                 raise error(instruction, f"'{instruction.opcode}' moves a derivative through an "
                             f"aggregate ({instruction.type}), which is not supported yet")
-            if isinstance(instruction, core.Store) and not instruction.operands[0].type.is_float \
+            if not aggregates and isinstance(instruction, core.Store) and not instruction.operands[0].type.is_float \
                     and instruction.operands[0] in activity.varied:
                 raise error(instruction, "storing an aggregate that carries a derivative is not "
                             "supported yet")
             if not activity.is_active(instruction) or isinstance(instruction, (core.Phi, core.Load)):
+                continue
+            if aggregates and (isinstance(instruction, (core.InsertValue, core.ExtractValue))
+                               or not instruction.type.is_float):
+                if not isinstance(instruction, (core.InsertValue, core.ExtractValue, core.Select)):
+                    raise error(instruction, f"'{instruction.opcode}' moves a derivative through an "
+                                f"aggregate ({instruction.type}), which is not supported yet")
                 continue
             if scalar_rule(instruction) is None:
                 raise missing_rule_error(instruction, function_name)

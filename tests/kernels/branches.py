@@ -1,6 +1,8 @@
 """Kernels with if/else branches, ternaries, builtin `min`/`max`,
 `np.maximum`/`np.minimum` on scalars and boolean results."""
 
+import math
+
 import numba
 import numpy as np
 
@@ -106,7 +108,25 @@ def branch_on_scalar_argument(a, b):
     return result
 
 
+@numba.njit
+def running_maximum_and_pairs(x):
+    # max() and a tuple: numba's raw IR carries these floats in aggregates.
+    largest = -1e9
+    total = 0.0
+    for i in range(x.shape[0]):
+        largest = max(largest, x[i] * x[i])
+        pair = (x[i], math.sin(x[i]))
+        total += pair[0] * pair[1]
+    return largest + total
+
+
 CASES = [
+    Case(
+        name="branch_running_maximum_and_pairs",
+        func=running_maximum_and_pairs,
+        make_args=lambda rng: (rng.uniform(-1.5, 1.5, 12),),
+        tags=frozenset({"loop", "minmax", "tuple"}),
+    ),
     Case(
         name="branch_leaky_relu_sum",
         func=leaky_relu_sum,

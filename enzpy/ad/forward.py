@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..analysis.activity import Activity, analyze, holds_floats, holds_pointers
-from ..analysis.memory_types import float_allocations, memory_float_type, pointer_root
+from ..analysis.memory_types import memory_float_type, pointer_root
 from ..analysis.type_analysis import analyze_types, parameter_seeds
 from ..errors import DifferentiationError
 from ..ir import core
@@ -126,8 +126,7 @@ class _ForwardBuilder:
                                                         spec.return_type))
         types.check()
         every_allocation = [i for b in self.blocks for i in b.instructions if allocation_rule(i) is not None]
-        allocations = float_allocations(function, every_allocation, float_roots) | {
-            a for a in every_allocation if types.points_at_floats(a)}
+        allocations = {a for a in every_allocation if types.points_at_floats(a)}
         self.activity: Activity = analyze(function, float_roots | allocations, set(active_arguments),
                                           pointer_slots=set(every_alloca) - allocas)
         check_supported(self.blocks, self.activity, self.float_arguments, self._error, primal.name,

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from ..analysis.activity import Activity, analyze, holds_floats
 from ..analysis.loops import LoopInfo, reverse_post_order  # noqa: F401  (reverse_post_order: public here)
-from ..analysis.memory_types import float_allocations, pointer_root
+from ..analysis.memory_types import pointer_root
 from ..analysis.type_analysis import analyze_types, parameter_seeds
 from ..analysis.overwrites import OverwriteAnalysis
 from ..errors import DifferentiationError
@@ -154,8 +154,7 @@ class _ReverseBuilder:
         if not spec.loose_types:
             self.types.check()
         every_allocation = [i for b in self.forward_blocks for i in b.instructions if allocation_rule(i) is not None]
-        allocations = float_allocations(function, every_allocation, float_roots) | {
-            a for a in every_allocation if self.types.points_at_floats(a)}
+        allocations = {a for a in every_allocation if self.types.points_at_floats(a)}
         self.activity: Activity = analyze(function, float_roots | allocations,
                                           {a for a, _ in self.active_outputs},
                                           pointer_slots=set(every_alloca) - allocas)

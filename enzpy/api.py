@@ -210,6 +210,19 @@ class Differentiable:
 
     # -- machinery
 
+    def _type_key(self, value):
+        """What decides the numba type of an argument, for the compiled-derivative caches.
+
+        An array's numba type is its dtype, ndim, layout, writeability and
+        alignment; reading those is ~10x cheaper than numba's `typeof`, which
+        dominated the Python cost of a small call.
+        """
+        if type(value) is np.ndarray:
+            flags = value.flags
+            return (value.dtype, value.ndim, flags.c_contiguous, flags.f_contiguous, flags.writeable,
+                    flags.aligned)
+        return self.dispatcher.typeof_pyval(value)
+
     @staticmethod
     def _default_annotation(value):
         if isinstance(value, np.ndarray) and value.dtype.kind == "f":
@@ -220,11 +233,11 @@ class Differentiable:
 
     def _reverse(self, annotated, seed, distinct: bool | None = None):
         primal_args = tuple(a.value for a in annotated)
-        types = tuple(self.dispatcher.typeof_pyval(a) for a in primal_args)
+        types = tuple(self._type_key(a) for a in primal_args)
         kinds = tuple(type(a).__name__ for a in annotated)
         # Arrays that share memory get a gradient that never assumes one is unchanged by writes to another.
         if distinct is None:
-            distinct = arrays_are_distinct(primal_args)
+            distinct = arrays_are_distinct(annotated_arrays(annotated))
         if not distinct:
             self._check_aliased_shadows(annotated)
         key = (types, kinds, distinct)
@@ -325,7 +338,7 @@ class Differentiable:
         `kinds[i]` is Duplicated (float array; lane_tangents[i] is one array per
         lane, updated in place), Active (float scalar; one float per lane) or Const.
         """
-        types = tuple(self.dispatcher.typeof_pyval(a) for a in args)
+        types = tuple(self._type_key(a) for a in args)
         key = (types, tuple(k.__name__ for k in kinds), width)
         tangent_function = self._tangents.get(key)
         if tangent_function is None:
@@ -545,9 +558,26 @@ def _same_view(a, b) -> bool:
 
 
 def arrays_are_distinct(values) -> bool:
-    """Whether no two array arguments may share memory (then writes to one never change another)."""
-    arrays = [v for v in values if isinstance(v, np.ndarray)]
+    """Whether no two arrays among `values` (inside tuples too) may share memory.
+
+    Then writes to one never change another, and the derivative code tells LLVM
+    so (analysis/alias_scopes.py): the check must cover every array the kernel
+    receives, shadows included.
+    """
+    arrays = []
+    pending = list(values)
+    while pending:
+        value = pending.pop()
+        if isinstance(value, np.ndarray):
+            arrays.append(value)
+        elif isinstance(value, (tuple, list)):
+            pending.extend(value)
     return not any(np.may_share_memory(a, b) for i, a in enumerate(arrays) for b in arrays[i + 1:])
+
+
+def annotated_arrays(annotated) -> list:
+    """The values and the shadows of annotated arguments: what `arrays_are_distinct` checks."""
+    return [a.value for a in annotated] + [a.shadow for a in annotated if isinstance(a, Duplicated)]
 
 
 def with_source_location(error: DifferentiationError, build_with_debug_info) -> DifferentiationError:

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import llvmlite.binding as llvm
 
-from .frontend.numba import CapturedKernel, capture
+from .analysis.nonnegative import fold_sign_tests
+from .frontend.numba import CapturedKernel, capture, mark_array_extents
 from .ir import Module, parse_module, read_module, write_module
 from .jit import CompiledModule, NumbaEntryPoint
 from .passes import load_pipeline
@@ -19,8 +20,10 @@ STAGES = ("raw", "optimized")
 
 
 def to_ir(captured: CapturedKernel) -> Module:
-    """The captured module as enzpy IR."""
-    return read_module(captured.module)
+    """The captured module as enzpy IR, its entry's shapes marked non-negative."""
+    module = read_module(captured.module)
+    mark_array_extents(module.functions[captured.convention.entry], captured.convention)
+    return module
 
 
 def optimize(module: Module | str, pipeline: str = "pre_ad", dump_after: set[str] | None = None) -> Module:
@@ -28,9 +31,14 @@ def optimize(module: Module | str, pipeline: str = "pre_ad", dump_after: set[str
     text = module if isinstance(module, str) else write_module(module)
     module_ref = llvm.parse_assembly(text)
     module_ref.verify()
-    load_pipeline(pipeline, dump_after).run(module_ref)
+    module_ref = load_pipeline(pipeline, dump_after).run(module_ref)
     module_ref.verify()
-    return read_module(module_ref)
+    result = read_module(module_ref)
+    if pipeline == "pre_ad":
+        # What LLVM cannot prove about numba's index arithmetic (see analysis/nonnegative.py).
+        for function in result.functions.values():
+            fold_sign_tests(function)
+    return result
 
 
 def kernel_ir(function, args=None, signature: str | None = None, stage: str = "optimized",

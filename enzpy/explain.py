@@ -67,12 +67,12 @@ class ExplainReport:
 
 def explain(differentiable, *args) -> ExplainReport:
     """The report for `differentiable` called with `args` (plain values or Const/Active/Duplicated)."""
-    from .api import Active, Const, Differentiable, Duplicated, arrays_are_distinct
+    from .api import Active, Const, Differentiable, Duplicated, annotated_arrays, arrays_are_distinct
 
     annotated = [a if isinstance(a, (Const, Active, Duplicated)) else Differentiable._default_annotation(a)
                  for a in args]
     # Whether the user's arrays overlap decides what may be re-loaded; the copies would not.
-    distinct = arrays_are_distinct([a.value for a in annotated])
+    distinct = arrays_are_distinct(annotated_arrays(annotated))
     annotated = [_copied(a) for a in annotated]
     kinds = tuple(type(a) for a in annotated)
     captured = capture(differentiable.dispatcher, args=tuple(a.value for a in annotated))

@@ -33,7 +33,7 @@ class CompiledModule:
             module = llvm.parse_assembly(module)
         module.verify()
         if pipeline is not None:
-            load_pipeline(pipeline).run(module)
+            module = load_pipeline(pipeline).run(module)
         self.module = module
         self.engine = llvm.create_mcjit_compiler(module, target_machine(shared=False))
         self.engine.finalize_object()

@@ -140,7 +140,7 @@ def test_pre_ad_inlines_the_helper_and_removes_the_alloca():
     module.verify()
     before = instructions_of(module, "kernel_entry")
     assert "alloca" in before and "call" in before
-    load_pipeline("pre_ad").run(module)
+    module = load_pipeline("pre_ad").run(module)
     module.verify()
     after = instructions_of(module, "kernel_entry")
     assert "alloca" not in after
@@ -167,7 +167,7 @@ def test_inline_callees_marks_definitions_only():
 
 def test_pre_ad_keeps_noinline_functions_valid():
     module = llvm.parse_assembly(NOINLINE_REFERENCED_BY_GLOBAL)
-    load_pipeline("pre_ad").run(module)
+    module = load_pipeline("pre_ad").run(module)
     module.verify()
     assert not module.get_function("unwrap_helper").is_declaration
 
@@ -193,3 +193,55 @@ def test_dump_dir_only_gets_the_requested_stage(monkeypatch, tmp_path, capsys):
     assert [path.name.endswith(".after-O2.ll") for path in dumped] == [True]
     assert "call" not in instructions_of(llvm.parse_assembly(dumped[0].read_text()), "kernel_entry")
     assert capsys.readouterr().err == ""
+
+
+SUM_LOOP = """
+define double @sum(ptr %x, i64 %n) {
+entry:
+  %empty = icmp sle i64 %n, 0
+  br i1 %empty, label %done, label %loop
+loop:
+  %i = phi i64 [ 0, %entry ], [ %next, %loop ]
+  %total = phi double [ 0.0, %entry ], [ %added, %loop ]
+  %address = getelementptr double, ptr %x, i64 %i
+  %value = load double, ptr %address
+  %added = fadd double %total, %value
+  %next = add nsw i64 %i, 1
+  %more = icmp slt i64 %next, %n
+  br i1 %more, label %loop, label %done
+done:
+  %result = phi double [ 0.0, %entry ], [ %added, %loop ]
+  ret double %result
+}
+
+define double @cube(double %x) {
+entry:
+  br label %loop
+loop:
+  %k = phi i32 [ 0, %entry ], [ %next, %loop ]
+  %power = phi double [ 1.0, %entry ], [ %times, %loop ]
+  %times = fmul double %power, %x
+  %next = add i32 %k, 1
+  %more = icmp ult i32 %next, 3
+  br i1 %more, label %loop, label %done
+done:
+  ret double %times
+}
+"""
+
+
+def test_pre_ad_keeps_loops_with_unknown_trip_counts_whole_but_unrolls_constant_ones():
+    module = load_pipeline("pre_ad").run(llvm.parse_assembly(SUM_LOOP))
+    module.verify()
+    # Runtime unrolling would give the sum 8 loads in its body and a remainder loop with one more.
+    assert instructions_of(module, "sum").count("load") == 1
+    cube = instructions_of(module, "cube")
+    assert cube.count("fmul") == 2 and "phi" not in cube and "br" not in cube
+
+
+def test_without_the_mark_the_unroller_would_unroll_the_sum():
+    # Guards the test above: on this target LLVM does unroll such a loop when not told otherwise.
+    stages = [s for s in load_pipeline("pre_ad").passes if s.name != "no_runtime_unrolling"]
+    module = PassManager(stages).run(llvm.parse_assembly(SUM_LOOP))
+    if instructions_of(module, "sum").count("load") == 1:
+        pytest.skip("LLVM does not unroll loops with runtime trip counts for this CPU")

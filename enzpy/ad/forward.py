@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..analysis.activity import Activity, analyze, holds_floats, holds_pointers
+from ..analysis.alias_scopes import label_memory
 from ..analysis.memory_types import memory_float_type, pointer_root
 from ..analysis.type_analysis import analyze_types, parameter_seeds
 from ..errors import DifferentiationError
@@ -60,13 +61,18 @@ class ForwardSpec:
     """Element float type behind each duplicated pointer."""
     width: int = 1
     """Number of tangent directions propagated in one sweep."""
+    private_parameters: int = 2
+    """How many leading parameters point at memory no other pointer reaches (numba's
+    retptr and excinfo; 1 for the clang adapter's retptr)."""
 
 
 def build_forward(module: core.Module, primal: core.Function, spec: ForwardSpec, name: str) -> core.Function:
     """Add the tangent function of `primal` to `module` and return it."""
     if spec.width < 1:
         raise ValueError(f"width must be at least 1, got {spec.width}")
-    return _ForwardBuilder(module, primal, spec, name).build()
+    function = _ForwardBuilder(module, primal, spec, name).build()
+    label_memory(function, False, frozenset(function.arguments[:spec.private_parameters]))
+    return function
 
 
 class _ForwardBuilder:

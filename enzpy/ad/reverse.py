@@ -29,6 +29,7 @@ import weakref
 from dataclasses import dataclass
 
 from ..analysis.activity import Activity, analyze, holds_floats
+from ..analysis.alias_scopes import label_memory
 from ..analysis.loops import LoopInfo, reverse_post_order  # noqa: F401  (reverse_post_order: public here)
 from ..analysis.memory_types import pointer_root
 from ..analysis.type_analysis import analyze_types, parameter_seeds
@@ -64,6 +65,9 @@ class ReverseSpec:
     """False caches every value the reverse sweep needs (the baseline benchmarks compare with)."""
     loose_types: bool = False
     """Let type analysis conflicts pass (the first fact wins) instead of raising."""
+    private_parameters: int = 2
+    """How many leading parameters point at memory no other pointer reaches (numba's
+    retptr and excinfo; 1 for the clang adapter's retptr)."""
 
 
 def build_reverse(module: core.Module, primal: core.Function, spec: ReverseSpec, name: str) -> core.Function:
@@ -71,6 +75,7 @@ def build_reverse(module: core.Module, primal: core.Function, spec: ReverseSpec,
     builder = _ReverseBuilder(module, primal, spec, name)
     function = builder.build()
     _REPORTS[function] = builder.report()
+    label_memory(function, spec.distinct_arguments, frozenset(function.arguments[:spec.private_parameters]))
     return function
 
 
@@ -180,7 +185,8 @@ class _ReverseBuilder:
             self.module, self.loops, self._blocks_run_once(), self.shadow_of, self.tape, self.counters,
             self.iteration_slots, OverwriteAnalysis(self.forward_blocks, self.original_instructions,
                                                     spec.distinct_arguments,
-                                                    frozenset(function.arguments[:2]), frozenset(self.retained)),
+                                                    frozenset(function.arguments[:spec.private_parameters]),
+                                                    frozenset(self.retained)),
             self.entry_block, minimize=spec.minimize_cache)
         self._build_reverse_sweep()
         return function
@@ -614,12 +620,20 @@ def _insert(builder: Builder, aggregate: core.Value, element: core.Value, indice
                                            operands=[aggregate, element]))
 
 
+_ACCUMULATION_FLAGS = ("reassoc", "nsz")
+"""An adjoint is a sum of contributions in no order the program fixes (the reverse
+sweep's order is already not the primal's): `reassoc` lets LLVM vectorize it. The
+sign of a zero derivative means nothing: `nsz` lets `x + 0.0` fold (a shadow zeroed
+by a store, then added to)."""
+
+
 def _added(builder: Builder, total: core.Value, contribution: core.Value) -> core.Value:
     """total + contribution, field by field for aggregates (non-float fields keep total's)."""
     if total.type.is_float:
-        return builder.fadd(total, contribution)
+        return builder.fadd(total, contribution, flags=_ACCUMULATION_FLAGS)
     for path in _float_fields(total.type):
-        field = builder.fadd(_extract(builder, total, path), _extract(builder, contribution, path))
+        field = builder.fadd(_extract(builder, total, path), _extract(builder, contribution, path),
+                             flags=_ACCUMULATION_FLAGS)
         total = _insert(builder, total, field, path)
     return total
 

@@ -9,6 +9,7 @@ LLVM functions (below) added to the module and inlined by the post-AD pipeline.
 
 from __future__ import annotations
 
+from ..analysis.alias_scopes import TAPE
 from ..ir import core
 from ..ir.builder import Builder
 from ..ir.reader import parse_module
@@ -108,11 +109,21 @@ release:
 """
 
 
+_BUFFER_POINTERS = ("slot", "data", "spare")
+"""Pointers into the tape's heap buffer in the runtime above: a label tells LLVM that
+pushes and pops touch no array or adjoint (analysis/alias_scopes.py)."""
+
+
 def add_runtime(module: core.Module) -> None:
     """Add the tape functions (once) to `module`, sharing its libc declarations."""
     if "enzpy.tape.push" in module.functions:
         return
     runtime = parse_module(_RUNTIME)
+    for function in runtime.functions.values():
+        for instruction in function.instructions():
+            if isinstance(instruction, (core.Load, core.Store)) \
+                    and instruction.operands[-1].name in _BUFFER_POINTERS:
+                instruction.memory = TAPE
     for name, function in runtime.functions.items():
         if function.is_declaration and name in module.functions:
             existing = module.functions[name]

@@ -185,6 +185,19 @@ def parsed(text: str):
         context.close()
 
 
+@contextmanager
+def optimized_by(pipeline: str | None, module_ref):
+    """`module_ref` after a pipeline (None: as is). A stage may replace the module; the
+    replacement lives in the same context and must be closed before it."""
+    module_ref.verify()
+    result = load_pipeline(pipeline).run(module_ref) if pipeline else module_ref
+    try:
+        yield result
+    finally:
+        if result is not module_ref:
+            result.close()
+
+
 def check_parses(text: str) -> None:
     with parsed(text) as module_ref:
         try:
@@ -361,9 +374,9 @@ def generate(user_text: str, request: Request, name: str, exported: bool, optimi
                 if variable.name and variable.linkage.name in ("internal", "private"):
                     # With main gone, a `static` the program sets would look constant to the optimizer.
                     variable.linkage = "external"
-            load_pipeline("pre_ad").run(module_ref)
-            optimized = llvm_text.without_call_return_attributes(llvm_text.without_lifetime_markers(
-                llvm_text.expand_shufflevectors(str(module_ref))))
+            with optimized_by("pre_ad", module_ref) as optimized_ref:
+                optimized = llvm_text.without_call_return_attributes(llvm_text.without_lifetime_markers(
+                    llvm_text.expand_shufflevectors(str(optimized_ref))))
         with parsed(optimized) as module_ref:
             module = read_module(module_ref)
         primal = module.functions[adapter_name]
@@ -380,10 +393,8 @@ def generate(user_text: str, request: Request, name: str, exported: bool, optimi
                         "differentiated function is not supported yet (pass a work array instead)")
         raise type(error)(f"{message} [differentiating @{request.function} in {request.mode} mode]") from None
     _keep_only_reachable(module, interface, user_functions, user_globals)
-    with parsed(write_module(module)) as module_ref:
-        module_ref.verify()
-        if optimize:
-            load_pipeline(POST_AD_PIPELINE).run(module_ref)
+    with parsed(write_module(module)) as parsed_ref, \
+            optimized_by(POST_AD_PIPELINE if optimize else None, parsed_ref) as module_ref:
         for function in module_ref.functions:
             if not function.is_declaration and function.name != name:
                 function.name = f"{name}.{function.name}"
@@ -453,12 +464,14 @@ def _differentiate(module: core.Module, primal: core.Function, request: Request,
     if request.mode == "reverse":
         from ..ad.reverse import ReverseSpec, build_reverse
 
-        spec = ReverseSpec(tuple(duplicated), tuple(active), return_type, tuple(duplicated_types))
+        spec = ReverseSpec(tuple(duplicated), tuple(active), return_type, tuple(duplicated_types),
+                           private_parameters=1)
         derivative = build_reverse(module, primal, spec, name)
     else:
         from ..ad.forward import ForwardSpec, build_forward
 
-        spec = ForwardSpec(tuple(duplicated), tuple(active), return_type, tuple(duplicated_types), width=1)
+        spec = ForwardSpec(tuple(duplicated), tuple(active), return_type, tuple(duplicated_types), width=1,
+                           private_parameters=1)
         derivative = build_forward(module, primal, spec, name)
     derivative.linkage = "internal"
     return derivative, spec

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 
 import llvmlite.binding as llvm
 import numpy as np
@@ -55,12 +56,12 @@ class ArgumentSpec:
     parameter_count: int
     """Number of LLVM parameters: 1 for scalars, 5 + 2*ndim for arrays."""
 
-    @property
+    @cached_property
     def is_array(self) -> bool:
         from numba.core import types
         return isinstance(self.numba_type, types.Array)
 
-    @property
+    @cached_property
     def dtype(self) -> np.dtype:
         from numba.core import types
         inner = self.numba_type.dtype if self.is_array else self.numba_type
@@ -68,16 +69,16 @@ class ArgumentSpec:
             return np.dtype(np.bool_)
         return np.dtype(str(inner))
 
-    @property
+    @cached_property
     def ndim(self) -> int:
         return self.numba_type.ndim if self.is_array else 0
 
-    @property
+    @cached_property
     def layout(self) -> str:
         """'C', 'F' or 'A' (any strides) for arrays; '' for scalars."""
         return self.numba_type.layout if self.is_array else ""
 
-    @property
+    @cached_property
     def is_float(self) -> bool:
         return self.dtype.kind == "f"
 
@@ -92,6 +93,25 @@ class ArgumentSpec:
     def stride_parameters(self) -> range:
         start = self.first_parameter + 5 + self.ndim
         return range(start, start + self.ndim)
+
+
+_EXTENT_RANGE = "range(i64 0, 9223372036854775807)"
+"""An array's element count and shape lie in [0, 2**63 - 1]."""
+
+
+def mark_array_extents(entry, convention: "CallingConvention") -> None:
+    """Give the entry's element-count and shape parameters a non-negative `range` attribute.
+
+    numba's index arithmetic has no `nsw`, so without this LLVM cannot tell that
+    `j` in `range(i + 1, n)` is never negative: the wrap-around select of every
+    `a[j]` stays, the address is not affine, and loops do not vectorize.
+    """
+    for argument in convention.arguments:
+        if argument.is_array:
+            for index in (argument.first_parameter + 2, *argument.shape_parameters()):
+                parameter = entry.arguments[index]
+                if parameter.type.is_integer and _EXTENT_RANGE not in parameter.attributes:
+                    parameter.attributes = (*parameter.attributes, _EXTENT_RANGE)
 
 
 @dataclass(frozen=True)

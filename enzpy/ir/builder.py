@@ -69,12 +69,12 @@ class Builder:
         return self.insert(core.BinaryOperator(type=lhs.type, name=name, opcode=opcode,
                                                operands=[lhs, rhs], flags=flags))
 
-    def fadd(self, lhs, rhs, name=""):
+    def fadd(self, lhs, rhs, name="", flags: tuple[str, ...] = ()):
         if is_constant_value(lhs, 0.0):
             return rhs
         if is_constant_value(rhs, 0.0):
             return lhs
-        return self.binary("fadd", lhs, rhs, name)
+        return self.binary("fadd", lhs, rhs, name, flags)
 
     def fsub(self, lhs, rhs, name=""):
         if is_constant_value(rhs, 0.0):

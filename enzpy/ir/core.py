@@ -281,6 +281,10 @@ class Load(Instruction):
     """Alignment in bytes."""
     volatile: bool = False
     """True for `load volatile`."""
+    memory: str | None = None
+    """Label of the one memory object the access stays inside, when known; accesses with
+    different labels never overlap (the writer emits scoped-noalias metadata, see
+    analysis/alias_scopes.py)."""
     __hash__ = Value.__hash__
 
 
@@ -292,6 +296,10 @@ class Store(Instruction):
     """Alignment in bytes."""
     volatile: bool = False
     """True for `store volatile`."""
+    memory: str | None = None
+    """Label of the one memory object the access stays inside, when known; accesses with
+    different labels never overlap (the writer emits scoped-noalias metadata, see
+    analysis/alias_scopes.py)."""
     __hash__ = Value.__hash__
 
 

@@ -2,9 +2,11 @@
 
 Every local value gets a name: its own if it has one (made unique), or a fresh
 `_N`. Float constants are written as the hex of their double, which is exact.
-Metadata is not carried, except source locations: where instructions have
-one, a minimal line table (`_LineTable`) is written so that the locations
-survive LLVM's passes and read back.
+Metadata is not carried, except two kinds enzpy makes itself: source
+locations (where instructions have one, a minimal line table, `_LineTable`,
+is written so that they survive LLVM's passes and read back) and memory
+labels of loads and stores (written as scoped-noalias metadata,
+`_AliasScopes`).
 """
 
 from __future__ import annotations
@@ -29,10 +31,13 @@ def write_module(module: core.Module) -> str:
     for gv in module.globals.values():
         lines.append(_global_text(gv))
     lines.append("")
-    line_table = _LineTable()
+    nodes = _MetadataNodes()
+    line_table = _LineTable(nodes)
+    alias_scopes = _AliasScopes(module, nodes)
     for function in module.functions.values():
-        lines.append(write_function(function, line_table))
+        lines.append(write_function(function, line_table, alias_scopes))
     lines.extend(line_table.module_lines())
+    lines.extend(nodes.lines())
     return "\n".join(lines) + "\n"
 
 
@@ -135,7 +140,8 @@ class _Namer:
         return f"label {self.names[block]}"
 
 
-def write_function(function: core.Function, line_table: "_LineTable | None" = None) -> str:
+def write_function(function: core.Function, line_table: "_LineTable | None" = None,
+                   alias_scopes: "_AliasScopes | None" = None) -> str:
     """One function definition or declaration."""
     head = ["define" if function.blocks else "declare"]
     if function.linkage:
@@ -169,6 +175,8 @@ def write_function(function: core.Function, line_table: "_LineTable | None" = No
                 # LLVM's verifier wants a location on every call in a function with
                 # debug info; line 0 means "no source line".
                 text += f", !dbg {line_table.location(function, instruction.location)}"
+            if alias_scopes is not None and getattr(instruction, "memory", None) is not None:
+                text += alias_scopes.attachment(instruction.memory)
             lines.append(text)
     lines.append("}\n")
     return "\n".join(lines)
@@ -200,11 +208,53 @@ def annotated_function(function: core.Function, annotation) -> str:
     return "\n".join(lines) + "\n"
 
 
+class _MetadataNodes:
+    """The module's numbered metadata nodes (`!N = ...`), shared by the tables below."""
+
+    def __init__(self):
+        self.texts: list[str] = []
+
+    def node(self, text: str) -> str:
+        """Add a node; `!SELF` in `text` stands for its own number (distinct self-references)."""
+        reference = f"!{len(self.texts)}"
+        self.texts.append(text.replace("!SELF", reference))
+        return reference
+
+    def lines(self) -> list[str]:
+        return [f"!{number} = {text}" for number, text in enumerate(self.texts)]
+
+
+class _AliasScopes:
+    """Scoped-noalias metadata for memory labels: one scope per label, in one domain.
+
+    An access labelled L gets `!alias.scope !{L}` and `!noalias` with every
+    other label of the module, so LLVM treats accesses with different labels
+    as disjoint and assumes nothing about unlabelled ones.
+    """
+
+    def __init__(self, module: core.Module, nodes: _MetadataNodes):
+        labels = sorted({i.memory for f in module.functions.values() for b in f.blocks for i in b.instructions
+                         if isinstance(i, (core.Load, core.Store)) and i.memory is not None})
+        self.attachments: dict[str, str] = {}
+        if len(labels) < 2:
+            return                   # one label: nothing to tell apart
+        domain = nodes.node('distinct !{!SELF, !"enzpy memory"}')
+        scopes = {label: nodes.node(f'distinct !{{!SELF, {domain}, !"{_metadata_string(label)}"}}')
+                  for label in labels}
+        for label in labels:
+            own = nodes.node(f"!{{{scopes[label]}}}")
+            others = nodes.node("!{" + ", ".join(scopes[other] for other in labels if other != label) + "}")
+            self.attachments[label] = f", !alias.scope {own}, !noalias {others}"
+
+    def attachment(self, label: str) -> str:
+        return self.attachments.get(label, "")
+
+
 class _LineTable:
     """The least debug info LLVM accepts: files, one subprogram per function, locations."""
 
-    def __init__(self):
-        self.nodes: list[str] = []
+    def __init__(self, nodes: _MetadataNodes | None = None):
+        self.metadata = nodes or _MetadataNodes()
         self.unit: str | None = None
         self.files: dict[str, str] = {}
         self.subprograms: dict[core.Function, tuple[str, str | None]] = {}
@@ -212,8 +262,7 @@ class _LineTable:
         self.locations: dict[tuple[str, int], str] = {}
 
     def _node(self, text: str) -> str:
-        self.nodes.append(text)
-        return f"!{len(self.nodes) - 1}"
+        return self.metadata.node(text)
 
     def _file(self, path: str | None) -> str:
         path = path or "<unknown>"
@@ -260,8 +309,7 @@ class _LineTable:
         if self.unit is None:
             return []
         flags = self._node('!{i32 2, !"Debug Info Version", i32 3}')
-        return ["", f"!llvm.dbg.cu = !{{{self.unit}}}", f"!llvm.module.flags = !{{{flags}}}"] + \
-            [f"!{number} = {text}" for number, text in enumerate(self.nodes)]
+        return ["", f"!llvm.dbg.cu = !{{{self.unit}}}", f"!llvm.module.flags = !{{{flags}}}"]
 
 
 def instruction_text(inst: core.Instruction, namer: _Namer) -> str:

@@ -10,6 +10,7 @@ the module after those stages to stderr, or to files under `ENZPY_DUMP_DIR`.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +24,15 @@ _TUNING_OPTIONS = ("loop_vectorization", "slp_vectorization", "loop_unrolling", 
 
 
 class Pass:
-    """Interface: `name: str` and `run(module: llvm.ModuleRef, target) -> None`."""
+    """Interface: `name: str` and `run(module: llvm.ModuleRef, target)`.
+
+    `run` changes the module in place and returns None, or returns a new
+    module that replaces it (passes that rewrite the text).
+    """
 
     name: str
 
-    def run(self, module: llvm.ModuleRef, target: llvm.TargetMachine) -> None:
+    def run(self, module: llvm.ModuleRef, target: llvm.TargetMachine) -> llvm.ModuleRef | None:
         raise NotImplementedError
 
 
@@ -78,12 +83,60 @@ class InlineCallees(Pass):
                 function.add_function_attribute("alwaysinline")
 
 
-PYTHON_PASSES = {"inline_callees": InlineCallees}
+_BRANCH = re.compile(r"^(\s+br (?:i1 |label ).*?)$", re.MULTILINE)
+_METADATA_NUMBER = re.compile(r"!(\d+)\b")
+
+
+@dataclass(frozen=True)
+class NoRuntimeUnrolling(Pass):
+    """Mark every loop `llvm.loop.unroll.runtime.disable` (full unrolling stays allowed).
+
+    LLVM's unroller unrolls loops with unknown trip counts by the target's
+    factor (8 on x86) and adds a remainder loop. Before AD that multiplies the
+    code and, worse, the values the reverse sweep keeps: a load repeated in
+    each unrolled copy is cached once per copy. llvmlite's loop-unroll pass
+    takes no options and the `-unroll-runtime` switch is process-wide
+    (numba's own compiles would see it), so loops say it themselves. The mark
+    goes on every branch without loop metadata; only loop latches read it.
+    """
+
+    name: str = "no_runtime_unrolling"
+    """Stage name."""
+
+    def run(self, module, target):
+        text = str(module)
+        numbers = [int(n) for n in _METADATA_NUMBER.findall(text)]
+        next_number = max(numbers, default=-1) + 1
+        disable = next_number
+        nodes = [f'!{disable} = !{{!"llvm.loop.unroll.runtime.disable"}}']
+
+        def mark(match: re.Match) -> str:
+            nonlocal next_number
+            line = match.group(1)
+            if "!llvm.loop" in line:
+                return line
+            next_number += 1
+            nodes.append(f"!{next_number} = distinct !{{!{next_number}, !{disable}}}")
+            return f"{line}, !llvm.loop !{next_number}"
+
+        marked = _BRANCH.sub(mark, text)
+        if len(nodes) == 1:
+            return None
+        # In the module's own context, so that struct type names read back as written.
+        replacement = llvm.parse_assembly(marked + "\n" + "\n".join(nodes) + "\n", context=module._context)
+        replacement.verify()
+        return replacement
+
+
+PYTHON_PASSES = {"inline_callees": InlineCallees, "no_runtime_unrolling": NoRuntimeUnrolling}
 
 
 @dataclass
 class PassManager:
-    """Runs stages in order, dumping the module after the requested ones."""
+    """Runs stages in order, dumping the module after the requested ones.
+
+    `run` returns the module: a stage may have replaced it with a new one.
+    """
 
     passes: list[Pass]
     """Stages, in order."""
@@ -93,7 +146,7 @@ class PassManager:
     def run(self, module: llvm.ModuleRef, target: llvm.TargetMachine | None = None) -> llvm.ModuleRef:
         target = target or target_machine()
         for stage in self.passes:
-            stage.run(module, target)
+            module = stage.run(module, target) or module
             if stage.name in self.dump_after or "all" in self.dump_after:
                 _dump(stage.name, module)
         return module

@@ -147,11 +147,29 @@ class ReverseValues:
         if isinstance(value, core.Instruction) and self._same_iteration(value):
             operands = self._recompute_operands(value, shadow)
             if operands is not None:
-                options.append((sum(self._plan(v, s)[0] for v, s in operands), 0, "recompute"))
+                cost = sum(self._plan(v, s)[0] for v, s in operands)
+                # A math call costs far more than a push and a pop. When recomputing it would
+                # tape loaded values only it needs, tape its result instead; other leaves
+                # (phis) are usually needed by other partials anyway.
+                loads_only = isinstance(value, core.Call) and all(
+                    isinstance(leaf, core.Load) for leaf in self._taped_leaves(operands))
+                options.append((cost, 4 if loads_only else 0, "recompute"))
             if isinstance(value, core.Load) and self.overwrites.can_reload(value):
                 options.append((self._plan(value.operands[0], shadow)[0], 1, "reload"))
         cost, _, source = min(options)
         return cost, source
+
+    def _taped_leaves(self, operands) -> list[core.Value]:
+        """The values a recomputation from `operands` takes from the tape (through recomputed ones)."""
+        leaves, pending = [], list(operands)
+        while pending:
+            value, shadow = pending.pop()
+            cost, source = self._plan(value, shadow)
+            if cost and source == "recompute":
+                pending.extend(self._recompute_operands(value, shadow))
+            elif cost:
+                leaves.append(value)
+        return leaves
 
     def _shadow_target(self, value: core.Value) -> core.Value:
         if isinstance(value, (core.ConstantNull, core.Undef, core.Poison)):

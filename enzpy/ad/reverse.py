@@ -523,9 +523,11 @@ class _ReverseBuilder:
     def _reverse_scalar(self, builder: Builder, instruction: core.Instruction) -> None:
         adjoint = self._take_adjoint(builder, instruction)
         used = self._inputs_used_by_partials(instruction)
-        # Inputs the partials never read are passed as the forward values: no
-        # code refers to them, so nothing is recomputed or cached for them.
-        result, *operands = [self.values.value(builder, v) if v in used else v
+        # Inputs the partials of active operands never read are passed as undef:
+        # only dead code (a constant operand's partial) refers to them, so nothing
+        # is recomputed or cached for them.
+        result, *operands = [self.values.value(builder, v) if v in used
+                             else v if isinstance(v, core.Constant) else core.Undef(v.type)
                              for v in [instruction] + list(instruction.operands)]
         partials = scalar_rule(instruction).partials(builder, result, *operands)
         for operand, partial in zip(instruction.operands, partials):
@@ -543,14 +545,23 @@ class _ReverseBuilder:
             self._add_adjoint(builder, operand, contribution)
 
     def _inputs_used_by_partials(self, instruction: core.Instruction) -> set[core.Value]:
-        """Run the rule on stand-ins in a scratch block to see which inputs its partials read."""
+        """Run the rule on stand-ins in a scratch block to see which inputs the partials of
+        active operands read (`x * 0.5` needs no value of x: the constant gets no adjoint)."""
         rule = scalar_rule(instruction)
-        stand_ins = [core.Value(instruction.type)] + [core.Value(o.type) for o in instruction.operands]
+        # Constants stay themselves: a rule may take another path for them (x ** 2.0).
+        stand_ins = [core.Value(instruction.type)] + [o if isinstance(o, core.Constant) else core.Value(o.type)
+                                                      for o in instruction.operands]
         scratch = core.Block("scratch")
         results = rule.partials(Builder(self.module).at_end(scratch), *stand_ins)
-        used = {id(v) for v in results if v is not None}
-        for generated in scratch.instructions:
-            used.update(id(v) for v in generated.operands)
+        pending = [partial for partial, operand in zip(results, instruction.operands)
+                   if partial is not None and operand in self.adjoint_slot]
+        used: set[int] = set()
+        while pending:
+            value = pending.pop()
+            if id(value) not in used:
+                used.add(id(value))
+                if isinstance(value, core.Instruction) and value.parent is scratch:
+                    pending.extend(value.operands)
         originals = [instruction] + list(instruction.operands)
         return {o for o, s in zip(originals, stand_ins) if id(s) in used}
 

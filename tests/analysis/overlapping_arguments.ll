@@ -1,5 +1,6 @@
 ; As constant_inputs.ll, but the arrays may overlap: the store into scratch
-; may overwrite x and y, so their values are cached instead of re-loaded.
+; may overwrite x and y, so what the reverse sweep needs of them is cached
+; instead of re-loaded: y, and exp(x) rather than x (same slots, no second exp).
 ; duplicated: 2
 ; returns: double
 define i32 @overlapping_arguments(ptr %retptr, ptr %excinfo, ptr %x, ptr %y, ptr %scratch, i64 %n) {

@@ -19,8 +19,8 @@ POINTS = 1000
 SIZES = {
     "tiny": [(2, 3, 10)],
     "quick": [(2, 5, POINTS), (10, 25, POINTS)],
-    # A spread over ADBench's grid (d in 2..64, K in 5..200). enzpy's tape grows with n K d^2
-    # (about 1.5 d^2 slots per point and component): d=32 K=100 would need a 2 GB tape.
+    # A spread over ADBench's grid (d in 2..64, K in 5..200). enzpy's tape grows with n K d
+    # (about 4d slots per point and component: 21 MB at d=64 K=10, n=1000).
     "full": [(2, 5, POINTS), (2, 200, POINTS), (10, 25, POINTS), (10, 200, POINTS), (20, 50, POINTS),
              (32, 25, POINTS), (64, 10, POINTS)],
 }

@@ -11,7 +11,8 @@ Combined mode on one function (see DESIGN.md, "Reverse mode in one paragraph"):
    in reverse order, then goes back along the edge the forward sweep came in
    by. A loop header knows that edge from its iteration counter, which the
    reverse loop counts down; a loop exit restores the counter; only a block
-   with several predecessors (a join) pushes which one it came from;
+   with several predecessors (a join) pushes which one it came from, unless
+   the branch that decided it can be evaluated again in the reverse sweep;
 3. forward values the adjoint code needs come from `ReverseValues`: as is,
    recomputed, re-loaded, or (the last resort) cached on the tape;
 4. the exit adds the active scalars' adjoints into their output pointers,
@@ -349,16 +350,57 @@ class _ReverseBuilder:
         for phi, shadow in shadow_phis:
             fill_shadow_phi(phi, shadow, self.shadow_of, self._error)
         self.came_from_slot: dict[core.Block, core.Value] = {}
+        self.decided_by: dict[core.Block, tuple[core.Value, int, int]] = {}
         for block, came_from in self.came_from.items():
             # First thing after the phis (shadow phis included), so popped last.
             first = next(i for i in block.instructions if not isinstance(i, core.Phi))
-            if self.loops.loops_of(block):
+            if self.loops.loops_of(block) and (decided := self._deciding_branch(block)) is not None:
+                self.decided_by[block] = decided       # the reverse sweep re-evaluates the branch
+            elif self.loops.loops_of(block):
                 self.tape.push(Builder(self.module).before_instruction(first), came_from)
             else:                        # runs at most once: a stack slot will do
                 slot = Builder(self.module).before_instruction(self.entry_block.terminator).alloca(
                     I64, f"from.{block.name}.slot")
                 Builder(self.module).before_instruction(first).store(came_from, slot)
                 self.came_from_slot[block] = slot
+
+    def _deciding_branch(self, join: core.Block) -> tuple[core.Value, int, int] | None:
+        """(condition, predecessor index if true, if false) when one branch decides how `join` is entered.
+
+        The branch ends the join's immediate dominator, in the same loops, and each
+        of its targets reaches the join through a different one of its two
+        predecessors. Then the reverse sweep recomputes (or caches) the condition
+        instead of taping which predecessor it was: the condition is often free.
+        """
+        predecessors = self.predecessors[join]
+        if len(predecessors) != 2:
+            return None
+        decider = self.loops.dominators.immediate.get(join)
+        branch = decider.terminator if decider is not None else None
+        if not (isinstance(branch, core.Branch) and len(branch.targets) == 2 and branch.operands
+                and not isinstance(branch.operands[0], core.Constant)
+                and set(self.loops.loops_of(decider)) == set(self.loops.loops_of(join))):
+            return None
+        entered = [self._predecessors_reached(target, decider, join) for target in branch.targets]
+        if not all(len(found) == 1 for found in entered) or entered[0] == entered[1]:
+            return None
+        return branch.operands[0], predecessors.index(entered[0].pop()), predecessors.index(entered[1].pop())
+
+    def _predecessors_reached(self, start: core.Block, decider: core.Block, join: core.Block) -> set[core.Block]:
+        """Predecessors of `join` through which paths from the edge decider -> start enter it."""
+        if start is join:
+            return {decider}
+        found, seen, pending = set(), {start}, [start]
+        while pending:
+            block = pending.pop()
+            terminator = block.terminator     # None for a return the forward sweep has taken out
+            for successor in terminator.successors() if terminator is not None else ():
+                if successor is join:
+                    found.add(block)
+                elif successor is not decider and successor not in seen:
+                    seen.add(successor)
+                    pending.append(successor)
+        return found
 
     def _return_to_reverse(self, terminator: core.Return) -> None:
         """Keep the status, note which return this was; the reverse sweep starts here."""
@@ -443,6 +485,10 @@ class _ReverseBuilder:
         else:
             if block in self.came_from_slot:
                 came_from = builder.load(I64, self.came_from_slot[block], "came.from")
+            elif block in self.decided_by:
+                condition, if_true, if_false = self.decided_by[block]
+                came_from = builder.select(self.values.value(builder, condition), constant_int(I64, if_true),
+                                           constant_int(I64, if_false))
             else:
                 came_from = self.tape.pop(builder, ty=I64)
             cases = []

@@ -44,7 +44,7 @@ from ..rules.calls import allocation_rule, is_memset, transfer_adjoint_function
 from ..rules.registry import scalar_rule
 from .recompute import ReverseValues
 from .shadows import check_supported, fill_shadow_phi, make_shadow
-from .tape import Tape
+from .tape import AllocationLog, Tape
 
 
 @dataclass(frozen=True)
@@ -165,6 +165,7 @@ class _ReverseBuilder:
                                           {a for a, _ in self.active_outputs},
                                           pointer_slots=set(every_alloca) - allocas)
         self.tape = Tape.start(self.module, builder)
+        self.allocation_log = AllocationLog(self.module, builder) if every_allocation else None
         self.status_slot = builder.alloca(I32, "status")
         self.return_slot = builder.alloca(I64, "returned.from")
         self.iteration_slots = {loop: builder.alloca(I64, f"iteration.{loop.header.name}")
@@ -338,6 +339,8 @@ class _ReverseBuilder:
                                          self.activity.varied, self.primal.name)
                     if isinstance(instruction, core.Phi):
                         shadow_phis.append((instruction, shadow))
+                    if allocation_rule(instruction) is not None:
+                        self.allocation_log.record(builder, shadow, allocation_rule(instruction).shadow_release)
                 if isinstance(instruction, core.Store):
                     value, pointer = instruction.operands
                     if value in self.activity.shadowed and pointer in self.activity.shadowed:
@@ -347,6 +350,7 @@ class _ReverseBuilder:
                     # before the reverse sweep has re-loaded what it needs from it.
                     builder.insert(core.AtomicRMW(type=I64, opcode="atomicrmw", operation="add", ordering="monotonic",
                                                   operands=[instruction, constant_int(I64, 1)], align=8))
+                    self.allocation_log.record(builder, instruction, "NRT_MemInfo_release")
         for phi, shadow in shadow_phis:
             fill_shadow_phi(phi, shadow, self.shadow_of, self._error)
         self.came_from_slot: dict[core.Block, core.Value] = {}
@@ -430,7 +434,13 @@ class _ReverseBuilder:
         builder.store(self.tape.slots(builder), self._tape_slots_global())
         status = builder.load(I32, self.status_slot, "status.value")
         failed = builder.icmp("ne", status, constant_int(I32, 0))
-        builder.cond_br(failed, exit_block, dispatch)
+        if self.allocation_log is not None:
+            # The kernel raised: no reverse code runs, but what it allocated must go.
+            release = function.append_block("reverse.release")
+            builder.cond_br(failed, release, dispatch)
+            self.allocation_log.release_all(function, Builder(self.module).at_end(release), exit_block)
+        else:
+            builder.cond_br(failed, exit_block, dispatch)
         builder.at_end(dispatch)
         if len(self.returning_blocks) == 1:
             builder.br(self.reverse_block[self.returning_blocks[0]])
@@ -457,6 +467,8 @@ class _ReverseBuilder:
                 total = builder.fadd(builder.load(argument.type, output), self._take_adjoint(builder, argument))
                 builder.store(total, output)
         self.tape.free(builder)
+        if self.allocation_log is not None:
+            self.allocation_log.free(builder)
         builder.ret(builder.load(I32, self.status_slot))
 
     def _tape_slots_global(self) -> core.GlobalVariable:

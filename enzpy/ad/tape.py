@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from ..analysis.alias_scopes import TAPE
 from ..ir import core
-from ..ir.builder import Builder
+from ..ir.builder import Builder, constant_int
 from ..ir.reader import parse_module
-from ..ir.types import DOUBLE, FLOAT, I32, I64, PTR, IntType, PointerType, StructType
+from ..ir.types import DOUBLE, FLOAT, I32, I64, PTR, VOID, IntType, PointerType, StructType
 
 TAPE_TYPE = StructType((PTR, I64, I64))
 SLOT_BYTES = 8
@@ -200,3 +200,46 @@ def from_slot(builder: Builder, slot: core.Value, ty) -> core.Value:
 def tape_constant_zero() -> core.ZeroInitializer:
     return core.ZeroInitializer(TAPE_TYPE)
 
+
+
+class AllocationLog:
+    """What the forward sweep allocated or kept alive, released if the kernel raises.
+
+    The reverse sweep frees shadow allocations and drops the extra reference on
+    kernel allocations as it passes them; a kernel that raises (status != 0)
+    returns before any reverse code runs, so without the log each such call
+    leaked them. Every entry is a pointer and the function that releases it.
+    """
+
+    RELEASES = ("NRT_MemInfo_release", "NRT_MemInfo_call_dtor", "NRT_Free")
+    """Release functions, by the index recorded next to each pointer."""
+
+    def __init__(self, module: core.Module, builder: Builder):
+        self.tape = Tape.start(module, builder)
+
+    def record(self, builder: Builder, pointer: core.Value, release: str) -> None:
+        self.tape.push(builder, pointer)
+        self.tape.push(builder, constant_int(I64, self.RELEASES.index(release)))
+
+    def release_all(self, function: core.Function, builder: Builder, done: core.Block) -> None:
+        """From `builder` on: release every recorded pointer, newest first, then go to `done`."""
+        check = function.append_block("release.check")
+        release = function.append_block("release.next")
+        builder.br(check)
+        builder.at_end(check)
+        empty = builder.icmp("eq", self.tape.slots(builder), constant_int(I64, 0))
+        builder.cond_br(empty, done, release)
+        builder.at_end(release)
+        kind = self.tape.pop(builder, ty=I64)
+        pointer = self.tape.pop(builder, ty=PTR)
+        cases = []
+        for index, name in enumerate(self.RELEASES):
+            block = function.append_block(f"release.{name}")
+            case = Builder(builder.module).at_end(block)
+            case.call(case.declare(name, VOID, [PTR]), [pointer])
+            case.br(check)
+            cases.append((index, block))
+        builder.switch(kind, check, cases)
+
+    def free(self, builder: Builder) -> None:
+        self.tape.free(builder)

@@ -56,10 +56,14 @@ class AllocationRule:
         builder.call(memset, [data, constant_int(I8, 0), call.operands[0], constant_int(I1, 0)])
         return shadow
 
+    @property
+    def shadow_release(self) -> str:
+        """The runtime function that frees a shadow allocation."""
+        return "NRT_MemInfo_call_dtor" if self.returns_meminfo else "NRT_Free"
+
     def free_shadow(self, builder: Builder, shadow: core.Value) -> None:
         """Reverse sweep, at the allocation: nothing later can use the shadow any more."""
-        release = "NRT_MemInfo_call_dtor" if self.returns_meminfo else "NRT_Free"
-        builder.call(builder.declare(release, VOID, [PTR]), [shadow])
+        builder.call(builder.declare(self.shadow_release, VOID, [PTR]), [shadow])
 
 
 _ALLOCATION_RULES = {name: AllocationRule(name, returns_meminfo=True) for name in NRT_ALLOCATORS}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import numbers
 import pickle
+import struct
 
 import llvmlite.binding as llvm
 import numpy as np
@@ -90,6 +91,10 @@ def array_parameters(spec: ArgumentSpec, value, data: int | None = None) -> list
 
 def check_array(spec: ArgumentSpec, value, role: str = "argument") -> None:
     """Raise a clear error unless `value` fits the array type the kernel was compiled for."""
+    if type(value) is np.ndarray and value.dtype == spec.dtype and value.ndim == spec.ndim \
+            and (value.flags.writeable or not spec.numba_type.mutable) \
+            and (spec.layout != "C" or value.flags.c_contiguous) and (spec.layout != "F" or value.flags.f_contiguous):
+        return                            # the common case, checked without building messages
     where = f"{role} {spec.position} ({spec.name!r})"
     if not isinstance(value, np.ndarray):
         raise TypeError(f"{where}: expected a numpy array, got {type(value).__name__}")
@@ -169,6 +174,8 @@ def decode_return(numba_type, buffer) -> object:
         return None
     if isinstance(numba_type, types.Boolean):
         return bool(buffer.raw[0])
+    if numba_type == types.float64:
+        return struct.unpack_from("=d", buffer)[0]
     dtype = np.dtype(str(numba_type))
     # numba boxes every scalar result as a Python int / float (float32 included).
     return np.frombuffer(buffer.raw[:dtype.itemsize], dtype)[0].item()

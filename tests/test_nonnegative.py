@@ -16,7 +16,7 @@ entry:
   %i.nonnegative = {i_definition}
   %start = add nsw i64 %i.nonnegative, 1
   %guard = icmp {guard} i64 %n, %start
-  br i1 %guard, label %preheader, label %done
+  br i1 %guard, {targets}
 preheader:
   br label %loop
 loop:
@@ -37,8 +37,9 @@ done:
 """
 
 
-def triangle(extent=EXTENT, guard="ugt", i_definition="and i64 %i, 255") -> core.Function:
-    text = TRIANGLE.format(extent=extent, guard=guard, i_definition=i_definition)
+def triangle(extent=EXTENT, guard="ugt", i_definition="and i64 %i, 255",
+             targets="label %preheader, label %done") -> core.Function:
+    text = TRIANGLE.format(extent=extent, guard=guard, i_definition=i_definition, targets=targets)
     return parse_module(text).functions["triangle"]
 
 
@@ -50,8 +51,9 @@ def sign_tests(function: core.Function) -> list[str]:
     return [i.name for i in function.instructions() if isinstance(i, core.Compare) and i.predicate == "slt"]
 
 
-def test_a_counter_entered_below_a_non_negative_bound_is_non_negative():
-    function = triangle()
+@pytest.mark.parametrize("guard", ["ugt", "sgt"])
+def test_a_counter_entered_below_a_non_negative_bound_is_non_negative(guard):
+    function = triangle(guard=guard)
     assert {"i.nonnegative", "start", "j"} <= names(nonnegative_values(function))
     assert "next" not in names(nonnegative_values(function))      # add nuw: may pass 2**63
     assert fold_sign_tests(function) == 1
@@ -64,12 +66,18 @@ def test_a_counter_entered_below_a_non_negative_bound_is_non_negative():
 @pytest.mark.parametrize("change", [
     {"extent": ""},                      # the bound may be negative: j may wrap past 2**63
     {"guard": "eq"},                     # entered when start == n: j runs past n
+    {"guard": "ule"},                    # entered when n <= start
     {"i_definition": "add i64 %i, 0"},   # the start may be negative
 ])
 def test_without_each_fact_nothing_folds(change):
     function = triangle(**change)
     assert fold_sign_tests(function) == 0
     assert "negative" in sign_tests(function)
+
+
+def test_a_guard_taken_on_its_false_edge_counts_too():
+    # not (n <= start): entered only when start < n.
+    assert fold_sign_tests(triangle(guard="ule", targets="label %done, label %preheader")) == 1
 
 
 def test_an_unsigned_shift_right_is_non_negative():

@@ -131,6 +131,26 @@ def test_a_join_decided_by_a_recomputable_branch_tapes_nothing():
     assert np.allclose(dx, x.sum() - x, rtol=1e-13)
 
 
+def test_the_tape_buffer_is_kept_for_the_next_call_when_the_kernel_allocates():
+    # A kernel that allocates also gets an allocation log (a second, small tape); the
+    # spare kept for the next call must still be the big tape's buffer, or every call
+    # would fault its tape in page by page again.
+    import ctypes
+
+    from enzpy.ad.reverse import tape_slots_global_name
+    from tests.kernels.time_steppers import heat_equation_swapping_buffers
+
+    differentiable = differentiate(heat_equation_swapping_buffers)
+    arguments = (np.sin(np.linspace(0.0, 3.0, 64)), 0.2, 50)
+    differentiable.value_and_grad(*arguments)
+    (gradient,) = differentiable._gradients.values()
+    compiled, name = gradient.entry.compiled, gradient.entry.convention.entry
+    used = ctypes.c_int64.from_address(compiled.global_address(tape_slots_global_name(name))).value
+    spare = ctypes.c_void_p.from_address(compiled.global_address("enzpy.tape.spare")).value
+    assert used > 1024 and spare                          # more than a fresh tape's first 1024 slots
+    assert ctypes.c_int64.from_address(spare).value >= used   # the spare's capacity, stored in it
+
+
 def test_cache_does_not_grow_with_const_inputs():
     # y is Const: its values are re-loaded, never cached, and get no derivative code.
     x, y = np.linspace(0.0, 1.0, N), np.linspace(1.0, 2.0, N)

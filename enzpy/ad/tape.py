@@ -88,6 +88,19 @@ reuse:
   ret void
 }}
 
+define internal void @enzpy.tape.start.empty(ptr %tape) alwaysinline {{
+entry:
+  store {{ ptr, i64, i64 }} zeroinitializer, ptr %tape, align 8
+  ret void
+}}
+
+define internal void @enzpy.tape.release(ptr %tape) alwaysinline {{
+entry:
+  %data = load ptr, ptr %tape, align 8
+  call void @free(ptr %data)
+  ret void
+}}
+
 define internal void @enzpy.tape.free(ptr %tape) alwaysinline {{
 entry:
   %data = load ptr, ptr %tape, align 8
@@ -149,11 +162,15 @@ class Tape:
         self.free_function = module.functions["enzpy.tape.free"]
 
     @classmethod
-    def start(cls, module: core.Module, builder: Builder) -> "Tape":
-        """A tape on the stack at `builder`, holding the spare buffer of an earlier call if there is one."""
+    def start(cls, module: core.Module, builder: Builder, spare: bool = True) -> "Tape":
+        """A tape on the stack at `builder`, holding the spare buffer of an earlier call if
+        there is one. `spare=False`: an empty tape that frees its own buffer and leaves the
+        spare alone (one spare per gradient: a small tape must not evict the big one's)."""
         pointer = builder.alloca(TAPE_TYPE, "tape")
         tape = cls(module, pointer)
-        builder.call(module.functions["enzpy.tape.start"], [pointer])
+        builder.call(module.functions["enzpy.tape.start" if spare else "enzpy.tape.start.empty"], [pointer])
+        if not spare:
+            tape.free_function = module.functions["enzpy.tape.release"]
         return tape
 
     def push(self, builder: Builder, value: core.Value) -> None:
@@ -215,7 +232,7 @@ class AllocationLog:
     """Release functions, by the index recorded next to each pointer."""
 
     def __init__(self, module: core.Module, builder: Builder):
-        self.tape = Tape.start(module, builder)
+        self.tape = Tape.start(module, builder, spare=False)
 
     def record(self, builder: Builder, pointer: core.Value, release: str) -> None:
         self.tape.push(builder, pointer)

@@ -470,3 +470,95 @@ define <2 x double> @splat(double %v, <2 x double> %w) {
     assert "shufflevector" not in expanded
     module = llvm.parse_assembly(expanded)
     module.verify()
+
+
+# ---------------------------------------------------------------- choices, named structs, nested AD
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "c"
+
+
+@needs_clang
+@pytest.mark.parametrize("level", ["-O0 -ffast-math", "-O1 -ffast-math", "-O2 -ffast-math", "-O3"])
+def test_fmax_floor_and_ties_under_fast_math(tmp_path, level):
+    """examples/c/choices.c (a ctest at -O0 and -O2) at the levels where clang itself writes maxnum:
+    fmax(|v|, 1e-12) at v = 0 has derivative 1e12, and a tie credits the element returned."""
+    source = (EXAMPLES / "choices.c").read_text().replace('#include "enzyme.h"',
+                                                          (EXAMPLES / "enzyme.h").read_text())
+    finished = build_and_run(tmp_path, source, level)
+    assert finished.stdout.count(" ok") == 25, finished.stdout
+
+
+NAMED_STRUCT_GLOBAL = PRELUDE + r"""
+typedef struct { double gamma, pressure; } EulerEos;
+EulerEos eos = {1.4, 2.0};
+double sound_speed_squared(double density) { return eos.gamma * eos.pressure / density; }
+int main(void) {
+    EulerEos local = {1.4, 2.0};                  /* clang: a struct-typed constant @__const.main.local */
+    double rho = 0.8, h = 1e-6;
+    double d = __enzyme_autodiff((void *)sound_speed_squared, rho);
+    check("d c^2 / d rho", d, -local.gamma * local.pressure / (rho * rho), 1e-12);
+    check("forward", __enzyme_fwddiff((void *)sound_speed_squared, rho, 1.0),
+          (sound_speed_squared(rho + h) - sound_speed_squared(rho - h)) / (2 * h), 1e-6);
+    return failures;
+}
+"""
+
+
+@needs_clang
+@pytest.mark.parametrize("level", ["-O0", "-O2"])
+def test_globals_of_named_struct_type_are_read(tmp_path, level):
+    build_and_run(tmp_path, NAMED_STRUCT_GLOBAL, level)
+
+
+NESTED = PRELUDE + r"""
+double f(double x) { return x * x * x * sin(x); }
+double df_forward(double x) { return __enzyme_fwddiff((void *)f, x, 1.0); }
+double df_reverse(double x) { return __enzyme_autodiff((void *)f, x); }
+double energy(const double *x, int n) {
+    double s = 0.0;
+    for (int i = 0; i < n; i++) s += x[i] * x[i] * exp(x[i]);
+    return s;
+}
+void gradient(const double *x, double *g, int n) {
+    for (int i = 0; i < n; i++) g[i] = 0.0;
+    __enzyme_autodiff((void *)energy, enzyme_dup, x, g, enzyme_const, n);
+}
+int main(void) {
+    double x = 0.7, second = 6 * x * sin(x) + 6 * x * x * cos(x) - x * x * x * sin(x);
+    check("reverse over forward", __enzyme_autodiff((void *)df_forward, x), second, 1e-13);
+    check("forward over forward", __enzyme_fwddiff((void *)df_forward, x, 1.0), second, 1e-13);
+    check("forward over reverse", __enzyme_fwddiff((void *)df_reverse, x, 1.0), second, 1e-13);
+    check("reverse over reverse", __enzyme_autodiff((void *)df_reverse, x), second, 1e-13);
+    double xs[3] = {0.1, -0.5, 0.9}, g[3], v[3] = {1.0, 2.0, 3.0}, hv[3];
+    __enzyme_fwddiff((void *)gradient, enzyme_dup, xs, v, enzyme_dup, g, hv, enzyme_const, 3);
+    for (int i = 0; i < 3; i++) {
+        double t = xs[i];
+        check("Hessian-vector product", hv[i], exp(t) * (2 + 4 * t + t * t) * v[i], 1e-13);
+    }
+    return failures;
+}
+"""
+
+
+@needs_clang
+@pytest.mark.parametrize("level", ["-O0", "-O2"])
+def test_nested_enzyme_calls_give_second_derivatives(tmp_path, level):
+    finished = build_and_run(tmp_path, NESTED, level)
+    assert finished.stdout.count(" ok") == 7
+
+
+def test_enzyme_calls_in_a_cycle_are_refused():
+    text = """
+declare double @__enzyme_autodiff(ptr, ...)
+define double @a(double %x) {
+  %d = call double (ptr, ...) @__enzyme_autodiff(ptr @b, double %x)
+  ret double %d
+}
+define double @b(double %x) {
+  %d = call double (ptr, ...) @__enzyme_autodiff(ptr @a, double %x)
+  ret double %d
+}
+"""
+    from enzpy.frontend.clang import ForeignCodeError
+    with pytest.raises(ForeignCodeError, match="recursive nested AD is not supported"):
+        differentiate_enzyme_calls(text)

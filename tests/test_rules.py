@@ -216,7 +216,7 @@ def compile_case(case: Case) -> CompiledCase:
     for index in range(operand_count):
         function, builder = _define(module, f"partial_{index}", case)
         result = emit_operation(builder, case.key, function.arguments, case.result_type)
-        partials = rule.partials(builder, result, *function.arguments)
+        partials = rule.float_partials(builder, result, *function.arguments)
         assert len(partials) == operand_count, f"{case.key}: {len(partials)} partials for {operand_count} operands"
         partial = partials[index]
         if partial is None:

@@ -227,20 +227,16 @@ class _ForwardBuilder:
                 self.tangent_of[lane][instruction] = builder.load(
                     instruction.type, self.shadow_of[lane][instruction.operands[0]],
                     self._tangent_name(instruction, lane), instruction.align)
-        elif isinstance(instruction, core.Select):
-            # Picking the tangent (not partial 0 * the other tangent) keeps a NaN or inf
-            # tangent of the branch not taken out of the result.
-            condition, if_true, if_false = instruction.operands
-            for lane in self.lanes:
-                self.tangent_of[lane][instruction] = builder.select(
-                    condition, self._tangent_or_zero(lane, if_true, instruction.type),
-                    self._tangent_or_zero(lane, if_false, instruction.type), self._tangent_name(instruction, lane))
         else:
             self._scalar(builder, instruction)
 
     def _scalar(self, builder: Builder, instruction: core.Instruction) -> None:
         """tangent = sum of partial_i * tangent_i: the partials once, then `width` multiply-adds."""
-        partials = scalar_rule(instruction).partials(builder, instruction, *instruction.operands)
+        rule = scalar_rule(instruction)
+        partials = rule.partials(builder, instruction, *instruction.operands)
+        if rule.chooses:
+            self._chosen(builder, instruction, partials)
+            return
         carried = [(partial, operand) for partial, operand in zip(partials, instruction.operands)
                    if partial is not None and self.activity.is_active(operand)]
         for lane in self.lanes:
@@ -250,6 +246,19 @@ class _ForwardBuilder:
                 term = builder.fmul(partial, tangent)
                 total = term if total is None else builder.fadd(total, term)
             self.tangent_of[lane][instruction] = total if total is not None else zero_of(instruction.type)
+
+    def _chosen(self, builder: Builder, instruction: core.Instruction, chosen: tuple) -> None:
+        """The tangent of the operand returned (select, min, max), picked, not weighted by 0 and 1:
+        a NaN or infinite tangent of an operand not returned stays out of the result."""
+        candidates = [(condition, operand) for condition, operand in zip(chosen, instruction.operands)
+                      if condition is not None]
+        for lane in self.lanes:
+            tangent = zero_of(instruction.type)
+            for condition, operand in reversed(candidates):
+                picked = self._converted(builder, self._tangent_or_zero(lane, operand, operand.type),
+                                         instruction.type)
+                tangent = builder.select(condition, picked, tangent, self._tangent_name(instruction, lane))
+            self.tangent_of[lane][instruction] = tangent
 
     def _store(self, builder: Builder, instruction: core.Store) -> None:
         value, pointer = instruction.operands

@@ -292,9 +292,11 @@ class _ReverseBuilder:
         return DifferentiationError(f"{what} (function @{self.primal.name}, block {block!r}{line})")
 
     def _values_feeding_selects(self) -> set[core.Instruction]:
-        """Active arithmetic whose result reaches a select's value operand (stopping at loads and phis)."""
-        work = [o for b in self.forward_blocks for i in b.instructions if isinstance(i, core.Select)
-                and self.activity.is_active(i) for o in i.operands[1:]]
+        """Active arithmetic whose result reaches an operand of a choice (select, min, max),
+        stopping at loads and phis: the choice may discard it, and then its zero adjoint must
+        win over an infinite or NaN partial."""
+        work = [o for b in self.forward_blocks for i in b.instructions if self.activity.is_active(i)
+                and _chooses(i) for o in i.operands]
         found: set[core.Instruction] = set()
         while work:
             value = work.pop()
@@ -587,12 +589,18 @@ class _ReverseBuilder:
         result, *operands = [self.values.value(builder, v) if v in used
                              else v if isinstance(v, core.Constant) else core.Undef(v.type)
                              for v in [instruction] + list(instruction.operands)]
-        partials = scalar_rule(instruction).partials(builder, result, *operands)
+        rule = scalar_rule(instruction)
+        partials = rule.partials(builder, result, *operands)
         for operand, partial in zip(instruction.operands, partials):
             if partial is None or operand not in self.adjoint_slot:
                 continue
-            contribution = builder.fmul(partial, adjoint)
-            if instruction in self.selected_values:
+            if rule.chooses:
+                # The operand returned takes the adjoint whole; the others take nothing
+                # (not 0 * adjoint, which is NaN for an infinite adjoint).
+                contribution = builder.select(partial, adjoint, constant_float(adjoint.type, 0.0))
+            else:
+                contribution = builder.fmul(partial, adjoint)
+            if instruction in self.selected_values and not rule.chooses:
                 # A value a select may discard can have an infinite or NaN partial
                 # (np.cbrt evaluates pow on both signs); its zero adjoint must win.
                 discarded = builder.fcmp("oeq", adjoint, constant_float(adjoint.type, 0.0))
@@ -654,6 +662,11 @@ class _ReverseBuilder:
             empty = _empty_adjoint(instruction.type)
             self._add_adjoint(builder, instruction.operands[1], builder.select(condition, adjoint, empty))
             self._add_adjoint(builder, instruction.operands[2], builder.select(condition, empty, adjoint))
+
+
+def _chooses(instruction: core.Instruction) -> bool:
+    rule = scalar_rule(instruction)
+    return rule is not None and rule.chooses
 
 
 def _float_fields(ty: Type, prefix: tuple[int, ...] = ()) -> list[tuple[int, ...]]:

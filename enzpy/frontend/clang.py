@@ -92,33 +92,72 @@ class Request:
 # ---------------------------------------------------------------- entry points
 
 def differentiate_enzyme_calls(text: str, optimize: bool = True) -> str:
-    """`enzpy opt`: every __enzyme_autodiff / __enzyme_fwddiff call in `text` replaced by its derivative."""
-    call_lines = llvm_text.enzyme_call_lines(text)
-    if not call_lines:
-        return text
-    with parsed(text) as module_ref:
-        calls = [_decode_call(module_ref, caller, call) for caller, call in _enzyme_calls(module_ref)]
-    if len(calls) != len(call_lines):
-        raise UnsupportedIRError(f"found {len(call_lines)} Enzyme calls in the text but LLVM sees {len(calls)}")
+    """`enzpy opt`: every __enzyme_autodiff / __enzyme_fwddiff call in `text` replaced by its derivative.
+
+    Nested calls (a function that calls __enzyme_fwddiff, itself differentiated:
+    a Jacobian helper, a Hessian-vector product) are replaced innermost first:
+    a round replaces the calls whose differentiated function reaches no Enzyme
+    call, so the next round differentiates plain code that calls the generated
+    derivative.
+    """
     names: dict[Request, str] = {}
-    replacements, pieces, markers = {}, [], set()
-    for line, (request, kept, used_markers) in zip(call_lines, calls):
-        markers |= used_markers
-        name = names.get(request)
-        if name is None:
-            name = f"enzpy.{request.mode}.{request.function}.{len(names)}"
-            pieces.append(generate(text, request, name, exported=False, optimize=optimize))
-            names[request] = name
-        arguments = [f"{ty} {llvm_text.argument_value(line.arguments[i], str(ty))}"
-                     for i, ty in zip(kept, request.argument_types)]
-        result = f"{line.result} = " if line.result else ""
-        replacements[line.number] = (f"{line.indent}{result}{line.kind} {request.return_type} @{quote_name(name)}"
-                                     f"({', '.join(arguments)}){line.suffix}")
-    output = llvm_text.define_marker_globals(llvm_text.replace_call_lines(text, replacements), markers)
-    for piece in pieces:
-        output = llvm_text.append_generated(output, piece)
-    check_parses(output)
-    return output
+    while True:
+        call_lines = llvm_text.enzyme_call_lines(text)
+        if not call_lines:
+            return text
+        with parsed(text) as module_ref:
+            calls = [(caller, _decode_call(module_ref, caller, call)) for caller, call in _enzyme_calls(module_ref)]
+            reaches = _reachable_functions(module_ref)
+        if len(calls) != len(call_lines):
+            raise UnsupportedIRError(f"found {len(call_lines)} Enzyme calls in the text but LLVM sees {len(calls)}")
+        calling = {caller for caller, _ in calls}
+        ready = [not (reaches.get(request.function, {request.function}) & calling) for _, (request, _, _) in calls]
+        if not any(ready):
+            cycle = sorted({request.function for _, (request, _, _) in calls})
+            raise ForeignCodeError(f"Enzyme calls differentiate functions that reach Enzyme calls in a cycle "
+                                   f"({', '.join('@' + n for n in cycle)}): recursive nested AD is not supported")
+        replacements, pieces, markers = {}, [], set()
+        for line, (_, (request, kept, used_markers)), is_ready in zip(call_lines, calls, ready):
+            if not is_ready:
+                continue
+            markers |= used_markers
+            name = names.get(request)
+            if name is None:
+                name = f"enzpy.{request.mode}.{request.function}.{len(names)}"
+                pieces.append(generate(text, request, name, exported=False, optimize=optimize))
+                names[request] = name
+            arguments = [f"{ty} {llvm_text.argument_value(line.arguments[i], str(ty))}"
+                         for i, ty in zip(kept, request.argument_types)]
+            result = f"{line.result} = " if line.result else ""
+            replacements[line.number] = (f"{line.indent}{result}{line.kind} {request.return_type} "
+                                         f"@{quote_name(name)}({', '.join(arguments)}){line.suffix}")
+        text = llvm_text.define_marker_globals(llvm_text.replace_call_lines(text, replacements), markers)
+        for piece in pieces:
+            text = llvm_text.append_generated(text, piece)
+        check_parses(text)
+
+
+def _reachable_functions(module_ref) -> dict[str, set[str]]:
+    """For each defined function, the functions it calls directly or through others (and itself)."""
+    callees: dict[str, set[str]] = {}
+    for function in module_ref.functions:
+        direct = callees.setdefault(function.name, set())
+        for block in function.blocks:
+            for instruction in block.instructions:
+                if instruction.opcode in ("call", "invoke"):
+                    callee = list(instruction.operands)[-1]
+                    if callee.value_kind.name == "function":
+                        direct.add(callee.name)
+    reachable = {}
+    for name in callees:
+        seen, work = {name}, [name]
+        while work:
+            for callee in callees.get(work.pop(), ()):
+                if callee not in seen:
+                    seen.add(callee)
+                    work.append(callee)
+        reachable[name] = seen
+    return reachable
 
 
 def add_derivative(text: str, function: str, activities: tuple[str, ...] | None, mode: str,

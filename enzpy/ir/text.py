@@ -158,6 +158,10 @@ def _parse_function_params(stream: TokenStream, named_structs, return_type: Type
 
 
 def parse_type_text(text: str, named_structs: dict[str, StructType]) -> Type:
+    """A type as llvmlite prints it. A named struct prints as its definition
+    (`%struct.P = type { double, double }`): the name before ` = type ` is the type."""
+    if text.startswith("%") and " = type " in text:
+        text = text.split(" = type ", 1)[0]
     stream = TokenStream(text)
     ty = parse_type(stream, named_structs)
     if not stream.at_end():

@@ -128,7 +128,35 @@ class NoRuntimeUnrolling(Pass):
         return replacement
 
 
-PYTHON_PASSES = {"inline_callees": InlineCallees, "no_runtime_unrolling": NoRuntimeUnrolling}
+_SELECT_FLAGS = re.compile(r"(= (?:select|phi))((?: (?:fast|nnan|ninf|nsz|arcp|contract|afn|reassoc))+)(?= )")
+
+
+@dataclass(frozen=True)
+class KeepSelectChoices(Pass):
+    """Drop fast-math flags from selects and phis, so the optimizer keeps them selects.
+
+    With `nnan nsz` on a select, instcombine turns `x > y ? x : y` into
+    `llvm.maxnum(x, y)` (fast-math C and numba's fastmath=True produce such
+    selects; a phi's flags pass to the select simplifycfg makes of it). maxnum does not say which operand wins a tie, and the program
+    did: `ret > v ? ret : v` returns v at a tie, and its derivative must go to
+    v. A select's flags enable little else; arithmetic keeps its own.
+    """
+
+    name: str = "keep_select_choices"
+    """Stage name."""
+
+    def run(self, module, target):
+        text = str(module)
+        stripped = _SELECT_FLAGS.sub(r"\1", text)
+        if stripped == text:
+            return None
+        replacement = llvm.parse_assembly(stripped, context=module._context)
+        replacement.verify()
+        return replacement
+
+
+PYTHON_PASSES = {"inline_callees": InlineCallees, "no_runtime_unrolling": NoRuntimeUnrolling,
+                 "keep_select_choices": KeepSelectChoices}
 
 
 @dataclass

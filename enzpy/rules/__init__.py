@@ -5,5 +5,5 @@
 """
 
 from . import arithmetic, math, special  # noqa: F401  (registers the rules)
-from .registry import (ScalarRule, missing_rule_error, partials, registered_rules, rule_key,  # noqa: F401
+from .registry import (ScalarRule, choices, missing_rule_error, partials, registered_rules, rule_key,  # noqa: F401
                        scalar_rule)

@@ -7,8 +7,9 @@ result's type, so no rule here ever casts.
 
 from __future__ import annotations
 
+from ..ir.builder import constant_int
 from .common import constant
-from .registry import partials
+from .registry import choices, partials
 
 
 @partials("fadd")
@@ -83,12 +84,11 @@ def uitofp(builder, result, integer):
     return (None,)
 
 
-@partials("select")
+@choices("select")
 def select(builder, result, condition, if_true, if_false):
-    """The derivative flows from whichever value was selected; the i1 condition has none.
+    """The result is one of the two values; the i1 condition carries no derivative.
 
     numba lowers min, max, np.minimum, np.fmin, np.sign, ... to fcmp + select,
     so this rule covers them.
     """
-    one, zero = constant(builder, result, 1.0), constant(builder, result, 0.0)
-    return (None, builder.select(condition, one, zero), builder.select(condition, zero, one))
+    return (None, condition, builder.binary("xor", condition, constant_int(condition.type, 1)))

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import math
 
+from ..ir.builder import constant_int
+from ..ir.types import I1
 from .common import call_float_integer_intrinsic, constant
-from .registry import partials
+from .registry import choices, partials
 
 _NATURAL_LOG_2 = math.log(2.0)
 _NATURAL_LOG_10 = math.log(10.0)
@@ -192,14 +194,16 @@ def power(builder, result, x, y):
     """d x^y = y x^(y-1) dx + x^y log(x) dy.
 
     At x = 0 the second term is 0 * -inf in floating point; its limit from
-    the right (the only side where pow is real for non-integer y) is 0.
+    the right (the only side where pow is real for non-integer y) is 0. At
+    y = 0 the first is 0 * x^-1, NaN at x = 0, where x^0 = 1 is constant: 0.
     """
+    zero = constant(builder, x, 0.0)
     y_minus_one = builder.fsub(y, constant(builder, y, 1.0))
     base_partial = builder.fmul(y, builder.call_intrinsic("llvm.pow", x, y_minus_one))
+    exponent_is_zero = builder.fcmp("oeq", y, zero)
     exponent_partial = builder.fmul(result, builder.call_intrinsic("llvm.log", x))
-    zero = constant(builder, x, 0.0)
     base_is_zero = builder.fcmp("oeq", x, zero)
-    return (base_partial, builder.select(base_is_zero, zero, exponent_partial))
+    return (builder.select(exponent_is_zero, zero, base_partial), builder.select(base_is_zero, zero, exponent_partial))
 
 
 @partials("llvm.powi")
@@ -209,11 +213,14 @@ def powi(builder, result, x, exponent):
     x^(n-1) goes through llvm.pow, not llvm.powi: a powi with a variable
     exponent becomes a call to compiler-rt's `__powidf2`, which the JIT
     process does not have. pow is exact enough and defined for negative x at
-    integral exponents.
+    integral exponents. x^0 = 1 is constant: partial 0, also at x = 0 (where
+    0 * 0^-1 would be NaN).
     """
     exponent_as_float = builder.cast("sitofp", exponent, x.type)
     exponent_minus_one = builder.fsub(exponent_as_float, constant(builder, x, 1.0))
-    return (builder.fmul(exponent_as_float, builder.call_intrinsic("llvm.pow", x, exponent_minus_one)), None)
+    partial = builder.fmul(exponent_as_float, builder.call_intrinsic("llvm.pow", x, exponent_minus_one))
+    exponent_is_zero = builder.icmp("eq", exponent, constant_int(exponent.type, 0))
+    return (builder.select(exponent_is_zero, constant(builder, x, 0.0), partial), None)
 
 
 @partials("hypot", "hypotf")
@@ -285,19 +292,22 @@ def nearbyint(builder, result, x):
 
 # ---------------------------------------------------------------- minimum and maximum
 
-@partials("llvm.minnum", "llvm.maxnum", "llvm.minimum", "llvm.maximum",
-          "llvm.minimumnum", "llvm.maximumnum", "fmin", "fminf", "fmax", "fmaxf")
+@choices("llvm.minnum", "llvm.maxnum", "llvm.minimum", "llvm.maximum",
+         "llvm.minimumnum", "llvm.maximumnum", "fmin", "fminf", "fmax", "fmaxf")
 def minimum_maximum(builder, result, x, y):
-    """The derivative flows from the operand that was returned.
+    """The result is one of the operands: the derivative is the returned operand's.
 
-    "x was returned" is `result == x`: that is right for every NaN convention
-    of the six intrinsics (a NaN operand never compares equal), and at a tie
-    it credits x alone, a valid one-sided derivative. numba lowers Python's
-    min/max and np.minimum/np.fmin to fcmp + select instead (see `select`).
+    "y was returned" is `result == y`: that is right for every NaN convention
+    of the six intrinsics (a NaN operand never compares equal). At a tie it
+    credits y alone, a valid one-sided derivative, and the one the program
+    meant in the common case: LLVM makes maxnum(x, y) / minnum(x, y) of the
+    strict selects `x > y ? x : y` / `x < y ? x : y` (fast-math C), which
+    return y at a tie. numba lowers Python's min/max and np.minimum/np.fmin
+    to fcmp + select (see `select`); the pre-AD pipeline keeps such selects
+    (`keep_select_choices`), so there a tie follows the program's own branch.
     """
-    one, zero = constant(builder, x, 1.0), constant(builder, x, 0.0)
-    x_returned = builder.fcmp("oeq", result, x)
-    return (builder.select(x_returned, one, zero), builder.select(x_returned, zero, one))
+    y_returned = builder.fcmp("oeq", result, y)
+    return (builder.binary("xor", y_returned, constant_int(I1, 1)), y_returned)
 
 
 # ---------------------------------------------------------------- exponent manipulation

@@ -12,6 +12,14 @@ operand adjoint += partial * result adjoint), so rules never look at the mode.
 An entry of None means "identically zero, or the operand carries no
 derivative" (the condition of a select, an integer exponent); the drivers skip
 it instead of multiplying by a known zero.
+
+Operations that return one of their operands unchanged (select, min, max) are
+registered with `@choices` instead: the rule gives, per operand, an i1 that is
+true where that operand is the result. The drivers then *pick* the chosen
+operand's tangent and hand the adjoint to the chosen operand whole. Writing
+such a choice as partials 1 and 0 would be wrong in floating point: 0 times
+the infinite or NaN derivative of the operand not chosen (`fmax(sqrt(r), eps)`
+at r = 0) is NaN, where the derivative is finite.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from typing import Callable
 
 from ..errors import DifferentiationError
 from ..ir import core
+from ..ir.builder import constant_float
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,18 @@ class ScalarRule:
     insertion point; `result` is the primal value, there to be reused (exp, sqrt, tanh)."""
     keys: tuple[str, ...]
     """Every name the rule is registered under: intrinsic, libm double and float names."""
+    chooses: bool = False
+    """True for operations that return one operand unchanged (`@choices`): `partials` then
+    gives per operand an i1 value, true where that operand is the result, or None."""
+
+    def float_partials(self, builder, result, *operands) -> tuple:
+        """The partials as floats: a choice becomes select(chosen, 1, 0). For reading a rule
+        (tests, explanations); the drivers use `partials` and `chooses` themselves."""
+        entries = self.partials(builder, result, *operands)
+        if not self.chooses:
+            return entries
+        one, zero = constant_float(result.type, 1.0), constant_float(result.type, 0.0)
+        return tuple(None if chosen is None else builder.select(chosen, one, zero) for chosen in entries)
 
 
 _RULES: dict[str, ScalarRule] = {}
@@ -44,11 +65,25 @@ _RULES: dict[str, ScalarRule] = {}
 
 def partials(*keys: str):
     """Decorator: register the decorated function as the ScalarRule for every key."""
+    return _registration(keys, chooses=False, decorator="@partials")
+
+
+def choices(*keys: str):
+    """Decorator: register a rule for an operation that returns one of its operands unchanged.
+
+    The decorated function returns, per operand, an i1 that is true where that
+    operand is the result (None for operands never returned, such as a select's
+    condition).
+    """
+    return _registration(keys, chooses=True, decorator="@choices")
+
+
+def _registration(keys: tuple[str, ...], chooses: bool, decorator: str):
     if not keys:
-        raise ValueError("@partials needs at least one key")
+        raise ValueError(f"{decorator} needs at least one key")
 
     def register(function: Callable) -> Callable:
-        rule = ScalarRule(name=keys[0], partials=function, keys=tuple(keys))
+        rule = ScalarRule(name=keys[0], partials=function, keys=tuple(keys), chooses=chooses)
         for key in keys:
             if key in _RULES:
                 # Two rules for one name would make the winner depend on import order.

@@ -18,8 +18,9 @@ The sweep is one clone of the primal. Next to every active float it computes
 (tangent = sum of partial_i * tangent_i over operands that carry one), which
 is what makes vector mode cheaper than `width` calls. Pointers get one shadow
 per lane (see `shadows.py`); loads of shadowed floats load the tangent,
-stores store it, memset / memcpy act on the shadows, phis and selects get
-tangent phis and selects. The shadow of an allocation mirrors the reference
+stores store it, memset / memcpy act on the shadows, BLAS calls run their
+rule's tangent code (enzpy/rules/blas.py), phis and selects get tangent phis
+and selects. The shadow of an allocation mirrors the reference
 counting of its primal (`NRT_incref`, `NRT_decref`, ...), so it is freed
 when the primal is.
 """
@@ -37,9 +38,10 @@ from ..ir import core
 from ..ir.builder import Builder, constant_int
 from ..ir.clone import clone_body
 from ..ir.types import I1, I8, I32, I64, PTR, VOID, FunctionType, Type
-from ..rules.calls import allocation_rule, callee_name, is_memory_transfer, is_memset
+from ..rules.calls import allocation_rule, callee_name, is_memory_transfer, is_memset, memory_call_rule
 from ..rules.registry import scalar_rule
 from ..analysis.loops import reverse_post_order
+from .memory_calls import ForwardMemoryCall
 from .shadows import check_supported, fill_shadow_phi, make_shadow, zero_of
 
 # numba's reference counting and freeing: the shadow of an allocation follows
@@ -215,6 +217,10 @@ class _ForwardBuilder:
                                                   constant_int(I8, 0), *instruction.operands[2:]])
         elif is_memory_transfer(instruction) and instruction.operands[0] in activity.shadowed:
             self._transfer(builder, instruction)
+        elif (rule := memory_call_rule(instruction)) is not None:
+            for lane in self.lanes:          # BLAS: tangent code right after the call
+                rule.forward(ForwardMemoryCall(instruction, builder, self.shadow_of[lane], activity.shadowed,
+                                               self.entry_block))
         elif not activity.is_active(instruction):
             return
         elif isinstance(instruction, core.Phi):

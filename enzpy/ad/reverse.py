@@ -40,8 +40,9 @@ from ..ir import core
 from ..ir.builder import Builder, constant_float, constant_int
 from ..ir.clone import clone_body
 from ..ir.types import I1, I8, I32, I64, PTR, VOID, ArrayType, FunctionType, StructType, Type
-from ..rules.calls import allocation_rule, is_memset, transfer_adjoint_function
+from ..rules.calls import allocation_rule, is_memset, memory_call_rule, transfer_adjoint_function
 from ..rules.registry import scalar_rule
+from .memory_calls import OperandCopies, active_arrays
 from .recompute import ReverseValues
 from .shadows import check_supported, fill_shadow_phi, make_shadow
 from .tape import AllocationLog, Tape
@@ -164,8 +165,12 @@ class _ReverseBuilder:
         self.activity: Activity = analyze(function, float_roots | allocations,
                                           {a for a, _ in self.active_outputs},
                                           pointer_slots=set(every_alloca) - allocas)
+        # BLAS calls that touch differentiable arrays, and their rules.
+        self.memory_calls = {i: rule for b in self.forward_blocks for i in b.instructions
+                             if (rule := memory_call_rule(i)) is not None
+                             and active_arrays(i, rule, self.activity.shadowed)}
         self.tape = Tape.start(self.module, builder)
-        self.allocation_log = AllocationLog(self.module, builder) if every_allocation else None
+        self.allocation_log = AllocationLog(self.module, builder) if every_allocation or self.memory_calls else None
         self.status_slot = builder.alloca(I32, "status")
         self.return_slot = builder.alloca(I64, "returned.from")
         self.iteration_slots = {loop: builder.alloca(I64, f"iteration.{loop.header.name}")
@@ -182,14 +187,15 @@ class _ReverseBuilder:
         # Kernel-allocated buffers stay alive until the reverse sweep reaches their allocation.
         self.retained = {i for b in self.forward_blocks for i in b.instructions
                          if allocation_rule(i) is not None and allocation_rule(i).returns_meminfo}
+        overwrites = OverwriteAnalysis(self.forward_blocks, self.original_instructions, spec.distinct_arguments,
+                                       frozenset(function.arguments[:spec.private_parameters]),
+                                       frozenset(self.retained))
+        self.operand_copies = OperandCopies(self.module, self.entry_block, overwrites, self.allocation_log,
+                                            spec.minimize_cache)
         self._augment_forward()
         self.values = ReverseValues(
             self.module, self.loops, self._blocks_run_once(), self.shadow_of, self.tape, self.counters,
-            self.iteration_slots, OverwriteAnalysis(self.forward_blocks, self.original_instructions,
-                                                    spec.distinct_arguments,
-                                                    frozenset(function.arguments[:spec.private_parameters]),
-                                                    frozenset(self.retained)),
-            self.entry_block, minimize=spec.minimize_cache)
+            self.iteration_slots, overwrites, self.entry_block, minimize=spec.minimize_cache)
         self._build_reverse_sweep()
         return function
 
@@ -222,6 +228,7 @@ class _ReverseBuilder:
             return pointer in self.activity.shadowed and holds_floats(value.type)
         if isinstance(instruction, core.Call):
             return instruction in self.activity.shadowed or self.transfer_kind.get(instruction) is not None \
+                or instruction in self.memory_calls \
                 or (is_memset(instruction) and instruction.operands[0] in self.activity.shadowed)
         return False
 
@@ -343,6 +350,9 @@ class _ReverseBuilder:
                         shadow_phis.append((instruction, shadow))
                     if allocation_rule(instruction) is not None:
                         self.allocation_log.record(builder, shadow, allocation_rule(instruction).shadow_release)
+                if instruction in self.memory_calls:
+                    # Inputs the adjoint reads that the kernel may overwrite later: copied before the call.
+                    self.operand_copies.save(instruction, self.memory_calls[instruction], self.activity.shadowed)
                 if isinstance(instruction, core.Store):
                     value, pointer = instruction.operands
                     if value in self.activity.shadowed and pointer in self.activity.shadowed:
@@ -564,6 +574,10 @@ class _ReverseBuilder:
             length = values.value(builder, instruction.operands[2])
             builder.call(instruction.callee, [shadow, constant_int(instruction.operands[1].type, 0), length,
                                               instruction.operands[3]])
+        elif instruction in self.memory_calls:
+            self.memory_calls[instruction].reverse(
+                self.operand_copies.context(instruction, builder, values, activity.shadowed))
+            self.operand_copies.release(instruction, builder, values)
         elif self.transfer_kind.get(instruction) is not None:
             destination, source, length = instruction.operands[:3]
             shadow_destination = values.shadow(builder, destination)

@@ -21,8 +21,9 @@ from ..errors import DifferentiationError
 from ..ir import core
 from ..ir.builder import Builder, constant_float, constant_int
 from ..ir.types import Type
-from ..rules.calls import allocation_rule, is_inactive_call, is_memory_transfer, is_memset
+from ..rules.calls import allocation_rule, is_inactive_call, is_memory_transfer, is_memset, memory_call_rule
 from ..rules.registry import missing_rule_error, scalar_rule
+from .memory_calls import check_memory_call
 
 ErrorFactory = Callable[[core.Instruction, str], DifferentiationError]
 """`error(instruction, what)`: the error to raise, naming the function, block and source line."""
@@ -121,12 +122,16 @@ def check_supported(blocks: Iterable[core.Block], activity: Activity, float_argu
     `aggregates`, float fields of aggregates may carry derivatives through
     insertvalue, extractvalue, phi, select, load and store (reverse mode).
     """
+    blocks = list(blocks)
     for block in blocks:
         for instruction in block.instructions:
             if isinstance(instruction, core.Call) and not is_inactive_call(instruction):
                 touches_shadow = any(a in activity.shadowed for a in instruction.operands)
                 if is_memory_transfer(instruction):
                     check_transfer(instruction)
+                elif memory_call_rule(instruction) is not None:
+                    check_memory_call(instruction, memory_call_rule(instruction), activity.shadowed,
+                                      activity.varied, lambda slot: _stored_into(blocks, slot), error)
                 elif touches_shadow and allocation_rule(instruction) is None and not is_memset(instruction) \
                         and scalar_rule(instruction) is None:
                     name = getattr(instruction.callee, "name", "an indirect call")
@@ -168,3 +173,9 @@ def check_supported(blocks: Iterable[core.Block], activity: Activity, float_argu
                 continue
             if scalar_rule(instruction) is None:
                 raise missing_rule_error(instruction, function_name)
+
+
+def _stored_into(blocks: Iterable[core.Block], slot: core.Alloca) -> list[core.Value]:
+    """The values stored into stack slot `slot` (through pointers derived from it)."""
+    return [i.operands[0] for b in blocks for i in b.instructions
+            if isinstance(i, core.Store) and pointer_root(i.operands[1]) is slot]

@@ -14,7 +14,7 @@ to overlap only when the caller has checked that the arrays it passes do not
 from __future__ import annotations
 
 from ..ir import core
-from ..rules.calls import allocation_rule, is_memory_transfer, is_memset
+from ..rules.calls import allocation_rule, is_memory_transfer, is_memset, written_operands
 from ..rules.registry import scalar_rule
 from .loops import reachable_blocks
 from .memory_types import pointer_root
@@ -43,16 +43,24 @@ class OverwriteAnalysis:
                     self.writes[block].append((position, root))
 
     def can_reload(self, load: core.Load) -> bool:
-        root = _root(load.operands[0])
+        return self.unchanged_after(load, load.operands[0])
+
+    def unchanged_after(self, instruction: core.Instruction, pointer: core.Value,
+                        including_itself: bool = False) -> bool:
+        """Whether the memory `pointer` points into holds, when the reverse sweep runs, what it
+        held at `instruction` (`including_itself`: before `instruction` wrote anything)."""
+        root = _root(pointer)
         if root in self.live_allocations:
             pass
         elif not isinstance(root, (core.Argument, core.Alloca, core.GlobalVariable)):
             return False
         if isinstance(root, core.GlobalVariable) and not root.constant:
             return False
-        block = load.parent
-        position = self.instructions[block].index(load)
-        later = [r for p, r in self.writes[block] if p > position]
+        block = instruction.parent
+        if block not in self.instructions or instruction not in self.instructions[block]:
+            return False                       # made by the forward sweep: no primal position
+        position = self.instructions[block].index(instruction)
+        later = [r for p, r in self.writes[block] if p > position or (including_itself and p == position)]
         for other in self.reachable[block]:
             later.extend(r for _, r in self.writes[other])
         return not any(self._may_alias(written, root) for written in later)
@@ -83,6 +91,8 @@ def _written_roots(instruction: core.Instruction) -> list[object]:
         return []
     if is_memset(instruction) or is_memory_transfer(instruction):
         return [_root(instruction.operands[0])]
+    if (outputs := written_operands(instruction)) is not None:
+        return [_root(pointer) for pointer in outputs]       # BLAS: only its outputs
     if scalar_rule(instruction) is not None or allocation_rule(instruction) is not None:
         return []                          # math functions; fresh memory
     if not any(operand.type.is_pointer for operand in instruction.operands):

@@ -27,7 +27,7 @@ from ..errors import DifferentiationError
 from ..ir import core
 from ..ir.types import ArrayType, IntType, PointerType, StructType, Type, VectorType, size_in_bytes, \
     struct_layout
-from ..rules.calls import allocation_rule, is_memory_transfer
+from ..rules.calls import allocation_rule, is_memory_transfer, memory_call_rule
 from ..rules.registry import scalar_rule
 
 ANY_OFFSET = -1
@@ -273,6 +273,12 @@ class _Propagation:
             self.merge(source, _memory_only(self.tree(destination)))
         elif allocation_rule(call) is not None:
             self.merge(call, {(): POINTER})
+        elif (rule := memory_call_rule(call)) is not None:
+            # BLAS reads and writes floats of its kind through its array and scalar operands.
+            floats = [(a.position, a.float_type) for a in rule.arrays(call)] + rule.scalars(call)
+            for position, float_type in floats:
+                if float_type is not None:
+                    self.merge(call.operands[position], {(): POINTER, (ANY_OFFSET,): float_of(float_type)})
 
 
 def gep_byte_offset(gep: core.GetElementPtr) -> tuple[int | None, int]:

@@ -10,7 +10,7 @@ a phi that merges two arrays makes both written.
 from __future__ import annotations
 
 from ..ir import core
-from ..rules.calls import is_inactive_call, is_memory_transfer
+from ..rules.calls import is_inactive_call, is_memory_transfer, written_operands
 from ..rules.registry import scalar_rule
 
 
@@ -42,6 +42,8 @@ def written_parameters(function: core.Function) -> set[int]:
                 targets = []
             elif is_memory_transfer(instruction):
                 targets = instruction.operands[:1]      # the source is only read
+            elif written_operands(instruction) is not None:
+                targets = written_operands(instruction)  # BLAS writes only its outputs
             else:
                 targets = instruction.operands
         else:

@@ -12,15 +12,15 @@ from dataclasses import dataclass
 from ..frontend.numba import MEMINFO_DATA_OFFSET, NRT_ALLOCATORS
 from ..ir import core
 from ..ir.builder import Builder, constant_int
-from ..ir.types import I1, I8, I64, PTR, VOID
+from ..ir.types import I1, I8, I64, PTR, VOID, Type
+from .numba_helpers import INACTIVE_HELPERS
 
 # Calls with no effect on derivatives: reference counting, hints, the
-# exception machinery, freeing primal memory.
+# exception machinery, freeing primal memory, and every numba C helper that
+# moves no float (the table in numba_helpers.py says which and why).
 INACTIVE_FUNCTIONS = frozenset({
-    "NRT_incref", "NRT_decref", "NRT_MemInfo_call_dtor", "NRT_Free", "NRT_decref_local",
-    "numba_gil_ensure", "numba_gil_release", "numba_do_raise", "numba_unpickle",
-    "numba_runtime_build_excinfo_struct", "PyErr_SetString", "PyErr_SetNone", "PyErr_Clear",
-})
+    "NRT_decref_local", "PyErr_SetString", "PyErr_SetNone", "PyErr_Clear",
+}) | INACTIVE_HELPERS
 INACTIVE_INTRINSIC_PREFIXES = ("llvm.lifetime.", "llvm.assume", "llvm.experimental.noalias.scope.decl",
                                "llvm.dbg.", "llvm.invariant.", "llvm.prefetch", "llvm.trap",
                                "llvm.expect", "llvm.donothing", "llvm.sideeffect")
@@ -120,3 +120,160 @@ def transfer_adjoint_function(module: core.Module, kind: str) -> core.Function:
         helper = parse_module(_TRANSFER_ADJOINT.format(kind=kind, size=size)).functions[name]
         module.functions[name] = helper
     return module.functions[name]
+
+
+# -- calls with memory effects (BLAS routines): rules stated once per routine
+
+@dataclass(frozen=True)
+class ArrayOperand:
+    """A pointer operand of a memory call: a column-major block of `rows` x `columns`
+    elements of `float_type`, columns `leading` elements apart (a vector: one column)."""
+
+    position: int
+    """Index of the pointer among the call's operands."""
+    rows: core.Value
+    columns: core.Value
+    leading: core.Value
+    float_type: Type
+    reads: bool = True
+    """The call reads the block (its inputs; the output of `y = alpha A x + beta y` too)."""
+    writes: bool = False
+    """The call writes the block (its outputs)."""
+
+
+class MemoryCallRule:
+    """Derivatives of a call that reads and writes arrays through its pointer operands.
+
+    A subclass states, once per routine, what the call reads and writes
+    (`arrays`, `scalars`), what its adjoint needs of the inputs
+    (`contents_needed`), its tangent code (`forward`) and its adjoint code
+    (`reverse`). Both code functions write against a `MemoryCallContext` the
+    mode drivers supply (`enzpy/ad/memory_calls.py`), so rules never look at
+    the mode: the forward context hands out tangent shadows and the operands as
+    they are at the call; the reverse context adjoint shadows, the operand
+    values recovered in the reverse sweep, and the contents of input arrays as
+    the call read them (re-read, or a copy the forward sweep made when the
+    kernel overwrites them later).
+    """
+
+    names: tuple[str, ...] = ()
+    """The callee names the rule is registered under."""
+
+    def unsupported(self, call: core.Call) -> str | None:
+        """Why the rule cannot differentiate this call (complex kinds, ...), or None."""
+        return None
+
+    def arrays(self, call: core.Call) -> list[ArrayOperand]:
+        """The array operands, with their extents as values of the call's operands."""
+        raise NotImplementedError
+
+    def scalars(self, call: core.Call) -> list[tuple[int, Type]]:
+        """(position, float type) of pointers to one float the call reads (BLAS's alpha, beta).
+
+        They scale the result but carry no derivative: numba passes constants.
+        """
+        return []
+
+    def contents_needed(self, call: core.Call, active: set[int]) -> set[int]:
+        """Positions of input arrays whose contents the adjoint reads, given the positions
+        of the array operands that carry derivatives."""
+        raise NotImplementedError
+
+    def forward(self, context: "MemoryCallContext") -> None:
+        """Tangent code, right after the call: the outputs' shadows from the inputs'."""
+        raise NotImplementedError
+
+    def reverse(self, context: "MemoryCallContext") -> None:
+        """Adjoint code: add into the inputs' shadows, then leave the outputs' shadows
+        holding the adjoint of what they held before the call."""
+        raise NotImplementedError
+
+
+class MemoryCallContext:
+    """What a memory-call rule's code may ask for (implemented by each mode's driver)."""
+
+    call: core.Call
+    """The primal call being differentiated."""
+    builder: Builder
+    """Where the derivative code goes."""
+
+    def value(self, position: int) -> core.Value:
+        """Operand `position` (a size, a pointer) as the derivative code can use it."""
+        raise NotImplementedError
+
+    def contents(self, position: int) -> core.Value:
+        """A pointer to input array `position` with the contents the call read."""
+        raise NotImplementedError
+
+    def shadow(self, position: int) -> core.Value | None:
+        """The shadow of array operand `position`, or None where it carries no derivative."""
+        raise NotImplementedError
+
+    def scalar(self, position: int) -> core.Value:
+        """The float that scalar operand `position` pointed at when the call ran."""
+        raise NotImplementedError
+
+    def scalar_pointer(self, position: int) -> core.Value:
+        """A pointer to that float (BLAS takes scalars by reference)."""
+        raise NotImplementedError
+
+    def slot(self, ty: Type) -> core.Value:
+        """A stack slot of type `ty` for the derivative code's own scalars."""
+        raise NotImplementedError
+
+
+_MEMORY_CALL_RULES: dict[str, MemoryCallRule] = {}
+
+
+def register_memory_call_rule(rule: MemoryCallRule) -> MemoryCallRule:
+    for name in rule.names:
+        if name in _MEMORY_CALL_RULES:
+            raise ValueError(f"a memory-call rule for {name!r} is already registered")
+        _MEMORY_CALL_RULES[name] = rule
+    return rule
+
+
+def memory_call_rule(call: core.Instruction) -> MemoryCallRule | None:
+    """The rule of a call that reads and writes arrays (a BLAS routine), or None."""
+    if not isinstance(call, core.Call):
+        return None
+    return _MEMORY_CALL_RULES.get(callee_name(call))
+
+
+def written_operands(call: core.Instruction) -> list[core.Value] | None:
+    """The pointers a call with a memory rule writes through; None for other instructions."""
+    rule = memory_call_rule(call)
+    if rule is None:
+        return None
+    return [call.operands[a.position] for a in rule.arrays(call) if a.writes]
+
+
+def stored_constant(call: core.Call, pointer: core.Value) -> core.ConstantFloat | None:
+    """The float constant last stored into the stack slot `pointer` names before `call`.
+
+    numba passes BLAS's alpha and beta in stack slots it fills in the call's
+    block right before the call; knowing the constant spares the reverse sweep
+    a copy. None when the slot is not plainly an alloca, or something between
+    the store and the call may write it.
+    """
+    slot = _without_casts(pointer)
+    if not isinstance(slot, core.Alloca):
+        return None
+    block = call.parent
+    for instruction in reversed(block.instructions[:block.instructions.index(call)]):
+        if isinstance(instruction, core.Store) and _without_casts(instruction.operands[1]) is slot:
+            value = instruction.operands[0]
+            return value if isinstance(value, core.ConstantFloat) else None
+        if isinstance(instruction, (core.Store, core.AtomicRMW, core.CmpXchg)) or (
+                isinstance(instruction, core.Call) and not is_inactive_call(instruction)):
+            # A write we cannot place may hit the slot through a derived pointer.
+            written = instruction.operands[1] if isinstance(instruction, core.Store) else None
+            if written is None or not isinstance(_without_casts(written), core.Alloca):
+                return None
+    return None
+
+
+def _without_casts(pointer: core.Value) -> core.Value:
+    while isinstance(pointer, core.Cast) and pointer.type.is_pointer and pointer.operands[0].type.is_pointer:
+        pointer = pointer.operands[0]
+    return pointer

@@ -2,6 +2,8 @@
 
     d = differentiate(kernel)
     value, grads = d.value_and_grad(x, y, n)                    # reverse mode
+    value, pullback = d.vjp(x, y, n)                            # any result: arrays, tuples
+    grads = pullback(cotangent)
     d.autodiff(Duplicated(x, dx), Const(y), Active(alpha), seed=1.0)
     value, tangent = d.jvp((x, y, n), (tx, None, None))         # forward mode
     value, tangents = d.jvp((x, y, n), (tx8, None, None), width=8)
@@ -21,7 +23,9 @@ import inspect
 from dataclasses import dataclass
 
 import numpy as np
+from numba.core import types as numba_types
 
+from . import results
 from .ad.forward import ForwardSpec, build_forward
 from .ad.reverse import ReverseSpec, build_reverse
 from .driver import optimize, to_ir
@@ -109,6 +113,8 @@ class Differentiable:
         self._gradients: dict[tuple, _Gradient] = {}
         self._tangents: dict[tuple, _Tangent] = {}
         self._written: dict[tuple, frozenset[int]] = {}
+        self._result_types: dict[tuple, object] = {}
+        self._output_forms: dict[tuple, Differentiable] = {}
         self.__name__ = getattr(self.dispatcher, "__name__", "kernel")
         self.__doc__ = getattr(self.dispatcher, "__doc__", None)
 
@@ -140,13 +146,47 @@ class Differentiable:
     def grad(self, *args):
         return self.value_and_grad(*args)[1]
 
-    def autodiff(self, *annotated_args, mode: str = "reverse", seed: float = 1.0):
+    def vjp(self, *args):
+        """(value, pullback), as JAX's `vjp`: `value` is what the kernel returns at `args` (a
+        float, an array, or a tuple of them) and `pullback(cotangent)`, with a cotangent of the
+        same structure (None for a leaf: zero), returns the gradients aligned with `args`: an
+        array for a float array, a float for a float scalar, None for the other arguments.
+
+        The kernel runs once on `args`, mutating them as a plain call does; the pullback keeps
+        copies of the arguments as they were and can be called any number of times.
+        """
+        return_type = self._result_type(args)
+        if results.is_structured(return_type):
+            return results.vjp(self, args, results.result_layout(return_type, self.__name__))
+        if not isinstance(return_type, numba_types.Float):
+            raise DifferentiationError(f"vjp needs a kernel with a result; {self.__name__!r} returns "
+                                       f"{return_type} (use autodiff with Duplicated shadows for arrays it "
+                                       "writes)")
+        saved = results.copy_arguments(args)
+        value = self.dispatcher(*args)
+
+        def pullback(cotangent):
+            if np.ndim(cotangent) != 0 or not np.isrealobj(cotangent):
+                raise ValueError(f"the cotangent of the result must be a real number, got {cotangent!r}")
+            annotated = [self._default_annotation(a) for a in results.copy_arguments(saved)]
+            _, active = self._reverse(annotated, seed=float(cotangent))
+            active = iter(active)
+            return tuple(a.shadow if isinstance(a, Duplicated) else next(active) if isinstance(a, Active)
+                         else None for a in annotated)
+
+        return value, pullback
+
+    def autodiff(self, *annotated_args, mode: str = "reverse", seed=1.0):
         """Enzyme-style call.
 
         mode="reverse": returns the derivatives of the Active arguments, in
         order; Duplicated shadows accumulate adjoints (`seed` scales the result's).
-        mode="forward": returns the tangent of the float return value (None
-        when the kernel returns none). Duplicated(x, dx) gives x the tangent
+        For a kernel that returns an array or a tuple, `seed` is the adjoint of
+        the result: an array of its shape, or a tuple of the result's structure
+        (None for a scalar leaf: 0).
+        mode="forward": returns the tangent of the float return value (of the
+        structure of the result for arrays and tuples; None when the kernel
+        returns none). Duplicated(x, dx) gives x the tangent
         dx (arrays and float scalars); for an array the kernel writes, dx
         receives the tangent of what is written. Active(x) gets tangent 1.0;
         Const has none. `seed` is not used.
@@ -156,6 +196,14 @@ class Differentiable:
             return self._autodiff_forward(annotated)
         if mode != "reverse":
             raise ValueError(f"mode must be 'reverse' or 'forward', not {mode!r}")
+        if isinstance(seed, (np.ndarray, tuple, list)):
+            return_type = self._result_type([a.value for a in annotated])
+            if not results.is_structured(return_type):
+                raise ValueError(f"seed must be a number: kernel {self.__name__!r} returns {return_type}")
+            layout = results.result_layout(return_type, self.__name__)
+            leaf_seeds, shapes = results.shapes_from_seed(layout, seed)
+            active, _ = results.reverse_call(self, layout, annotated, leaf_seeds, shapes)
+            return tuple(active)
         _, active = self._reverse(annotated, seed=seed)
         return tuple(active)
 
@@ -185,6 +233,12 @@ class Differentiable:
             kind, lane_values = self._tangent_lanes(index, value, tangent, width)
             kinds.append(kind)
             lane_tangents.append(lane_values)
+        return_type = self._result_type(args)
+        if results.is_structured(return_type):
+            layout = results.result_layout(return_type, self.__name__)
+            shapes = results.leaf_shapes(layout, self.dispatcher(*results.copy_arguments(args)))
+            value, output_lanes = results.forward_call(self, layout, args, kinds, lane_tangents, lanes, shapes)
+            return value, results.tangent_value(layout, output_lanes, width)
         value, return_tangents = self._forward(args, tuple(kinds), lane_tangents, lanes)
         if return_tangents is not None:
             return value, (return_tangents[0].item() if width is None else return_tangents)
@@ -222,6 +276,16 @@ class Differentiable:
             return (value.dtype, value.ndim, flags.c_contiguous, flags.f_contiguous, flags.writeable,
                     flags.aligned)
         return self.dispatcher.typeof_pyval(value)
+
+    def _result_type(self, args):
+        """numba's type of the kernel's result for these arguments (compiling the primal once)."""
+        key = tuple(self._type_key(a) for a in args)
+        return_type = self._result_types.get(key)
+        if return_type is None:
+            types = tuple(self.dispatcher.typeof_pyval(a) for a in args)
+            self.dispatcher.compile(types)
+            return_type = self._result_types[key] = self.dispatcher.overloads[types].signature.return_type
+        return return_type
 
     @staticmethod
     def _default_annotation(value):
@@ -299,7 +363,14 @@ class Differentiable:
             else:
                 kinds.append(Const)
                 lane_tangents.append(None)
-        _, return_tangents = self._forward(tuple(a.value for a in annotated), tuple(kinds), lane_tangents, 1)
+        args = tuple(a.value for a in annotated)
+        return_type = self._result_type(args)
+        if results.is_structured(return_type):
+            layout = results.result_layout(return_type, self.__name__)
+            shapes = results.leaf_shapes(layout, self.dispatcher(*results.copy_arguments(args)))
+            _, output_lanes = results.forward_call(self, layout, args, kinds, lane_tangents, 1, shapes)
+            return results.tangent_value(layout, output_lanes, None)
+        _, return_tangents = self._forward(args, tuple(kinds), lane_tangents, 1)
         return None if return_tangents is None else return_tangents[0].item()
 
     def _tangent_lanes(self, index, value, tangent, width):

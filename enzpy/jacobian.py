@@ -1,7 +1,8 @@
 """Full Jacobians from forward (vector) mode or reverse mode, chosen by shape.
 
 `Differentiable.jacobian` documents the layout: rows are the outputs (the
-float return value, or the float arrays the kernel writes), columns the
+float return value, the float leaves of an array or tuple result, or else
+the float arrays the kernel writes), columns the
 inputs (`wrt`), both flattened in C order and concatenated in argument order.
 Forward mode fills `width` columns per sweep, reverse mode one row per sweep;
 "auto" takes forward when there are fewer columns than rows.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba.core import types as numba_types
 
+from . import results
 from .api import Active, Const, Duplicated, shadow_like
 
 
@@ -25,8 +27,21 @@ def jacobian(differentiable, args, wrt=None, mode: str = "auto", width: int = 8)
     is_float_array = [isinstance(a, np.ndarray) and a.dtype.kind == "f" for a in args]
     is_float_scalar = [isinstance(a, (float, np.floating)) for a in args]
     inputs = _inputs(differentiable, args, wrt, is_float_array, is_float_scalar)
-    returns_float = _returns_float(differentiable, args)
-    if returns_float:
+    return_type = differentiable._result_type(args)
+    returns_float = isinstance(return_type, numba_types.Float)
+    if results.is_structured(return_type):
+        # The result's float leaves are the rows: the output form writes them into arrays.
+        layout = results.result_layout(return_type, differentiable.__name__)
+        shapes = results.leaf_shapes(layout, differentiable.dispatcher(*_copies(args)))
+        buffers = results.output_buffers(layout, shapes)
+        outputs = [len(args) + j for j, leaf in enumerate(layout.leaves) if leaf.is_float]
+        if not outputs:
+            raise ValueError(f"kernel {differentiable.__name__!r} returns {return_type}, which has no float "
+                             "part: it has no Jacobian")
+        differentiable = results.output_form(differentiable, layout, len(args))
+        args = args + tuple(buffers)
+        is_float_array += [leaf.is_float for leaf in layout.leaves]
+    elif returns_float:
         outputs = []
     else:
         outputs = sorted(differentiable.written_arguments(args))
@@ -56,15 +71,6 @@ def _inputs(differentiable, args, wrt, is_float_array, is_float_scalar) -> list[
             raise TypeError(f"argument {index} ({differentiable._argument_name(index)!r}) is not a float array "
                             f"or float scalar: it cannot be differentiated")
     return inputs
-
-
-def _returns_float(differentiable, args) -> bool:
-    """Whether numba types the kernel's result, for these argument types, as a float."""
-    dispatcher = differentiable.dispatcher
-    types = tuple(dispatcher.typeof_pyval(a) for a in args)
-    dispatcher.compile(types)
-    return_type = dispatcher.overloads[types].signature.return_type
-    return isinstance(return_type, numba_types.Float)
 
 
 def _size(value) -> int:

@@ -329,8 +329,9 @@ def _calling_convention(result, module: llvm.ModuleRef) -> CallingConvention:
                             f"{len(parameter_types)} LLVM parameters, expected {position}")
     return_type = result.signature.return_type
     if not (return_type == types.none or isinstance(return_type, (types.Float, types.Integer, types.Boolean))):
-        raise FrontendError(f"kernel returns {return_type}: enzpy kernels return a scalar or nothing "
-                            "(write array results into an argument)")
+        raise FrontendError(f"kernel returns {return_type}: this derivative needs a scalar result or none; "
+                            "for array and tuple results use vjp, jvp, jacobian, or autodiff with seed= an "
+                            "array (or a tuple) of the result's structure")
     return CallingConvention(entry_name, tuple(specs), return_type, parameter_types)
 
 

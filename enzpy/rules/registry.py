@@ -31,6 +31,7 @@ from typing import Callable
 from ..errors import DifferentiationError
 from ..ir import core
 from ..ir.builder import constant_float
+from .numba_helpers import describe_helper
 
 
 @dataclass(frozen=True)
@@ -140,8 +141,11 @@ def missing_rule_error(instruction: core.Instruction, function_name: str) -> Dif
     where = [f"in function '{function_name}'", f"block {_block_description(instruction)}"]
     if instruction.location is not None:
         where.append(f"Python source {instruction.location}")
+    # A numba C helper is named by the numpy / Python operation that called it.
+    helper = describe_helper(key) if isinstance(instruction, core.Call) else None
+    what = f"'{key}' = {helper}" if helper else f"'{key}'"
     return DifferentiationError(
-        f"Differentiation rule for '{key}' not implemented ({', '.join(where)}). "
+        f"Differentiation rule for {what} not implemented ({', '.join(where)}). "
         f"Register one with @partials(\"{key}\") in enzpy/rules/.")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import numbers
 import pickle
+import re
 import struct
 
 import llvmlite.binding as llvm
@@ -36,6 +37,7 @@ class CompiledModule:
         if pipeline is not None:
             module = load_pipeline(pipeline).run(module)
         self.module = module
+        _check_symbols_resolve(module)
         self.engine = llvm.create_mcjit_compiler(module, target_machine(shared=False))
         self.engine.finalize_object()
         self.engine.run_static_constructors()
@@ -53,6 +55,24 @@ class CompiledModule:
         if not address:
             raise EnzpyError(f"function {name!r} is not in the compiled module")
         return address
+
+
+def _check_symbols_resolve(module: llvm.ModuleRef) -> None:
+    """Raise for a called function that neither the module nor the process defines.
+
+    MCJIT gives up resolving relocations at the first symbol it cannot find and
+    leaves the rest at address 0: an unrelated call (`free`) then jumps to 0.
+    """
+    missing = [f.name for f in module.functions if f.is_declaration and not f.name.startswith("llvm.")
+               and llvm.address_of_symbol(f.name) is None]
+    if not missing:
+        return
+    text = str(module)
+    # A declaration nobody calls costs nothing; its own `declare` line is one mention.
+    used = [name for name in missing if len(re.findall(rf'@"?{re.escape(name)}"?[(,) ]', text)) > 1]
+    if used:
+        raise EnzpyError(f"the compiled code calls {', '.join(sorted(used))}, which neither the module "
+                         "nor the running process defines")
 
 
 def _bind_numba_environments(engine, module: llvm.ModuleRef) -> list:

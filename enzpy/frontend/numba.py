@@ -266,15 +266,27 @@ def _raw_modules(library) -> list[str] | None:
 
 
 def _libraries_in_link_order(library) -> list:
-    order, seen, stack = [], set(), [library]
+    """The kernel's library first, and every library before the libraries it links against.
+
+    LLVM links a `linkonce_odr` definition only if the module linked so far
+    refers to it. numba's runtime library (NRT_MemInfo_data_fast, ...) is linked
+    by every library; linked before the unicode library that calls
+    NRT_MemInfo_data_fast, its definition was dropped, and the JIT, finding
+    one symbol unresolved, resolved none (`free` at address 0). A reverse
+    post-order puts each library after everything that can refer to it.
+    """
+    post_order, seen = [], {id(library)}
+    stack = [(library, iter(library._linking_libraries))]
     while stack:
-        current = stack.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        order.append(current)
-        stack.extend(reversed(current._linking_libraries))
-    return order
+        current, dependencies = stack[-1]
+        dependency = next(dependencies, None)
+        if dependency is None:
+            post_order.append(current)
+            stack.pop()
+        elif id(dependency) not in seen:
+            seen.add(id(dependency))
+            stack.append((dependency, iter(dependency._linking_libraries)))
+    return post_order[::-1]
 
 
 def _link_library(library) -> tuple[llvm.ModuleRef, str]:

@@ -12,6 +12,7 @@ import llvmlite.binding as llvm
 
 from .analysis.nonnegative import fold_sign_tests
 from .frontend.numba import CapturedKernel, capture, mark_array_extents
+from .frontend.vectors import scalarize_where_possible
 from .ir import Module, parse_module, read_module, write_module
 from .jit import CompiledModule, NumbaEntryPoint
 from .passes import load_pipeline
@@ -20,8 +21,15 @@ STAGES = ("raw", "optimized")
 
 
 def to_ir(captured: CapturedKernel) -> Module:
-    """The captured module as enzpy IR, its entry's shapes marked non-negative."""
-    module = read_module(captured.module)
+    """The captured module as enzpy IR, its entry's shapes marked non-negative.
+
+    Only what the entry reaches is read: numba links whole libraries (every
+    unicode helper of a formatted error message), and a function nobody calls
+    must not refuse the kernel. Vector code (numba's own optimized IR, for a
+    callee compiled before enzpy was imported) is scalarized where it can be.
+    """
+    module = read_module(captured.module, roots=[captured.convention.entry])
+    scalarize_where_possible(module)
     mark_array_extents(module.functions[captured.convention.entry], captured.convention)
     return module
 

@@ -48,7 +48,8 @@ def test_corpus_of_features_is_complete():
                 "fpext", "fptrunc", "fptosi", "fptoui", "sitofp", "uitofp", "ptrtoint", "inttoptr",
                 "bitcast", "icmp", "fcmp", "phi", "select", "br", "switch", "ret", "unreachable",
                 "alloca", "load", "store", "getelementptr", "call", "insertvalue", "extractvalue",
-                "insertelement", "extractelement", "freeze", "atomicrmw", "cmpxchg", "fence"}
+                "insertelement", "extractelement", "shufflevector", "freeze", "atomicrmw", "cmpxchg", "fence",
+                "va_arg", "ptrtoaddr"}
     assert required <= opcodes, required - opcodes
 
 
@@ -85,24 +86,19 @@ entry:
 a:
   ret void
 }""",
-    "va_arg": """
-define i32 @f(ptr %list) {
+    # C++ exceptions: numba reports errors through its status code and never unwinds.
+    "invoke": """
+define void @f() personality ptr @personality {
 entry:
-  %x = va_arg ptr %list, i32
-  ret i32 %x
-}""",
-    "shufflevector": """
-define <2 x double> @f(<2 x double> %a) {
-entry:
-  %s = shufflevector <2 x double> %a, <2 x double> %a, <2 x i32> <i32 1, i32 0>
-  ret <2 x double> %s
-}""",
-    "atomic load": """
-define i64 @f(ptr %p) {
-entry:
-  %x = load atomic i64, ptr %p seq_cst, align 8
-  ret i64 %x
-}""",
+  invoke void @g() to label %ok unwind label %bad
+ok:
+  ret void
+bad:
+  %landing = landingpad { ptr, i32 } cleanup
+  resume { ptr, i32 } %landing
+}
+declare void @g()
+declare i32 @personality(...)""",
 }
 
 
@@ -112,6 +108,25 @@ def test_unsupported_constructs_are_named(construct: str):
         parse_module(UNSUPPORTED[construct])
     assert construct.split()[0] in str(error.value)
     assert "@f" in str(error.value)
+
+
+def test_vector_and_atomic_details_are_read():
+    vectors = parse_module((Path(__file__).parent / "ir" / "vectors.ll").read_text())
+    by_name = {i.name: i for i in vectors.functions["vectors"].instructions()}
+    assert by_name["splat"].mask == (0, 0, 0, 0)
+    assert by_name["reversed"].mask == (3, 2, 1, 0)
+    assert by_name["mixed"].mask == (0, -1)
+    assert len(by_name["widened"].operands) == 2 and str(by_name["widened"].type) == "<8 x double>"
+    assert isinstance(by_name["low"], core.ExtractElement) and isinstance(by_name["head"], core.InsertElement)
+    atomics = parse_module((Path(__file__).parent / "ir" / "atomics_scoped.ll").read_text())
+    by_name = {i.name: i for i in atomics.functions["atomics_scoped"].instructions()}
+    assert (by_name["seen"].ordering, by_name["seen"].syncscope) == ("acquire", "")
+    assert (by_name["local"].ordering, by_name["local"].syncscope, by_name["local"].volatile) == \
+        ("monotonic", "singlethread", True)
+    assert (by_name["old"].operation, by_name["old"].syncscope) == ("fadd", "singlethread")
+    assert by_name["pair"].orderings == ("acquire", "monotonic")
+    stores = [i for i in atomics.functions["atomics_scoped"].instructions() if isinstance(i, core.Store)]
+    assert [s.ordering for s in stores] == ["release", "seq_cst"]
 
 
 def test_verifier_catches_broken_ir():

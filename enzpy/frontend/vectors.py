@@ -37,6 +37,37 @@ def scalarize_vectors(module: core.Module, function: core.Function) -> None:
     _Scalarizer(module, function).run()
 
 
+def scalarize_where_possible(module: core.Module) -> list[str]:
+    """Scalarize each defined function of `module` that has vector code and can be scalarized.
+
+    numba's optimized IR (a callee compiled before enzpy was imported) is
+    vectorized; scalar code differentiates. A function with a vector construct
+    that has no per-lane meaning (a gather, a lane-count-changing bitcast)
+    stays as it was, rewritten on a copy first: the derivative may never reach
+    it (string formatting on an error path), and where it does, the AD names
+    the vector instruction. Returns the names of the functions left vectorized.
+    """
+    from ..ir.clone import clone_body
+
+    kept = []
+    for function in list(module.functions.values()):
+        if function.is_declaration or not any(_touches_vectors(i) for i in function.instructions()):
+            continue
+        trial = core.Function(function.name, function.function_type, [a.name for a in function.arguments])
+        clone_body(function, trial, dict(zip(function.arguments, trial.arguments)))
+        try:
+            _Scalarizer(module, trial).run()
+        except UnsupportedIRError:
+            kept.append(function.name)
+            continue
+        function.blocks = trial.blocks
+        for block in function.blocks:
+            block.parent = function
+        for old, new in zip(trial.arguments, function.arguments):
+            core.replace_all_uses(function, old, new)
+    return kept
+
+
 def _is_vector(value: core.Value) -> bool:
     return isinstance(value.type, VectorType)
 
@@ -180,8 +211,16 @@ class _Scalarizer:
             lanes = self.all_lanes(vector, instruction.type.count, instruction)
             lanes[self.constant_index(index, instruction)] = element
             self.lanes[instruction] = lanes
-        else:                  # shufflevector: llvm_text.expand_shufflevectors spells it out first
-            raise self.error(instruction, "shufflevector is not supported")
+        elif isinstance(instruction, core.ShuffleVector):
+            first, second = instruction.operands
+            width = first.type.count
+            element = instruction.type.element
+            self.lanes[instruction] = [
+                core.Poison(element) if k < 0 else
+                self.lane(first, k, instruction) if k < width else self.lane(second, k - width, instruction)
+                for k in instruction.mask]
+        else:
+            raise self.error(instruction, f"'{instruction.opcode}' is not supported")
 
     def constant_index(self, index, instruction) -> int:
         if not isinstance(index, core.ConstantInt):

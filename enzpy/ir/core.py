@@ -281,6 +281,10 @@ class Load(Instruction):
     """Alignment in bytes."""
     volatile: bool = False
     """True for `load volatile`."""
+    ordering: str | None = None
+    """Memory ordering of `load atomic` (`acquire`, `seq_cst`, ...); None for a plain load."""
+    syncscope: str = ""
+    """`syncscope("...")` name of an atomic load; empty for the whole system."""
     memory: str | None = None
     """Label of the one memory object the access stays inside, when known; accesses with
     different labels never overlap (the writer emits scoped-noalias metadata, see
@@ -296,6 +300,10 @@ class Store(Instruction):
     """Alignment in bytes."""
     volatile: bool = False
     """True for `store volatile`."""
+    ordering: str | None = None
+    """Memory ordering of `store atomic`; None for a plain store."""
+    syncscope: str = ""
+    """`syncscope("...")` name of an atomic store; empty for the whole system."""
     memory: str | None = None
     """Label of the one memory object the access stays inside, when known; accesses with
     different labels never overlap (the writer emits scoped-noalias metadata, see
@@ -334,7 +342,38 @@ class InsertValue(Instruction):
 
 @dataclass(eq=False, kw_only=True)
 class VectorOperation(Instruction):
-    """`extractelement`, `insertelement`, `shufflevector` (mask is the last operand)."""
+    """Base class of the lane operations on vectors (and, built by hand, either of the first two)."""
+    __hash__ = Value.__hash__
+
+
+@dataclass(eq=False, kw_only=True)
+class ExtractElement(VectorOperation):
+    """`extractelement vector (operands[0]), index (operands[1])`: one lane."""
+    __hash__ = Value.__hash__
+
+
+@dataclass(eq=False, kw_only=True)
+class InsertElement(VectorOperation):
+    """`insertelement vector, element, index`: the vector with one lane replaced."""
+    __hash__ = Value.__hash__
+
+
+@dataclass(eq=False, kw_only=True)
+class ShuffleVector(VectorOperation):
+    """`shufflevector a, b, mask`: lane k of the result is lane mask[k] of a ++ b.
+
+    LLVM keeps the mask as a list of integers, not as an operand (llvmlite lists
+    only a and b), so it is a field here too.
+    """
+
+    mask: tuple[int, ...] = ()
+    """One entry per result lane: an index into the concatenated lanes of a and b, or -1 for poison."""
+    __hash__ = Value.__hash__
+
+
+@dataclass(eq=False, kw_only=True)
+class VAArg(Instruction):
+    """`va_arg list (operands[0]), type`: the next variadic argument."""
     __hash__ = Value.__hash__
 
 
@@ -375,6 +414,8 @@ class AtomicRMW(Instruction):
     """Memory ordering."""
     volatile: bool = False
     """True for `atomicrmw volatile`."""
+    syncscope: str = ""
+    """`syncscope("...")` name; empty for the whole system."""
     align: int | None = None
     """Alignment in bytes."""
     __hash__ = Value.__hash__
@@ -386,6 +427,8 @@ class CmpXchg(Instruction):
 
     orderings: tuple[str, str] = ("seq_cst", "seq_cst")
     """Success and failure orderings."""
+    syncscope: str = ""
+    """`syncscope("...")` name; empty for the whole system."""
     weak: bool = False
     """True for `cmpxchg weak`."""
     volatile: bool = False
@@ -401,6 +444,8 @@ class Fence(Instruction):
 
     ordering: str = "seq_cst"
     """Memory ordering."""
+    syncscope: str = ""
+    """`syncscope("...")` name; empty for the whole system."""
     __hash__ = Value.__hash__
 
 

@@ -22,7 +22,7 @@ from .types import FunctionType, PointerType, StructType, Type
 BINARY_OPCODES = frozenset({"add", "sub", "mul", "udiv", "sdiv", "urem", "srem", "shl", "lshr", "ashr",
                             "and", "or", "xor", "fadd", "fsub", "fmul", "fdiv", "frem"})
 CAST_OPCODES = frozenset({"trunc", "zext", "sext", "fptrunc", "fpext", "fptoui", "fptosi", "uitofp",
-                          "sitofp", "ptrtoint", "inttoptr", "bitcast", "addrspacecast"})
+                          "sitofp", "ptrtoint", "ptrtoaddr", "inttoptr", "bitcast", "addrspacecast"})
 # Linkage enum names from llvmlite -> LLVM keywords ("" is the default, external).
 _LINKAGE_KEYWORDS = {"external": "", "available_externally": "available_externally",
                      "linkonce_any": "linkonce", "linkonce_odr": "linkonce_odr", "weak_any": "weak",
@@ -69,9 +69,15 @@ def address(ref) -> int:
     return ctypes.cast(ref._ptr, ctypes.c_void_p).value
 
 
-def read_module(module_ref: llvm.ModuleRef) -> core.Module:
-    """Convert a parsed (and verified) llvmlite module into an enzpy Module."""
-    return _ModuleReader(module_ref).read()
+def read_module(module_ref: llvm.ModuleRef, roots=None) -> core.Module:
+    """Convert a parsed (and verified) llvmlite module into an enzpy Module.
+
+    With `roots` (function names), only the functions and globals they reach
+    (through calls, references and global initializers) are read; the rest is
+    left out unread, so a construct enzpy cannot represent in a function
+    nobody calls (a helper linked in with its whole library) refuses nothing.
+    """
+    return _ModuleReader(module_ref, roots).read()
 
 
 def parse_module(text: str) -> core.Module:
@@ -92,7 +98,7 @@ def parse_module(text: str) -> core.Module:
 
 
 class _ModuleReader:
-    def __init__(self, module_ref: llvm.ModuleRef):
+    def __init__(self, module_ref: llvm.ModuleRef, roots=None):
         self.ref = module_ref
         self.text = str(module_ref)
         self.module = core.Module(name=module_ref.name, triple=module_ref.triple,
@@ -100,19 +106,22 @@ class _ModuleReader:
         self.locations = debug_locations(self.text)
         self.attribute_groups = dict(_ATTRIBUTE_GROUP.findall(self.text))
         self.locals: dict[int, core.Value] = {}
+        self.reached = None if roots is None else reachable_symbols(self.text, roots)
 
     # -- module level
 
     def read(self) -> core.Module:
         self._read_named_structs()
-        for gv in self.ref.global_variables:
+        kept = (lambda ref: True) if self.reached is None else (lambda ref: ref.name in self.reached)
+        global_refs = [gv for gv in self.ref.global_variables if kept(gv)]
+        for gv in global_refs:
             self.module.globals[gv.name] = core.GlobalVariable(
                 PointerType(), gv.name, value_type=self.type_of(str(gv.global_value_type)),
                 linkage=_LINKAGE_KEYWORDS.get(gv.linkage.name, gv.linkage.name))
-        function_refs = list(self.ref.functions)
+        function_refs = [fn for fn in self.ref.functions if kept(fn)]
         for fn in function_refs:
             self.module.add_function(self._declare(fn))
-        for gv in self.ref.global_variables:
+        for gv in global_refs:
             self._read_global_details(gv, self.module.globals[gv.name])
         for fn in function_refs:
             if not fn.is_declaration:
@@ -251,6 +260,47 @@ class _ModuleReader:
             raise UnsupportedIRError(f"{error} (function @{function.name})") from None
 
 
+_GLOBAL_NAME = r'@("(?:[^"\\]|\\.)*"|[-a-zA-Z$._0-9]+)'
+_GLOBAL_REFERENCE = re.compile(_GLOBAL_NAME)
+_GLOBAL_DEFINITION = re.compile(rf"^{_GLOBAL_NAME} = ", re.M)
+
+
+def reachable_symbols(text: str, roots) -> set[str]:
+    """Names of the functions and globals that `roots` reach in a module's text.
+
+    A function reaches every `@name` its body mentions (callees, stored function
+    pointers, globals); a global reaches what its initializer mentions. Appending
+    globals (`@llvm.used`, `@llvm.global_ctors`) are roots of their own.
+    """
+    mentions: dict[str, set[str]] = {}
+    appending = set()
+    current: set[str] | None = None
+    for line in text.splitlines():
+        if line.startswith("define "):
+            name = unquote_name("@" + _DEFINED_NAME.search(line).group(1))
+            current = mentions.setdefault(name, set())
+            # Personality / prefix data on the header line count; the name itself does not.
+            current.update(unquote_name(m.group(0)) for m in _GLOBAL_REFERENCE.finditer(line.split("(", 1)[1]))
+        elif line.startswith("}"):
+            current = None
+        elif current is not None:
+            if not line.lstrip().startswith(";"):
+                current.update(unquote_name(m.group(0)) for m in _GLOBAL_REFERENCE.finditer(line))
+        elif (found := _GLOBAL_DEFINITION.match(line)) is not None:
+            name = unquote_name("@" + found.group(1))
+            rest = line[found.end():]
+            mentions[name] = {unquote_name(m.group(0)) for m in _GLOBAL_REFERENCE.finditer(rest)}
+            if rest.split(" ", 1)[0] == "appending":
+                appending.add(name)
+    reached, pending = set(), [*roots, *appending]
+    while pending:
+        name = pending.pop()
+        if name not in reached:
+            reached.add(name)
+            pending.extend(mentions.get(name, ()))
+    return reached
+
+
 def _is_calling_convention(token: str) -> bool:
     """`fastcc`, `coldcc`, `x86_vectorcallcc`, ...: every named LLVM convention ends in `cc`."""
     return token.endswith("cc") and token != "cc"
@@ -355,11 +405,13 @@ def _fill_alloca(reader, inst, operands, stream, ref):
 
 
 def _fill_memory_access(reader, inst, operands, stream, ref):
-    if stream.peek() == "atomic":
-        raise UnsupportedIRError(f"atomic {inst.opcode} is not supported")
+    atomic = stream.accept("atomic") is not None
     inst.volatile = stream.accept("volatile") is not None
     inst.operands = operands
     inst.align = _trailing_alignment(stream)
+    if atomic:
+        inst.syncscope = _syncscope(stream)
+        inst.ordering = _orderings(stream)[-1]
 
 
 def _fill_gep(reader, inst, operands, stream, ref):
@@ -373,10 +425,29 @@ def _fill_aggregate(reader, inst, operands, stream, ref):
     inst.indices = _trailing_indices(stream)
 
 
-def _fill_vector(reader, inst, operands, stream, ref):
-    if inst.opcode == "shufflevector":
-        raise UnsupportedIRError("shufflevector is not supported")
+def _fill_shufflevector(reader, inst, operands, stream, ref):
+    """The mask is no operand in LLVM: parse it from the text, after the two vectors."""
     inst.operands = operands
+    for _ in range(2):
+        _skip_typed_value(reader, stream)
+        stream.expect(",")
+    mask = parse_typed_constant(stream, reader.module.named_structs, reader.resolve_global)
+    count = mask.type.count
+    if isinstance(mask, core.ConstantAggregate):
+        inst.mask = tuple(e.value if isinstance(e, core.ConstantInt) else -1 for e in mask.elements)
+    elif isinstance(mask, core.ZeroInitializer):
+        inst.mask = (0,) * count
+    else:                                           # poison / undef: every lane is poison
+        inst.mask = (-1,) * count
+
+
+def _skip_typed_value(reader, stream: TokenStream) -> None:
+    """Step over `<type> <value>`: a local name, or a constant (which may span many tokens)."""
+    ty = parse_type(stream, reader.module.named_structs)
+    if stream.peek() is not None and stream.peek().startswith("%"):
+        stream.next()
+    else:
+        parse_constant(stream, ty, reader.module.named_structs, reader.resolve_global)
 
 
 def _fill_call(reader, inst, operands, stream, ref):
@@ -426,7 +497,8 @@ def _fill_atomicrmw(reader, inst, operands, stream, ref):
     inst.volatile = stream.accept("volatile") is not None
     inst.operation = stream.next()
     inst.operands = operands
-    inst.ordering = _ordering_before_align(stream)[-1]
+    inst.syncscope = _syncscope(stream)
+    inst.ordering = _orderings(stream)[-1]
     inst.align = _trailing_alignment(stream)
 
 
@@ -434,21 +506,31 @@ def _fill_cmpxchg(reader, inst, operands, stream, ref):
     inst.weak = stream.accept("weak") is not None
     inst.volatile = stream.accept("volatile") is not None
     inst.operands = operands
-    inst.orderings = tuple(_ordering_before_align(stream)[-2:])
+    inst.syncscope = _syncscope(stream)
+    inst.orderings = tuple(_orderings(stream)[-2:])
     inst.align = _trailing_alignment(stream)
 
 
 _ORDERINGS = {"unordered", "monotonic", "acquire", "release", "acq_rel", "seq_cst"}
 
 
-def _ordering_before_align(stream: TokenStream) -> list[str]:
-    if any(t.startswith("syncscope") for t in stream.tokens):
-        raise UnsupportedIRError("syncscope on atomics is not supported")
+def _orderings(stream: TokenStream) -> list[str]:
+    """The ordering keywords of an atomic instruction (they come after every operand)."""
     return [t for t in stream.tokens if t in _ORDERINGS]
 
 
+def _syncscope(stream: TokenStream) -> str:
+    """The name in `syncscope("name")`, or "" (the whole system) when there is none."""
+    tokens = stream.tokens
+    if "syncscope" not in tokens:
+        return ""
+    index = tokens.index("syncscope")
+    return tokens[index + 2][1:-1]
+
+
 def _fill_fence(reader, inst, operands, stream, ref):
-    inst.ordering = _ordering_before_align(stream)[-1]
+    inst.syncscope = _syncscope(stream)
+    inst.ordering = _orderings(stream)[-1]
 
 
 def _fill_plain(reader, inst, operands, stream, ref):
@@ -462,8 +544,8 @@ _INSTRUCTION_CLASSES: dict[str, type] = {
     "select": core.Select, "phi": core.Phi, "alloca": core.Alloca, "load": core.Load,
     "store": core.Store, "getelementptr": core.GetElementPtr,
     "extractvalue": core.ExtractValue, "insertvalue": core.InsertValue,
-    "extractelement": core.VectorOperation, "insertelement": core.VectorOperation,
-    "shufflevector": core.VectorOperation, "freeze": core.Freeze, "call": core.Call,
+    "extractelement": core.ExtractElement, "insertelement": core.InsertElement,
+    "shufflevector": core.ShuffleVector, "freeze": core.Freeze, "va_arg": core.VAArg, "call": core.Call,
     "atomicrmw": core.AtomicRMW, "fence": core.Fence, "cmpxchg": core.CmpXchg, "br": core.Branch,
     "switch": core.Switch, "ret": core.Return, "unreachable": core.Unreachable,
 }
@@ -473,7 +555,8 @@ _FILLERS = {
     core.Select: _fill_flagged, core.Compare: _fill_compare, core.Phi: _fill_phi,
     core.Alloca: _fill_alloca, core.Load: _fill_memory_access, core.Store: _fill_memory_access,
     core.GetElementPtr: _fill_gep, core.ExtractValue: _fill_aggregate,
-    core.InsertValue: _fill_aggregate, core.VectorOperation: _fill_vector, core.Call: _fill_call,
+    core.InsertValue: _fill_aggregate, core.ExtractElement: _fill_plain, core.InsertElement: _fill_plain,
+    core.ShuffleVector: _fill_shufflevector, core.VAArg: _fill_plain, core.Call: _fill_call,
     core.Branch: _fill_branch, core.Switch: _fill_switch, core.AtomicRMW: _fill_atomicrmw,
     core.CmpXchg: _fill_cmpxchg, core.Fence: _fill_fence, core.Freeze: _fill_plain, core.Return: _fill_plain,
     core.Unreachable: _fill_plain,

@@ -359,15 +359,23 @@ def _alloca(inst, n):
     return f"alloca {inst.allocated_type}{count}{_align(inst)}"
 
 
+def _scope(inst) -> str:
+    return f' syncscope("{inst.syncscope}")' if inst.syncscope else ""
+
+
 def _load(inst, n):
+    atomic = " atomic" if inst.ordering else ""
     volatile = " volatile" if inst.volatile else ""
-    return f"load{volatile} {inst.type}, {n.typed(inst.operands[0])}{_align(inst)}"
+    ordering = f"{_scope(inst)} {inst.ordering}" if inst.ordering else ""
+    return f"load{atomic}{volatile} {inst.type}, {n.typed(inst.operands[0])}{ordering}{_align(inst)}"
 
 
 def _store(inst, n):
+    atomic = " atomic" if inst.ordering else ""
     volatile = " volatile" if inst.volatile else ""
+    ordering = f"{_scope(inst)} {inst.ordering}" if inst.ordering else ""
     value, pointer = inst.operands
-    return f"store{volatile} {n.typed(value)}, {n.typed(pointer)}{_align(inst)}"
+    return f"store{atomic}{volatile} {n.typed(value)}, {n.typed(pointer)}{ordering}{_align(inst)}"
 
 
 def _gep(inst, n):
@@ -386,6 +394,16 @@ def _insertvalue(inst, n):
 
 def _vector(inst, n):
     return f"{inst.opcode} " + ", ".join(n.typed(o) for o in inst.operands)
+
+
+def _shufflevector(inst, n):
+    lanes = ", ".join("i32 poison" if k < 0 else f"i32 {k}" for k in inst.mask)
+    a, b = inst.operands
+    return f"shufflevector {n.typed(a)}, {n.typed(b)}, <{len(inst.mask)} x i32> <{lanes}>"
+
+
+def _va_arg(inst, n):
+    return f"va_arg {n.typed(inst.operands[0])}, {inst.type}"
 
 
 def _freeze(inst, n):
@@ -410,19 +428,20 @@ def _call(inst, n):
 def _atomicrmw(inst, n):
     volatile = " volatile" if inst.volatile else ""
     pointer, value = inst.operands
-    return f"atomicrmw{volatile} {inst.operation} {n.typed(pointer)}, {n.typed(value)} {inst.ordering}{_align(inst)}"
+    return (f"atomicrmw{volatile} {inst.operation} {n.typed(pointer)}, {n.typed(value)}{_scope(inst)} "
+            f"{inst.ordering}{_align(inst)}")
 
 
 def _cmpxchg(inst, n):
     weak = " weak" if inst.weak else ""
     volatile = " volatile" if inst.volatile else ""
     pointer, expected, new = inst.operands
-    return (f"cmpxchg{weak}{volatile} {n.typed(pointer)}, {n.typed(expected)}, {n.typed(new)} "
+    return (f"cmpxchg{weak}{volatile} {n.typed(pointer)}, {n.typed(expected)}, {n.typed(new)}{_scope(inst)} "
             f"{inst.orderings[0]} {inst.orderings[1]}{_align(inst)}")
 
 
 def _fence(inst, n):
-    return f"fence {inst.ordering}"
+    return f"fence{_scope(inst)} {inst.ordering}"
 
 
 def _branch(inst, n):
@@ -449,7 +468,8 @@ _FORMATTERS = {
     core.Compare: _compare, core.Select: _select, core.Phi: _phi, core.Alloca: _alloca,
     core.Load: _load, core.Store: _store, core.GetElementPtr: _gep,
     core.ExtractValue: _extractvalue, core.InsertValue: _insertvalue,
-    core.VectorOperation: _vector, core.Freeze: _freeze, core.Call: _call,
+    core.VectorOperation: _vector, core.ExtractElement: _vector, core.InsertElement: _vector,
+    core.ShuffleVector: _shufflevector, core.VAArg: _va_arg, core.Freeze: _freeze, core.Call: _call,
     core.AtomicRMW: _atomicrmw, core.CmpXchg: _cmpxchg, core.Fence: _fence, core.Branch: _branch,
     core.Switch: _switch, core.Return: _return, core.Unreachable: _unreachable,
 }

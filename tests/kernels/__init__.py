@@ -15,6 +15,7 @@ from . import (
     integers,
     loops,
     math_functions,
+    reshaping,
     strided,
     time_steppers,
 )
@@ -30,6 +31,7 @@ ALL_CASES: list[Case] = [
     *integers.CASES,
     *array_expressions.CASES,
     *strided.CASES,
+    *reshaping.CASES,
     *time_steppers.CASES,
 ]
 

@@ -1,0 +1,205 @@
+"""What real numba code brings along: C helpers, formatted error messages, callees
+numba optimized (and vectorized) itself because they were compiled before enzpy
+was imported, and library functions the kernel never calls."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import llvmlite.binding as llvm
+import numpy as np
+import pytest
+
+from enzpy import DifferentiationError, differentiate
+from enzpy.ir import read_module
+from enzpy.rules import numba_helpers
+from enzpy.rules.calls import INACTIVE_FUNCTIONS
+
+REPO = str(Path(__file__).resolve().parents[1])
+
+
+def test_every_c_helper_numba_binds_is_classified():
+    from numba import _dynfunc, _helperlib
+    from numba.core.runtime import _nrt_python
+
+    # numba binds `numba_<name>` (core/base.py) and `NRT_<name>` (core/runtime/nrt.py).
+    bound = {"numba_" + name for name in [*_helperlib.c_helpers, *_dynfunc.c_helpers]}
+    bound |= {name if name.startswith("_") else "NRT_" + name for name in _nrt_python.c_helpers}
+    assert bound - set(numba_helpers.HELPERS) == set()
+    for helper in numba_helpers.HELPERS.values():
+        assert helper.classification in numba_helpers.CLASSIFICATIONS and helper.reason
+    assert numba_helpers.INACTIVE_HELPERS <= INACTIVE_FUNCTIONS
+    # Helpers that copy elements of typed containers, or LAPACK, never count as inactive.
+    for name in ("numba_list_getitem", "numba_dict_lookup", "numba_xgesv", "numba_ez_gesdd", "numba_cpow"):
+        assert name not in INACTIVE_FUNCTIONS
+
+
+def test_helper_descriptions_name_the_numpy_operation():
+    assert numba_helpers.describe_helper("numba_xgesv").startswith("np.linalg.solve (numba_xgesv")
+    assert "np.linalg.cholesky" in numba_helpers.describe_helper("numba_xxpotrf")
+    assert "np.linalg.svd" in numba_helpers.describe_helper("numba_ez_gesdd")
+    assert numba_helpers.describe_helper("my_function") is None
+    # Every LAPACK helper numba binds has a numpy name and needs a rule.
+    for name, operation in numba_helpers.LAPACK_OPERATIONS.items():
+        assert numba_helpers.classify(name).classification == numba_helpers.NEEDS_RULE
+        assert operation.startswith("np.linalg.")
+
+
+def reshape_sum(x):
+    matrix = x.reshape((2, -1))
+    return np.sum(matrix * matrix * np.arange(1.0, matrix.shape[1] + 1.0))
+
+
+def ravel_loop(matrix):
+    flat = matrix.ravel()
+    total = 0.0
+    for i in range(flat.shape[0]):
+        total += (i + 1.0) * flat[i] ** 3
+    return total
+
+
+def outer_energy(a, b):
+    return np.sum(np.sin(np.outer(a, b)))
+
+
+def central_differences(function, args, index, step=1e-6):
+    base = [a.copy() for a in args]
+    gradient = np.zeros_like(base[index])
+    for position in np.ndindex(gradient.shape):
+        up, down = [a.copy() for a in base], [a.copy() for a in base]
+        up[index][position] += step
+        down[index][position] -= step
+        gradient[position] = (function(*up) - function(*down)) / (2 * step)
+    return gradient
+
+
+@pytest.mark.parametrize("function, shapes", [(reshape_sum, [(12,)]), (ravel_loop, [(3, 4)]),
+                                               (outer_energy, [(5,), (3,)])],
+                         ids=["reshape", "ravel", "outer"])
+def test_reshaping_kernels_differentiate(function, shapes):
+    rng = np.random.default_rng(5)
+    args = [rng.uniform(-1.0, 1.0, shape) for shape in shapes]
+    kernel = differentiate(function)
+    value, gradients = kernel.value_and_grad(*args)
+    assert np.isclose(value, function(*args))
+    directions = [rng.standard_normal(shape) for shape in shapes]
+    for index, gradient in enumerate(gradients):
+        assert np.allclose(gradient, central_differences(function, args, index), rtol=1e-6, atol=1e-8)
+    _, tangent = kernel.jvp(tuple(args), tuple(directions))
+    assert np.isclose(tangent, sum(np.sum(g * d) for g, d in zip(gradients, directions)), rtol=1e-12)
+
+
+def test_lapack_calls_are_refused_by_name():
+    def solve_sum(a, b):
+        return np.sum(np.linalg.solve(a, b))
+
+    with pytest.raises(DifferentiationError, match="numba_xgesv"):
+        differentiate(solve_sum).value_and_grad(np.eye(3) + 0.1, np.ones(3))
+
+
+def checked_norm(x, n):
+    if x[0] < -1e300:
+        raise ValueError("bad value " + str(n) + " at " + str(x.shape[0]))
+    total = 0.0
+    for i in range(x.shape[0]):
+        total += x[i] * x[i] * n
+    return total
+
+
+@pytest.mark.parametrize("optimize", [True, False], ids=["optimized", "unoptimized"])
+def test_a_kernel_formatting_its_error_message_differentiates(optimize):
+    kernel = differentiate(checked_norm, optimize=optimize)
+    x = np.linspace(0.5, 1.5, 7)
+    value, (gradient, _) = kernel.value_and_grad(x, 3)
+    assert np.isclose(value, 3 * np.sum(x * x)) and np.allclose(gradient, 6 * x)
+    _, tangent = kernel.jvp((x, 3), (np.ones(7), None))
+    assert np.isclose(tangent, np.sum(6 * x))
+    bad = x.copy()
+    bad[0] = -np.inf
+    for mode in ("reverse", "forward"):
+        with pytest.raises(ValueError, match="bad value 3 at 7"):
+            if mode == "reverse":
+                kernel.value_and_grad(bad, 3)
+            else:
+                kernel.jvp((bad, 3), (np.ones(7), None))
+
+
+def test_functions_the_entry_does_not_reach_are_not_read():
+    text = """
+define i64 @entry(i64 %n) {
+  %r = call i64 @used(i64 %n)
+  ret i64 %r
+}
+define i64 @used(i64 %n) {
+  %m = add i64 %n, 1
+  ret i64 %m
+}
+@table = global [1 x ptr] [ptr @unused]
+define void @unused(ptr %target) {
+entry:
+  indirectbr ptr %target, [label %a]
+a:
+  ret void
+}
+"""
+    module_ref = llvm.parse_assembly(text)
+    module = read_module(module_ref, roots=["entry"])
+    assert set(module.functions) == {"entry", "used"} and not module.globals
+
+
+def test_a_callee_compiled_before_enzpy_was_imported_differentiates():
+    # numba keeps only its optimized (vectorized) module of a callee compiled before
+    # enzpy's capture hook existed: the import order must be real, so a fresh interpreter.
+    script = textwrap.dedent("""
+        import numba, numpy as np
+
+        @numba.njit
+        def scaled_copy(x, y):
+            for i in range(x.shape[0]):          # vectorized by numba's own O3
+                y[i] = 2.0 * x[i] + np.sqrt(x[i])
+            count = 0
+            for i in range(x.shape[0]):
+                count += i % 3
+            return count
+
+        @numba.njit
+        def describe(n):
+            return "n = " + str(n)
+
+        scaled_copy(np.ones(64), np.zeros(64))
+        describe(3)
+
+        import enzpy
+        from enzpy.driver import kernel_ir
+
+        @numba.njit
+        def energy(x):
+            y = np.empty_like(x)
+            count = scaled_copy(x, y)
+            if x[0] < -1e300:
+                raise ValueError(describe(count))
+            total = 0.0
+            for i in range(x.shape[0]):
+                total += y[i] * y[i] + count * x[i]
+            return total
+
+        x = np.linspace(1.0, 2.0, 37)
+        _, captured = kernel_ir(energy, args=(x,), stage="raw")
+        assert captured.source == "numba-optimized", captured.source
+        assert "<4 x double>" in captured.text or "<2 x double>" in captured.text
+        kernel = enzpy.differentiate(energy)
+        value, (gradient,) = kernel.value_and_grad(x)
+        assert np.isclose(value, energy(x))
+        count = scaled_copy(x, np.empty_like(x))
+        expected = 2 * (2.0 * x + np.sqrt(x)) * (2.0 + 0.5 / np.sqrt(x)) + count
+        assert np.allclose(gradient, expected, rtol=1e-12), (gradient, expected)
+        direction = np.cos(np.arange(37.0))
+        assert np.isclose(kernel.jvp((x,), (direction,))[1], gradient @ direction, rtol=1e-12)
+        print("OK")
+    """)
+    environment = dict(os.environ, PYTHONPATH=REPO)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment,
+                            timeout=600)
+    assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -652,17 +653,27 @@ def annotated_arrays(annotated) -> list:
 
 
 def with_source_location(error: DifferentiationError, build_with_debug_info) -> DifferentiationError:
-    """`error`, or the same error from `build_with_debug_info()` if that one names a source line."""
+    """`error`, or the same error from `build_with_debug_info()` if that one names a source line.
+
+    The debug build differs (numba marks its functions `noinline`, so a callee
+    may stay a call): a located error about something else would mislead, so
+    it is taken only when it reports the same problem.
+    """
     if "Python source" in str(error):
         return error
     try:
         build_with_debug_info()
     except DifferentiationError as located:
-        if "Python source" in str(located):
+        if "Python source" in str(located) and _problem(located) == _problem(error):
             return located
     except Exception:            # debug info is a nicety: never let it hide the real error
         pass
     return error
+
+
+def _problem(error: Exception) -> str:
+    """What an error reports, without where (function names differ between the two builds)."""
+    return re.split(r" \((?:function @|in function )", str(error), maxsplit=1)[0]
 
 
 def default_kinds(convention) -> tuple[type, ...]:

@@ -9,7 +9,8 @@ an output array argument:
     def enzpy_outputs(argument0, argument1, output0, output1):
         result = kernel(argument0, argument1)
         if result[0].shape != output0.shape: raise ValueError(...)
-        output0[...] = result[0]                # an array leaf
+        for i0 in range(result[0].shape[0]):    # an array leaf, copied by loops
+            output0[i0] = result[0][i0]
         output1[0] = result[1]                  # a scalar leaf, in an array of one
 
 numba inlines the kernel into it before AD, so the copy costs one pass over
@@ -151,7 +152,14 @@ def output_form(differentiable, layout: ResultLayout, arity: int):
             lines.append(f"    if {access}.shape != output{j}.shape:")
             lines.append(f"        raise ValueError('enzpy: the seed of {leaf.description} does not have the "
                          "shape of the kernel result')")
-            lines.append(f"    output{j}[...] = {access}")
+            # Plain loops, not `output[...] = leaf`: numba's broadcasting assignment is far
+            # more IR to optimize and differentiate for the same copy.
+            lines.append(f"    leaf{j} = {access}")
+            indices = [f"i{d}" for d in range(leaf.ndim)]
+            for depth, index in enumerate(indices):
+                lines.append(f"    {'    ' * depth}for {index} in range(leaf{j}.shape[{depth}]):")
+            subscript = ", ".join(indices) if indices else "()"
+            lines.append(f"    {'    ' * leaf.ndim}output{j}[{subscript}] = leaf{j}[{subscript}]")
     namespace = {"kernel": differentiable.dispatcher}
     exec("\n".join(lines), namespace)                   # noqa: S102  (generated from the layout only)
     form = Differentiable(njit(namespace["enzpy_outputs"]), optimize=differentiable.optimize,

@@ -672,8 +672,9 @@ def with_source_location(error: DifferentiationError, build_with_debug_info) -> 
 
 
 def _problem(error: Exception) -> str:
-    """What an error reports, without where (function names differ between the two builds)."""
-    return re.split(r" \((?:function @|in function )", str(error), maxsplit=1)[0]
+    """What an error reports, without where: function and value names differ between the builds."""
+    what = re.split(r" \((?:function @|in function )", str(error), maxsplit=1)[0]
+    return re.sub(r"[%@][-\w.$\"]+", "%", what)
 
 
 def default_kinds(convention) -> tuple[type, ...]:

@@ -16,8 +16,8 @@ import pytest
 
 from enzpy import Active, Const, DifferentiationError, Duplicated, differentiate
 from tests.kernels import Case
-from tests.test_reverse_corpus import (DIFFERENTIABLE, UNOPTIMIZED_UNSUPPORTED_TAGS, expect_known_gap, float_inputs,
-                                       objective, perturbed)
+from tests.test_reverse_corpus import (DIFFERENTIABLE, UNOPTIMIZED_UNSUPPORTED_TAGS, float_inputs, objective,
+                                       perturbed)
 
 
 def is_single_precision(case: Case, args) -> bool:
@@ -63,17 +63,13 @@ def kernel_of(case: Case):
 @pytest.mark.parametrize("case", DIFFERENTIABLE, ids=lambda case: case.name)
 def test_forward_matches_finite_differences(case: Case, optimize: bool):
     if optimize or not (case.tags & UNOPTIMIZED_UNSUPPORTED_TAGS):
-        try:
-            check_against_finite_differences(case, optimize)
-        except DifferentiationError as error:
-            expect_known_gap(case, optimize, error)
+        check_against_finite_differences(case, optimize)
     else:
         try:
             check_against_finite_differences(case, optimize)
         except DifferentiationError as error:
             # Only derivatives carried inside aggregates are still refused there.
-            if not ("function @" in str(error) and "aggregate" in str(error)):
-                expect_known_gap(case, optimize, error)
+            assert "function @" in str(error) and "aggregate" in str(error), str(error)
 
 
 def check_against_finite_differences(case: Case, optimize: bool):

@@ -48,28 +48,10 @@ def perturbed(args, directions, step):
 # refuses them with a DifferentiationError naming the aggregate.
 UNOPTIMIZED_UNSUPPORTED_TAGS = {"alloc", "arrayexpr", "minmax", "stepper", "tuple"}
 
-# Known gap, unoptimized IR only: numba's reshape wraps its shape tuple in an array
-# struct built by insertvalue of [N x i64] fields, and type analysis places the fields
-# of an aggregate inserted into (or extracted from) an aggregate one pointer level too
-# deep, then reports a float / integer conflict. Delete once analysis/type_analysis.py
-# flattens aggregate elements; until then such a refusal is an expected failure.
-UNOPTIMIZED_TYPE_ANALYSIS_GAP_TAGS = {"reshape"}
-
-
-def expect_known_gap(case: Case, optimize: bool, error: Exception) -> None:
-    """xfail for the known type-analysis gap above; anything else fails the test."""
-    if not optimize and case.tags & UNOPTIMIZED_TYPE_ANALYSIS_GAP_TAGS and "type analysis" in str(error):
-        pytest.xfail(f"known type-analysis gap on unoptimized IR: {error}")
-    raise error
-
-
 @pytest.mark.parametrize("optimize", [True, False], ids=["optimized", "unoptimized"])
 @pytest.mark.parametrize("case", DIFFERENTIABLE, ids=lambda case: case.name)
 def test_reverse_matches_finite_differences(case: Case, optimize: bool):
-    try:
-        check_against_finite_differences(case, optimize)
-    except DifferentiationError as error:
-        expect_known_gap(case, optimize, error)
+    check_against_finite_differences(case, optimize)
 
 
 def check_against_finite_differences(case: Case, optimize: bool):

@@ -213,16 +213,17 @@ class _Propagation:
         elif isinstance(instruction, core.ExtractValue):
             aggregate = operands[0]
             offset = aggregate_offset(aggregate.type, instruction.indices)
-            self.merge(instruction, _behind(self.tree(aggregate), offset))
-            self.merge(aggregate, _placed(self.tree(instruction), offset))
+            self.merge(instruction, _field_behind(self.tree(aggregate), offset, instruction.type))
+            self.merge(aggregate, _field_placed(self.tree(instruction), offset, instruction.type))
         elif isinstance(instruction, core.InsertValue):
             aggregate, element = operands
             offset = aggregate_offset(instruction.type, instruction.indices)
-            self.merge(instruction, _placed(self.tree(element), offset))
-            self.merge(element, _behind(self.tree(instruction), offset))
-            outside = {p: c for p, c in self.tree(instruction).items() if not p or p[0] != offset}
+            self.merge(instruction, _field_placed(self.tree(element), offset, element.type))
+            self.merge(element, _field_behind(self.tree(instruction), offset, element.type))
+            inside = _field_range(offset, element.type)
+            outside = {p: c for p, c in self.tree(instruction).items() if not p or p[0] not in inside}
             self.merge(aggregate, _memory_only(outside))
-            self.merge(instruction, {p: c for p, c in self.tree(aggregate).items() if p and p[0] != offset})
+            self.merge(instruction, {p: c for p, c in self.tree(aggregate).items() if p and p[0] not in inside})
         elif isinstance(instruction, core.GetElementPtr):
             self._gep(instruction)
         elif isinstance(instruction, core.Cast):
@@ -353,6 +354,28 @@ def _behind(tree: TypeTree, offset: int) -> TypeTree:
 def _placed(tree: TypeTree, offset: int) -> TypeTree:
     """The pointer's tree when `tree` is stored at `offset` behind it."""
     return {(offset,) + path: concrete for path, concrete in tree.items()}
+
+
+def _field_range(offset: int, field_type: Type) -> range:
+    """The byte offsets of an aggregate that a field of `field_type` at `offset` covers."""
+    return range(offset, offset + max(1, size_in_bytes(field_type))) if field_type.is_aggregate \
+        else range(offset, offset + 1)
+
+
+def _field_placed(tree: TypeTree, offset: int, field_type: Type) -> TypeTree:
+    """An aggregate's tree from one field's: a scalar field sits at `offset`; an aggregate
+    field's own fields (at byte offsets, as memory is) move by `offset`, one level, not nested."""
+    if not field_type.is_aggregate:
+        return _placed(tree, offset)
+    return {(offset + p[0],) + p[1:]: c for p, c in tree.items() if p and p[0] != ANY_OFFSET}
+
+
+def _field_behind(tree: TypeTree, offset: int, field_type: Type) -> TypeTree:
+    """One field's tree from its aggregate's (the inverse of `_field_placed`)."""
+    if not field_type.is_aggregate:
+        return _behind(tree, offset)
+    inside = _field_range(offset, field_type)
+    return {(p[0] - offset,) + p[1:]: c for p, c in tree.items() if p and p[0] in inside}
 
 
 def _memory_only(tree: TypeTree) -> TypeTree:

@@ -13,6 +13,7 @@ from . import (
     calls,
     float32,
     integers,
+    linear_algebra,
     loops,
     math_functions,
     reshaping,
@@ -33,6 +34,7 @@ ALL_CASES: list[Case] = [
     *strided.CASES,
     *reshaping.CASES,
     *time_steppers.CASES,
+    *linear_algebra.CASES,
 ]
 
 CASES_BY_NAME: dict[str, Case] = {case.name: case for case in ALL_CASES}

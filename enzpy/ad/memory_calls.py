@@ -112,18 +112,24 @@ class OperandCopies:
         builder = Builder(self.module).before_instruction(call)
         builder.location = call.location
         arrays = {a.position: a for a in rule.arrays(call)}
+        made: dict[tuple, core.Value] = {}
         for position in sorted(rule.contents_needed(call, active_arrays(call, rule, shadowed))):
             pointer = call.operands[position]
-            if self.minimize and self.overwrites.unchanged_after(call, pointer, including_itself=True):
+            if self.minimize and self.overwrites.unchanged_after(call, pointer, including_itself=True,
+                                                                 through_merges=True):
                 continue                             # the reverse sweep re-reads the primal memory
             array = arrays[position]
+            region = (pointer, array.rows, array.columns, array.leading)
+            if region in made:                       # np.dot(y, y): one copy serves both operands
+                self.copies[(call, position)] = made[region]
+                continue
             bytes_ = _extent_bytes(builder, array.rows, array.columns, array.leading, array.float_type)
             buffer = builder.call(builder.declare("NRT_Allocate", PTR, [I64]), [bytes_], name="blas.copy")
             memcpy = builder.declare("llvm.memcpy.p0.p0.i64", VOID, [PTR, PTR, I64, I1])
             builder.call(memcpy, [buffer, pointer, bytes_, constant_int(I1, 0)])
             if self.allocation_log is not None:
                 self.allocation_log.record(builder, buffer, "NRT_Free")
-            self.copies[(call, position)] = buffer
+            self.copies[(call, position)] = made[region] = buffer
         for position, ty in rule.scalars(call):
             pointer = call.operands[position]
             constant = stored_constant(call, pointer)
@@ -137,9 +143,9 @@ class OperandCopies:
     def release(self, call: core.Call, builder: Builder, values: ReverseValues) -> None:
         """After the call's adjoint code: free its copies."""
         free = builder.declare("NRT_Free", VOID, [PTR])
-        for (copied, _), buffer in self.copies.items():
-            if copied is call:
-                builder.call(free, [values.value(builder, buffer)])
+        buffers = {id(b): b for (copied, _), b in self.copies.items() if copied is call}
+        for buffer in buffers.values():
+            builder.call(free, [values.value(builder, buffer)])
 
 
 class ReverseMemoryCall(MemoryCallContext):
@@ -158,7 +164,7 @@ class ReverseMemoryCall(MemoryCallContext):
         if buffer is not None:
             return self.values.value(self.builder, buffer)
         if not self.copies.minimize or not self.copies.overwrites.unchanged_after(
-                self.call, self.call.operands[position], including_itself=True):
+                self.call, self.call.operands[position], including_itself=True, through_merges=True):
             raise DifferentiationError(f"internal: no copy of operand {position} of '{self.call.callee.name}' "
                                        "was made for the reverse sweep")
         return self.value(position)

@@ -38,6 +38,8 @@ class OverwriteAnalysis:
         self.reachable = reachable_blocks(blocks)
         self.writes: dict[core.Block, list[tuple[int, object]]] = {b: [] for b in blocks}
         for block in blocks:
+            if isinstance(block.terminator, core.Unreachable):
+                continue       # the process aborts there (numba's BLAS error path): no reverse sweep follows
             for position, instruction in enumerate(instructions[block]):
                 for root in _written_roots(instruction):
                     self.writes[block].append((position, root))
@@ -46,16 +48,21 @@ class OverwriteAnalysis:
         return self.unchanged_after(load, load.operands[0])
 
     def unchanged_after(self, instruction: core.Instruction, pointer: core.Value,
-                        including_itself: bool = False) -> bool:
+                        including_itself: bool = False, through_merges: bool = False) -> bool:
         """Whether the memory `pointer` points into holds, when the reverse sweep runs, what it
-        held at `instruction` (`including_itself`: before `instruction` wrote anything)."""
-        root = _root(pointer)
-        if root in self.live_allocations:
-            pass
-        elif not isinstance(root, (core.Argument, core.Alloca, core.GlobalVariable)):
-            return False
-        if isinstance(root, core.GlobalVariable) and not root.constant:
-            return False
+        held at `instruction` (`including_itself`: before `instruction` wrote anything).
+
+        `through_merges`: a pointer merged by phis and selects (numba's np.dot result, from
+        np.zeros or np.empty) is unchanged when each memory it may point into is.
+        """
+        roots = _merged_roots(pointer) if through_merges else {_root(pointer)}
+        for root in roots:
+            if root in self.live_allocations:
+                continue
+            if not isinstance(root, (core.Argument, core.Alloca, core.GlobalVariable)):
+                return False
+            if isinstance(root, core.GlobalVariable) and not root.constant:
+                return False
         block = instruction.parent
         if block not in self.instructions or instruction not in self.instructions[block]:
             return False                       # made by the forward sweep: no primal position
@@ -63,7 +70,7 @@ class OverwriteAnalysis:
         later = [r for p, r in self.writes[block] if p > position or (including_itself and p == position)]
         for other in self.reachable[block]:
             later.extend(r for _, r in self.writes[other])
-        return not any(self._may_alias(written, root) for written in later)
+        return not any(self._may_alias(written, root) for written in later for root in roots)
 
     def written_in(self, blocks, load: core.Load) -> bool:
         """Whether anything in `blocks` may write the memory `load` reads."""
@@ -106,6 +113,23 @@ def _written_roots(instruction: core.Instruction) -> list[object]:
         # why allocations are not re-loaded at all.
         return []
     return [_EVERYTHING]
+
+
+def _merged_roots(pointer: core.Value) -> set[object]:
+    """The roots of every pointer a phi / select merge may pass on as `pointer`."""
+    roots, seen, pending = set(), set(), [pointer]
+    while pending:
+        value = pointer_root(pending.pop())
+        if value in seen:
+            continue
+        seen.add(value)
+        if isinstance(value, core.Phi):
+            pending.extend(value.operands)
+        elif isinstance(value, core.Select):
+            pending.extend(value.operands[1:])
+        else:
+            roots.add(_root(value))
+    return roots
 
 
 def _root(pointer: core.Value) -> object:

@@ -22,6 +22,7 @@ from ..ir import core
 from ..ir.builder import Builder, constant_float, constant_int
 from ..ir.types import Type
 from ..rules.calls import allocation_rule, is_inactive_call, is_memory_transfer, is_memset, memory_call_rule
+from ..rules.numba_helpers import describe_helper
 from ..rules.registry import missing_rule_error, scalar_rule
 from .memory_calls import check_memory_call
 
@@ -165,8 +166,9 @@ def check_supported(blocks: Iterable[core.Block], activity: Activity, float_argu
                 elif touches_shadow and allocation_rule(instruction) is None and not is_memset(instruction) \
                         and scalar_rule(instruction) is None:
                     name = getattr(instruction.callee, "name", "an indirect call")
-                    raise error(instruction, f"call to '{name}' receives differentiable memory "
-                                "and has no differentiation rule")
+                    # numba's helpers are named by the numpy operation the user wrote (np.linalg.solve).
+                    raise error(instruction, f"call to {describe_helper(name) or repr(name)} receives "
+                                "differentiable memory and has no differentiation rule")
             if isinstance(instruction, core.Store):
                 value, pointer = instruction.operands
                 if value in activity.varied and pointer not in activity.shadowed \

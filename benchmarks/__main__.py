@@ -1,11 +1,11 @@
 """enzpy's gradients side by side with numba's primal, JAX and PyTorch, in one run.
 
-    python -m benchmarks [--quick] [--problems gmm,ba,lstm,burgers,ode] [--no-plot]
+    python -m benchmarks [--quick] [--problems gmm,ba,lstm,burgers,ode,mlp] [--no-plot]
 
 Problems: ADBench's GMM, bundle adjustment (Jacobian) and LSTM, a Burgers'
-equation time stepper and an RK4 scalar ODE. Each is checked (numba against
-NumPy, every gradient against finite differences, enzpy against JAX or
-PyTorch) before it is timed. Prints the table and writes it, with a PNG plot,
+equation time stepper, an RK4 scalar ODE and a two-layer perceptron (BLAS).
+Each is checked (numba against NumPy, every gradient against finite
+differences, enzpy against JAX or PyTorch) before it is timed. Prints the table and writes it, with a PNG plot,
 to benchmarks/results/. JAX and PyTorch are optional (`pip install -e ".[bench]"`).
 """
 

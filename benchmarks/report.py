@@ -20,7 +20,7 @@ OPTIMIZATION_TARGET = 2.0
 """Optimizing before AD at least 2x faster than AD on unoptimized IR."""
 
 COLUMN_DESCRIPTIONS = """\
-- primal: the numba kernel (GMM, LSTM, Burgers, ODE: the objective; BA: the residuals).
+- primal: the numba kernel (GMM, LSTM, Burgers, ODE, MLP: the objective; BA: the residuals).
 - enzpy: `differentiate(kernel)`, reverse mode on the pre-AD-optimized IR, called
   through `autodiff` with the data `Const`.
 - enzpy optimize=False: the same on numba's unoptimized IR (the baseline).
@@ -32,7 +32,7 @@ COLUMN_DESCRIPTIONS = """\
   per-observation copies of cameras and points (gathered, timed), then 3 reverse sweeps
   seeded on all observations at once (reprojection x, y, weight error); JAX shares one
   `jax.vjp` linearization between them, PyTorch one graph.
-- All single-threaded (numba and enzpy are; JAX and PyTorch are held to one thread).
+- All single-threaded (numba and enzpy are, their BLAS too; JAX and PyTorch are held to one thread).
 - first call: a freshly built callable's first call, compile included (numba
   dispatcher, enzpy capture + AD + JIT, JAX trace + XLA); PyTorch has no compile step."""
 

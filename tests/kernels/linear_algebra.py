@@ -228,6 +228,20 @@ CASES = [
         tags=frozenset({"blas", "alloc", "2d"}),
     ),
     Case(
+        # With the C layout of the result, each operand's layout is one gemm trans flag:
+        # these four cases take (n, n), (n, t), (t, n) and (t, t).
+        name="linalg_matrix_matrix_fortran_right",
+        func=matrix_matrix,
+        make_args=lambda rng: (_normal(rng, 4, 3), _fortran(_normal(rng, 3, 5)), _normal(rng, 4, 5)),
+        tags=frozenset({"blas", "alloc", "2d"}),
+    ),
+    Case(
+        name="linalg_matrix_matrix_fortran_both",
+        func=matrix_matrix,
+        make_args=lambda rng: (_fortran(_normal(rng, 4, 3)), _fortran(_normal(rng, 3, 5)), _normal(rng, 4, 5)),
+        tags=frozenset({"blas", "alloc", "2d"}),
+    ),
+    Case(
         name="linalg_transposed_matrix_matrix",
         func=transposed_matrix_matrix,
         make_args=lambda rng: (_normal(rng, 3, 4), _normal(rng, 3, 5), _normal(rng, 4, 5)),

@@ -191,8 +191,9 @@ def _extent_bytes(builder: Builder, rows, columns, leading, float_type: Type) ->
     elements, 0 for an empty block."""
     rows, columns, leading = (_as_i64(builder, v) for v in (rows, columns, leading))
     span = builder.add(builder.mul(builder.add(columns, constant_int(I64, -1)), leading), rows)
-    empty = builder.binary("or", builder.icmp("slt", rows, constant_int(I64, 1)),
-                           builder.icmp("slt", columns, constant_int(I64, 1)))
+    empty = builder.binary("or", builder.binary("or", builder.icmp("slt", rows, constant_int(I64, 1)),
+                                                builder.icmp("slt", columns, constant_int(I64, 1))),
+                           builder.icmp("slt", span, rows))      # a negative stride: BLAS reads nothing
     elements = builder.select(empty, constant_int(I64, 0), span)
     return builder.mul(elements, constant_int(I64, size_in_bytes(float_type)), "blas.copy.bytes")
 

@@ -1,7 +1,8 @@
 """Derivatives of numba's BLAS helpers, stated at the BLAS level (as Enzyme does).
 
 numba lowers `np.dot`, `@` and `np.vdot` on float arrays to three helpers of
-its `_helperlib` (numba/_lapack.c), which call scipy's BLAS:
+its `_helperlib` (numba/_lapack.c), which call scipy's BLAS (and the 2-norm of
+a vector, `np.linalg.norm`, to a fourth, `numba_xxnrm2(kind, n, x, incx, result)`):
 
     numba_xxdot(kind, conjugate, n, x, y, result)            *result = x . y
     numba_xxgemv(kind, trans, m, n, alpha, a, lda, x, beta, y)
@@ -19,6 +20,7 @@ The derivative code calls the same helpers, so gradients run at BLAS speed:
 
     routine  tangent                                   adjoint
     dot      dr = dx . y + x . dy                      xbar += rbar y, ybar += rbar x  (gemv as axpy)
+    nrm2     dr = x . dx / r                           xbar += rbar / r x  (gemms: x is strided)
     gemv     dy = alpha (op(dA) x + op(A) dx) + beta dy  xbar += alpha op(A)^T ybar (gemv),
                                                          Abar += alpha ybar x^T (gemm, k = 1), ybar *= beta
     gemm     dC = alpha (op(dA) op(B) + op(A) op(dB))     Abar += alpha Cbar op(B)^T, Bbar += alpha op(A)^T Cbar
@@ -305,7 +307,81 @@ class Gemm(_BlasRule):
         scale(context, ty, c, m, n, ldc, context.scalar(11))
 
 
-for _rule in (Dot(), Gemv(), Gemm()):
+# -- numba_xxnrm2(kind, n, x, incx, result)      *result = ||x||, x strided by incx
+
+class Nrm2(_BlasRule):
+    """np.linalg.norm of a vector. x is strided, which numba_xxdot cannot take: its dot
+    products are gemms of 1 x n blocks with leading dimension incx. At x = 0 the
+    derivative is taken as 0 (the norm has no derivative there)."""
+
+    names = ("numba_xxnrm2",)
+
+    def arrays(self, call):
+        n, increment = call.operands[1], call.operands[3]
+        one = constant_int(I64, 1)
+        ty = self.float_type(call)
+        return [ArrayOperand(2, one, n, increment, ty), ArrayOperand(4, one, one, one, ty, reads=False, writes=True)]
+
+    def contents_needed(self, call, active):
+        return {2} if 2 in active else set()
+
+    def forward(self, context):
+        result = context.shadow(4)
+        if result is None:
+            return
+        ty = self.float_type(context.call)
+        if context.shadow(2) is None:
+            context.builder.store(constant_float(ty, 0.0), result)
+            return
+        x, increment = context.value(2), _at_least_one(context.builder, context.value(3))
+        n = self._elements(context)
+        product = _strided_dot(context, ty, n, x, context.shadow(2), increment)
+        context.builder.store(self._over_norm(context, ty, product, context.builder.load(ty, context.value(4))),
+                              result)
+
+    def reverse(self, context):
+        result = context.shadow(4)
+        if result is None:
+            return
+        ty, builder = self.float_type(context.call), context.builder
+        adjoint = builder.load(ty, result, "norm.adjoint")
+        builder.store(constant_float(ty, 0.0), result)        # the call overwrote the result
+        if context.shadow(2) is None:
+            return
+        x, increment = context.contents(2), _at_least_one(builder, context.value(3))
+        n = self._elements(context)
+        norm_slot = context.slot(ty)                          # recomputed: the result memory may be gone
+        callee = builder.declare("numba_xxnrm2", I32, [I8, I64, PTR, I64, PTR])
+        builder.call(callee, [_kind(context.call), n, x, increment, norm_slot])
+        scale = self._over_norm(context, ty, adjoint, builder.load(ty, norm_slot))
+        # xbar (1 x n, leading incx) += scale * [1] x: a gemm with m = k = 1
+        _gemm(context, False, False, constant_int(I64, 1), n, constant_int(I64, 1), _slot_holding(context, scale),
+              _one(context, ty), constant_int(I64, 1), x, increment, _one(context, ty), context.shadow(2), increment)
+
+    @staticmethod
+    def _elements(context) -> core.Value:
+        """n, or 0 where incx < 1 (BLAS then returns 0 and reads nothing)."""
+        builder, n, increment = context.builder, context.value(1), context.value(3)
+        backwards = builder.icmp("slt", increment, constant_int(increment.type, 1))
+        return builder.select(backwards, constant_int(n.type, 0), n)
+
+    @staticmethod
+    def _over_norm(context, ty, value, norm) -> core.Value:
+        builder = context.builder
+        zero = builder.fcmp("oeq", norm, constant_float(ty, 0.0))
+        return builder.select(zero, constant_float(ty, 0.0), builder.fdiv(value, norm))
+
+
+def _strided_dot(context: MemoryCallContext, float_type: Type, n, x, y, increment) -> core.Value:
+    """x . y of vectors strided by `increment`: the 1 x 1 gemm x (1 x n) y^T."""
+    result = context.slot(float_type)
+    one = constant_int(I64, 1)
+    _gemm(context, False, True, one, one, n, _one(context, float_type), x, increment, y, increment,
+          _slot_holding(context, constant_float(float_type, 0.0)), result, one)
+    return context.builder.load(float_type, result)
+
+
+for _rule in (Dot(), Gemv(), Gemm(), Nrm2()):
     register_memory_call_rule(_rule)
 
 

@@ -159,6 +159,23 @@ def dot_of_vectors_float32(x, y):
     return np.dot(x, y) * np.dot(x, x)
 
 
+@numba.njit
+def residual_norm(A, x, b):
+    # np.linalg.norm of a vector is numba_xxnrm2.
+    return np.linalg.norm(A @ x - b)
+
+
+@numba.njit
+def strided_norm(x):
+    # Every other element: nrm2 with increment 2, read from the argument itself.
+    return np.linalg.norm(x[::2]) + np.linalg.norm(x)
+
+
+@numba.njit
+def norm_float32(x):
+    return np.linalg.norm(x) * np.float32(3.0)
+
+
 def _normal(rng, *shape):
     return rng.standard_normal(shape)
 
@@ -295,6 +312,24 @@ CASES = [
         make_args=lambda rng: (_normal(rng, 8, 5), 0.5 * _normal(rng, 5, 6), 0.1 * _normal(rng, 6),
                                0.5 * _normal(rng, 6, 3), 0.1 * _normal(rng, 3), _normal(rng, 8, 3)),
         tags=frozenset({"blas", "alloc", "2d", "arrayexpr"}),
+    ),
+    Case(
+        name="linalg_residual_norm",
+        func=residual_norm,
+        make_args=lambda rng: (_normal(rng, 6, 3), _normal(rng, 3), _normal(rng, 6)),
+        tags=frozenset({"blas", "alloc", "2d", "arrayexpr"}),
+    ),
+    Case(
+        name="linalg_strided_norm",
+        func=strided_norm,
+        make_args=lambda rng: (_normal(rng, 9),),
+        tags=frozenset({"blas", "alloc", "strided"}),
+    ),
+    Case(
+        name="linalg_norm_float32",
+        func=norm_float32,
+        make_args=lambda rng: (_single(_normal(rng, 7)),),
+        tags=frozenset({"blas", "alloc", "float32"}),
     ),
     Case(
         name="linalg_matrix_vector_float32",

@@ -183,10 +183,8 @@ BLAS_OPERATIONS = {
     "numba_xxgemm": "np.dot / @ of two matrices",
     "numba_xxnrm2": "np.linalg.norm of a vector",
 }
-for _name in ("numba_xxdot", "numba_xxgemv", "numba_xxgemm"):
+for _name in ("numba_xxdot", "numba_xxgemv", "numba_xxgemm", "numba_xxnrm2"):
     _add(_name, RULE, f"BLAS {_name[8:]}: a memory-call rule in rules/blas.py", BLAS_OPERATIONS[_name])
-_add("numba_xxnrm2", NEEDS_RULE, "BLAS nrm2 (Euclidean norm into a result pointer): no rule in rules/blas.py "
-     "yet", BLAS_OPERATIONS["numba_xxnrm2"])
 
 # Which np.linalg function lowers to which helper: numba/np/linalg.py.
 LAPACK_OPERATIONS = {

@@ -134,15 +134,7 @@ class Differentiable:
                         and _same_view(annotation.value, earlier.value):
                     annotated[index] = Duplicated(annotation.value, earlier.shadow)
         value, active = self._reverse(annotated, seed=1.0)
-        grads, active_iter = [], iter(active)
-        for annotation in annotated:
-            if isinstance(annotation, Duplicated):
-                grads.append(annotation.shadow)
-            elif isinstance(annotation, Active):
-                grads.append(next(active_iter))
-            else:
-                grads.append(None)
-        return value, tuple(grads)
+        return value, gradients_of(annotated, active)
 
     def grad(self, *args):
         return self.value_and_grad(*args)[1]
@@ -171,9 +163,7 @@ class Differentiable:
                 raise ValueError(f"the cotangent of the result must be a real number, got {cotangent!r}")
             annotated = [self._default_annotation(a) for a in results.copy_arguments(saved)]
             _, active = self._reverse(annotated, seed=float(cotangent))
-            active = iter(active)
-            return tuple(a.shadow if isinstance(a, Duplicated) else next(active) if isinstance(a, Active)
-                         else None for a in annotated)
+            return gradients_of(annotated, active)
 
         return value, pullback
 
@@ -669,6 +659,14 @@ def with_source_location(error: DifferentiationError, build_with_debug_info) -> 
     except Exception:            # debug info is a nicety: never let it hide the real error
         pass
     return error
+
+
+def gradients_of(annotated, active) -> tuple:
+    """Gradients aligned with the arguments: a Duplicated one's shadow, an Active one's
+    derivative (from `active`, in order), None for the others."""
+    active = iter(active)
+    return tuple(a.shadow if isinstance(a, Duplicated) else next(active) if isinstance(a, Active) else None
+                 for a in annotated)
 
 
 def _problem(error: Exception) -> str:

@@ -285,7 +285,7 @@ class Pullback:
         self.saved_args, self.shapes = saved_args, shapes
 
     def __call__(self, cotangent):
-        from .api import Active, Const, Duplicated, shadow_like
+        from .api import Active, Const, Duplicated, gradients_of, shadow_like
 
         layout = self.layout
         given = [cotangent] if not layout.leaves[0].path and len(layout.leaves) == 1 \
@@ -304,15 +304,7 @@ class Pullback:
             else:
                 annotated.append(Const(value))
         active, _ = reverse_call(self.differentiable, layout, annotated, derivative_leaves, self.shapes)
-        gradients, active_values = [], iter(active)
-        for annotation in annotated:
-            if isinstance(annotation, Duplicated):
-                gradients.append(annotation.shadow)
-            elif isinstance(annotation, Active):
-                gradients.append(next(active_values))
-            else:
-                gradients.append(None)
-        return tuple(gradients)
+        return gradients_of(annotated, active)
 
 
 def vjp(differentiable, args, layout: ResultLayout):

@@ -13,7 +13,7 @@ import llvmlite.binding as llvm
 from .analysis.nonnegative import fold_sign_tests
 from .frontend.numba import CapturedKernel, capture, mark_array_extents
 from .frontend.vectors import scalarize_where_possible
-from .ir import Module, parse_module, read_module, write_module
+from .ir import Module, core, parse_module, read_module, write_module
 from .jit import CompiledModule, NumbaEntryPoint
 from .passes import load_pipeline
 
@@ -30,8 +30,21 @@ def to_ir(captured: CapturedKernel) -> Module:
     """
     module = read_module(captured.module, roots=[captured.convention.entry])
     scalarize_where_possible(module)
+    call_functions_directly(module)
     mark_array_extents(module.functions[captured.convention.entry], captured.convention)
     return module
+
+
+def call_functions_directly(module: Module) -> None:
+    """Calls through a constant that holds a function call the function (numba's recursive calls:
+    the frontend turned `.numba.unresolved$f` into such a constant), without the pre-AD pipeline."""
+    for function in module.functions.values():
+        for instruction in function.instructions():
+            if isinstance(instruction, core.Call) and isinstance(instruction.callee, core.Load):
+                source = instruction.callee.operands[0]
+                if isinstance(source, core.GlobalVariable) and source.constant \
+                        and isinstance(source.initializer, core.Function):
+                    instruction.callee = source.initializer
 
 
 def optimize(module: Module | str, pipeline: str = "pre_ad", dump_after: set[str] | None = None) -> Module:

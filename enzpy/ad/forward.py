@@ -41,6 +41,7 @@ from ..ir.types import I1, I8, I32, I64, PTR, VOID, FunctionType, Type
 from ..rules.calls import allocation_rule, callee_name, is_memory_transfer, is_memset, memory_call_rule
 from ..rules.registry import scalar_rule
 from ..analysis.loops import reverse_post_order
+from .calls import crossing_calls, tangent_calls, without
 from .memory_calls import ForwardMemoryCall
 from .shadows import check_supported, fill_shadow_phi, make_shadow, zero_of
 
@@ -66,6 +67,8 @@ class ForwardSpec:
     private_parameters: int = 2
     """How many leading parameters point at memory no other pointer reaches (numba's
     retptr and excinfo; 1 for the clang adapter's retptr)."""
+    parameter_trees: tuple = ()
+    """(index, type tree) of parameters as a caller sees them (a callee's tangent, ad/calls.py)."""
 
 
 def build_forward(module: core.Module, primal: core.Function, spec: ForwardSpec, name: str) -> core.Function:
@@ -130,15 +133,19 @@ class _ForwardBuilder:
         every_alloca = [i for b in self.blocks for i in b.instructions if isinstance(i, core.Alloca)]
         allocas = {i for i in every_alloca if holds_floats(i.allocated_type)}
         float_roots = set(self.shadow_of[0]) | allocas
-        types = analyze_types(function, parameter_seeds(function, dict(zip(spec.duplicated, spec.duplicated_types)),
-                                                        spec.return_type))
+        types = analyze_types(function, {
+            **parameter_seeds(function, dict(zip(spec.duplicated, spec.duplicated_types)), spec.return_type),
+            **{function.arguments[i]: dict(tree) for i, tree in spec.parameter_trees}})
         types.check()
         every_allocation = [i for b in self.blocks for i in b.instructions if allocation_rule(i) is not None]
         allocations = {a for a in every_allocation if types.points_at_floats(a)}
         self.activity: Activity = analyze(function, float_roots | allocations, set(active_arguments),
                                           pointer_slots=set(every_alloca) - allocas)
-        check_supported(self.blocks, self.activity, self.float_arguments, self._error, primal.name,
-                        self._check_transfer)
+        # Calls to defined functions that stay calls: to their callees' tangent functions.
+        self.calls = tangent_calls(self.module, crossing_calls(self.blocks, self.activity), self.activity, types,
+                                   spec.width)
+        check_supported(without(self.blocks, self.calls), self.activity, self.float_arguments, self._error,
+                        primal.name, self._check_transfer)
         self._check_writes()
         self._forward_sweep()
         return function
@@ -221,6 +228,8 @@ class _ForwardBuilder:
             for lane in self.lanes:          # BLAS: tangent code right after the call
                 rule.forward(ForwardMemoryCall(instruction, builder, self.shadow_of[lane], activity.shadowed,
                                                self.entry_block))
+        elif instruction in self.calls:
+            self.calls[instruction].forward(self.shadow_of, self.tangent_of)
         elif not activity.is_active(instruction):
             return
         elif isinstance(instruction, core.Phi):

@@ -42,6 +42,7 @@ from ..ir.clone import clone_body
 from ..ir.types import I1, I8, I32, I64, PTR, VOID, ArrayType, FunctionType, StructType, Type
 from ..rules.calls import allocation_rule, is_memset, memory_call_rule, transfer_adjoint_function
 from ..rules.registry import scalar_rule
+from .calls import crossing_calls, reverse_calls, without
 from .memory_calls import OperandCopies, active_arrays
 from .recompute import ReverseValues
 from .shadows import check_supported, fill_shadow_phi, make_shadow
@@ -70,6 +71,11 @@ class ReverseSpec:
     private_parameters: int = 2
     """How many leading parameters point at memory no other pointer reaches (numba's
     retptr and excinfo; 1 for the clang adapter's retptr)."""
+    parameter_trees: tuple = ()
+    """(index, type tree) of parameters as a caller sees them (a callee's derivative, ad/calls.py)."""
+    caller_continues: bool = False
+    """The forward sweep returns to a caller that runs on before the reverse sweep (ad/calls.py
+    splits this gradient): what the function allocated is not re-loaded, the caller may write it."""
 
 
 def build_reverse(module: core.Module, primal: core.Function, spec: ReverseSpec, name: str) -> core.Function:
@@ -156,8 +162,9 @@ class _ReverseBuilder:
         every_alloca = [i for b in self.forward_blocks for i in b.instructions if isinstance(i, core.Alloca)]
         allocas = {i for i in every_alloca if holds_floats(i.allocated_type)}
         float_roots = set(self.shadow_of) | allocas
-        self.types = analyze_types(function, parameter_seeds(
-            function, dict(zip(spec.duplicated, spec.duplicated_types)), spec.return_type))
+        self.types = analyze_types(function, {**parameter_seeds(
+            function, dict(zip(spec.duplicated, spec.duplicated_types)), spec.return_type),
+            **{function.arguments[i]: dict(tree) for i, tree in spec.parameter_trees}})
         if not spec.loose_types:
             self.types.check()
         every_allocation = [i for b in self.forward_blocks for i in b.instructions if allocation_rule(i) is not None]
@@ -169,8 +176,12 @@ class _ReverseBuilder:
         self.memory_calls = {i: rule for b in self.forward_blocks for i in b.instructions
                              if (rule := memory_call_rule(i)) is not None
                              and active_arrays(i, rule, self.activity.shadowed)}
+        # Calls to defined functions that stay calls: their derivatives are functions of their own.
+        self.calls = reverse_calls(self.module, crossing_calls(self.forward_blocks, self.activity), self.activity,
+                                   self.types, spec)
         self.tape = Tape.start(self.module, builder)
-        self.allocation_log = AllocationLog(self.module, builder) if every_allocation or self.memory_calls else None
+        self.allocation_log = AllocationLog(self.module, builder) \
+            if every_allocation or self.memory_calls or self.calls else None
         self.status_slot = builder.alloca(I32, "status")
         self.return_slot = builder.alloca(I64, "returned.from")
         self.iteration_slots = {loop: builder.alloca(I64, f"iteration.{loop.header.name}")
@@ -180,7 +191,7 @@ class _ReverseBuilder:
             builder.store(_empty_adjoint(value.type), slot)
             self.adjoint_slot[value] = slot
         builder.br(self.forward_entry)
-        check_supported(self.forward_blocks, self.activity, self.float_arguments, self._error,
+        check_supported(without(self.forward_blocks, self.calls), self.activity, self.float_arguments, self._error,
                         self.primal.name, self._classify_transfer, aggregates=True)
         self.selected_values = self._values_feeding_selects()
         self.original_instructions = {b: list(b.instructions) for b in self.forward_blocks}
@@ -189,7 +200,7 @@ class _ReverseBuilder:
                          if allocation_rule(i) is not None and allocation_rule(i).returns_meminfo}
         overwrites = OverwriteAnalysis(self.forward_blocks, self.original_instructions, spec.distinct_arguments,
                                        frozenset(function.arguments[:spec.private_parameters]),
-                                       frozenset(self.retained))
+                                       frozenset(() if spec.caller_continues else self.retained))
         self.operand_copies = OperandCopies(self.module, self.entry_block, overwrites, self.allocation_log,
                                             spec.minimize_cache)
         self._augment_forward()
@@ -228,7 +239,7 @@ class _ReverseBuilder:
             return pointer in self.activity.shadowed and holds_floats(value.type)
         if isinstance(instruction, core.Call):
             return instruction in self.activity.shadowed or self.transfer_kind.get(instruction) is not None \
-                or instruction in self.memory_calls \
+                or instruction in self.memory_calls or instruction in self.calls \
                 or (is_memset(instruction) and instruction.operands[0] in self.activity.shadowed)
         return False
 
@@ -350,6 +361,8 @@ class _ReverseBuilder:
                         shadow_phis.append((instruction, shadow))
                     if allocation_rule(instruction) is not None:
                         self.allocation_log.record(builder, shadow, allocation_rule(instruction).shadow_release)
+                if instruction in self.calls:
+                    self.calls[instruction].augment(builder, self.shadow_of, self.entry_block, self.allocation_log)
                 if instruction in self.memory_calls:
                     # Inputs the adjoint reads that the kernel may overwrite later: copied before the call.
                     self.operand_copies.save(instruction, self.memory_calls[instruction], self.activity.shadowed)
@@ -564,7 +577,8 @@ class _ReverseBuilder:
                     self._add_adjoint(builder, value, builder.load(value.type, shadow, align=instruction.align))
                 builder.store(_zero_memory(value.type), shadow, instruction.align)
         elif isinstance(instruction, core.Call) and (instruction in activity.shadowed or instruction in self.retained):
-            if instruction in activity.shadowed:
+            if instruction in activity.shadowed and allocation_rule(instruction) is not None:
+                # (A list's reallocation has nothing to undo: its shadow goes with the shadow MemInfo.)
                 allocation_rule(instruction).free_shadow(builder, values.shadow(builder, instruction))
             if instruction in self.retained:
                 release = builder.declare("NRT_MemInfo_release", VOID, [PTR])
@@ -574,6 +588,8 @@ class _ReverseBuilder:
             length = values.value(builder, instruction.operands[2])
             builder.call(instruction.callee, [shadow, constant_int(instruction.operands[1].type, 0), length,
                                               instruction.operands[3]])
+        elif instruction in self.calls:
+            self.calls[instruction].reverse(builder, self.values, self._add_adjoint)
         elif instruction in self.memory_calls:
             self.memory_calls[instruction].reverse(
                 self.operand_copies.context(instruction, builder, values, activity.shadowed))

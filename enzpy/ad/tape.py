@@ -228,15 +228,18 @@ class AllocationLog:
     leaked them. Every entry is a pointer and the function that releases it.
     """
 
-    RELEASES = ("NRT_MemInfo_release", "NRT_MemInfo_call_dtor", "NRT_Free")
-    """Release functions, by the index recorded next to each pointer."""
+    RELEASES = ("NRT_MemInfo_release", "NRT_MemInfo_call_dtor", "NRT_Free", "enzpy.call.discard")
+    """Release functions, by the index recorded next to each pointer (the last one: a
+    callee's frame, ad/calls.py, which the module defines)."""
 
     def __init__(self, module: core.Module, builder: Builder):
         self.tape = Tape.start(module, builder, spare=False)
+        self.recorded: set[str] = set()
 
     def record(self, builder: Builder, pointer: core.Value, release: str) -> None:
         self.tape.push(builder, pointer)
         self.tape.push(builder, constant_int(I64, self.RELEASES.index(release)))
+        self.recorded.add(release)
 
     def release_all(self, function: core.Function, builder: Builder, done: core.Block) -> None:
         """From `builder` on: release every recorded pointer, newest first, then go to `done`."""
@@ -251,6 +254,8 @@ class AllocationLog:
         pointer = self.tape.pop(builder, ty=PTR)
         cases = []
         for index, name in enumerate(self.RELEASES):
+            if name not in self.recorded:
+                continue
             block = function.append_block(f"release.{name}")
             case = Builder(builder.module).at_end(block)
             case.call(case.declare(name, VOID, [PTR]), [pointer])

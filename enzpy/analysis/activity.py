@@ -23,6 +23,7 @@ from ..ir import core
 from ..ir.types import ArrayType, StructType
 from .memory_types import pointer_root
 from ..rules.calls import is_inactive_call
+from ..rules.lists import reallocation_rule
 from ..rules.registry import scalar_rule
 
 
@@ -93,6 +94,8 @@ def _propagate_shadows(instructions, shadowed: set[core.Value], pointer_slots) -
                 gains = any(v in shadowed for v in instruction.operands[1:])
             elif isinstance(instruction, core.Load):
                 gains = instruction.operands[0] in shadowed
+            elif reallocation_rule(instruction) is not None:
+                gains = instruction.operands[0] in shadowed      # a list grows: so does its shadow
             else:
                 gains = False
             if gains:
@@ -108,6 +111,11 @@ def _carries_derivative(instruction: core.Instruction) -> bool:
         return False
     return scalar_rule(instruction) is not None or isinstance(instruction, core.Call) \
         or isinstance(instruction, (core.BinaryOperator, core.UnaryOperator, core.Cast))
+
+
+def _may_store_floats(instruction: core.Instruction, shadowed: set[core.Value]) -> bool:
+    return isinstance(instruction, core.Call) and not is_inactive_call(instruction) \
+        and scalar_rule(instruction) is None and any(o in shadowed for o in instruction.operands)
 
 
 def holds_floats(ty) -> bool:
@@ -154,6 +162,10 @@ def _propagate_useful(instructions, activity: Activity) -> None:
             value, pointer = instruction.operands
             if pointer in activity.shadowed and value in varied:
                 useful.add(value)
+        elif _may_store_floats(instruction, activity.shadowed):
+            # A call given shadowed memory (a callee differentiated across the call,
+            # ad/calls.py) may store there what it computes from its float arguments.
+            useful.update(o for o in instruction.operands if o in varied)
     changed = True
     while changed:
         changed = False

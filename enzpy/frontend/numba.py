@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import warnings
+import weakref
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -23,6 +24,12 @@ from ..errors import FrontendError
 _RAW_ATTRIBUTE = "_enzpy_raw_modules"
 _WRAPPER_PREFIXES = ("_ZN7cpython", "cfunc.")
 _DEFINED = re.compile(r'^define [^@]*@("[^"]+"|[-a-zA-Z$._0-9]+)\(', re.M)
+_UNRESOLVED_PREFIX = ".numba.unresolved$"
+_UNRESOLVED = re.compile(r'^@"?\.numba\.unresolved\$([-a-zA-Z$._0-9]+)"? = external global ptr\s*$', re.M)
+_LIBRARY_DEFINING: "weakref.WeakValueDictionary[str, object]" = weakref.WeakValueDictionary()
+"""Every function numba lowered since the hook was installed -> the library holding it: a
+recursive call reaches its callee through a symbol numba resolves at run time
+(`.numba.unresolved$name`), not through the libraries the caller links."""
 
 
 def install_capture_hook() -> None:
@@ -34,7 +41,10 @@ def install_capture_hook() -> None:
     original = CPUCodeLibrary.add_ir_module
 
     def add_ir_module(self, ir_module):
-        self.__dict__.setdefault(_RAW_ATTRIBUTE, []).append(str(ir_module))
+        text = str(ir_module)
+        self.__dict__.setdefault(_RAW_ATTRIBUTE, []).append(text)
+        for name in _DEFINED.findall(text):
+            _LIBRARY_DEFINING[name.strip('"')] = self
         return original(self, ir_module)
 
     add_ir_module._enzpy_hook = True
@@ -290,10 +300,42 @@ def _libraries_in_link_order(library) -> list:
 
 
 def _link_library(library) -> tuple[llvm.ModuleRef, str]:
-    """Link the kernel's raw modules with those of every library it depends on."""
+    """Link the kernel's raw modules with those of every library it depends on.
+
+    A recursive call goes through `.numba.unresolved$name`, a pointer numba fills
+    in at run time: the library defining `name` is linked too and the pointer
+    becomes a constant holding the function, so that the call reads as a direct
+    one (the pre-AD pipeline folds the load; `driver.to_ir` does without it).
+    """
+    linked, source = _link_libraries(_libraries_in_link_order(library))
+    seen = {id(library)}
+    while True:
+        text = str(linked)
+        defined = {name.strip('"') for name in _DEFINED.findall(text)}
+        missing = [name for name in _UNRESOLVED.findall(text) if name not in defined]
+        found = [_LIBRARY_DEFINING.get(name) for name in missing]
+        found = [lib for lib in found if lib is not None and id(lib) not in seen]
+        if not found:
+            break
+        for other in found:
+            seen.add(id(other))
+            more, more_source = _link_libraries(_libraries_in_link_order(other), keep_external=set(missing))
+            linked.link_in(more)
+            source = more_source if more_source != "raw" else source
+    resolved = _UNRESOLVED.sub(lambda m: f'@"{_UNRESOLVED_PREFIX}{m.group(1)}" = internal constant ptr @{m.group(1)}'
+                               if m.group(1) in defined else m.group(0), text)
+    if resolved != text:
+        linked = llvm.parse_assembly(resolved)
+        linked.verify()
+    return linked, source
+
+
+def _link_libraries(libraries, keep_external: set[str] | None = None) -> tuple[llvm.ModuleRef, str]:
+    """Link `libraries` in order; all but the first are mergeable, and with `keep_external`
+    (the names a recursive call needs) the first too, except those names."""
     source = "raw"
     linked = None
-    for index, current in enumerate(_libraries_in_link_order(library)):
+    for index, current in enumerate(libraries):
         texts = _raw_modules(current)
         if texts is None:
             source = "numba-optimized"
@@ -301,8 +343,8 @@ def _link_library(library) -> tuple[llvm.ModuleRef, str]:
         else:
             modules = [llvm.parse_assembly(text) for text in texts]
         for module in modules:
-            if index > 0:
-                _make_mergeable(module)
+            if index > 0 or keep_external is not None:
+                _make_mergeable(module, keep_external or ())
             if linked is None:
                 linked = module
             else:
@@ -311,10 +353,11 @@ def _link_library(library) -> tuple[llvm.ModuleRef, str]:
     return linked, source
 
 
-def _make_mergeable(module: llvm.ModuleRef) -> None:
+def _make_mergeable(module: llvm.ModuleRef, keep_external=()) -> None:
     """Dependencies may be linked in twice (through two paths): let LLVM merge them."""
     for function in module.functions:
-        if not function.is_declaration and function.linkage == llvm.Linkage.external:
+        if not function.is_declaration and function.linkage == llvm.Linkage.external \
+                and function.name not in keep_external:
             function.linkage = llvm.Linkage.linkonce_odr
 
 

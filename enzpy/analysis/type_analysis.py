@@ -6,7 +6,10 @@ AD must know which loads, stores and copies move floats. As in Enzyme, each
 value gets a *type tree*: a map from a path to a concrete type, where the path
 `()` is the value itself, `(k,)` the memory `k` bytes behind it, `(k, j)` the
 memory `j` bytes behind the pointer stored at offset `k`, and offset `-1`
-means "at every offset" (the elements of an array).
+means "at every offset" (the elements of an array). An offset below -1
+encodes "at every offset from `s` on" (`every_offset_from(s)`, printed
+`[s..]`): the items of a reflected list behind its integer header, learned
+from a variable index into the items that starts past the header.
 
     %data = load ptr, ptr %field     {[]:Pointer, [-1]:Float@double}
 
@@ -28,9 +31,11 @@ from ..ir import core
 from ..ir.types import ArrayType, IntType, PointerType, StructType, Type, VectorType, size_in_bytes, \
     struct_layout
 from ..rules.calls import allocation_rule, is_memory_transfer, memory_call_rule
+from ..rules.lists import MEMINFO_DATA_OFFSET, reallocation_rule
 from ..rules.registry import scalar_rule
 
 ANY_OFFSET = -1
+"""Path key: at every offset (the elements of an array, seen from inside it)."""
 _MAX_DEPTH = 3          # pointer to pointer to pointer: numba needs two levels
 _MAX_OFFSET = 4096      # keeps pointer-increment cycles from growing offsets forever
 
@@ -59,10 +64,35 @@ def float_of(ty: Type) -> Concrete:
     return Concrete("float", ty)
 
 
+def every_offset_from(start: int) -> int:
+    """The path key for "at every offset from `start` on".
+
+    From 0 on is ANY_OFFSET: a pointer to an array's start, whose elements a
+    variable index reaches, is described as "every offset", as Enzyme does.
+    """
+    return ANY_OFFSET if start <= 0 else -(start + 2)
+
+
+def _range_start(key: int) -> int | None:
+    """Where a "from `s` on" key starts; None for a single offset or for ANY_OFFSET."""
+    return -key - 2 if key < ANY_OFFSET else None
+
+
+def _covers(key: int, offset: int) -> bool:
+    """Whether path key `key` describes the byte at `offset` (>= 0)."""
+    start = _range_start(key)
+    return key in (offset, ANY_OFFSET) or (start is not None and offset >= start)
+
+
+def _key_text(key: int) -> str:
+    start = _range_start(key)
+    return str(key) if start is None else f"{start}.."
+
+
 def tree_text(tree: TypeTree) -> str:
     """Enzyme's spelling: `{[]:Pointer, [-1]:Float@double}`, paths sorted."""
     entries = sorted(tree.items(), key=lambda item: (len(item[0]), item[0]))
-    return "{" + ", ".join(f"[{','.join(map(str, p))}]:{c}" for p, c in entries) + "}"
+    return "{" + ", ".join(f"[{','.join(map(_key_text, p))}]:{c}" for p, c in entries) + "}"
 
 
 @dataclass
@@ -161,13 +191,18 @@ class _Propagation:
             return
         current = self.analysis.trees.setdefault(value, {})
         for path, concrete in tree.items():
-            if len(path) > _MAX_DEPTH or any(k > _MAX_OFFSET for k in path):
+            if len(path) > _MAX_DEPTH or any(k > _MAX_OFFSET or k < -_MAX_OFFSET for k in path):
                 continue
             existing = current.get(path)
             if existing is None and path and path[0] != ANY_OFFSET:
-                existing = current.get((ANY_OFFSET,) + path[1:])     # covered by "every offset"
-                if existing == concrete:
+                # Covered by "every offset" or "every offset from s on"?
+                covering = [c for p, c in current.items() if p and p[1:] == path[1:] and p[0] != path[0]
+                            and p[0] < 0 and (path[0] >= 0 and _covers(p[0], path[0])
+                                              or p[0] == ANY_OFFSET
+                                              or path[0] < p[0] < ANY_OFFSET)]
+                if concrete in covering:
                     continue
+                existing = covering[0] if covering else None
             if existing is not None and {existing.kind, concrete.kind} == {"integer", "pointer"}:
                 # Pointer-sized integers (ptrtoint, NRT's fields) carry no derivative: the pointer view wins.
                 if existing.kind == "integer":
@@ -176,10 +211,12 @@ class _Propagation:
                 continue
             if existing is None:
                 current[path] = concrete
-                if path and path[0] == ANY_OFFSET:
-                    for specific in [p for p, c in current.items() if p and p[1:] == path[1:] and p[0] >= 0
-                                     and c == concrete]:
-                        del current[specific]
+                if path and path[0] < 0:
+                    for narrower in [p for p, c in current.items() if p and p[1:] == path[1:] and p != path
+                                     and c == concrete and p[0] != ANY_OFFSET
+                                     and (p[0] >= 0 and _covers(path[0], p[0]) or path[0] == ANY_OFFSET
+                                          or p[0] < path[0])]:
+                        del current[narrower]
                 self.changed = True
             elif existing != concrete and not any(c.value is value and c.path == path
                                                   for c in self.analysis.conflicts):
@@ -258,10 +295,10 @@ class _Propagation:
             # A variable index walks an array of `stride`-byte elements: offsets repeat
             # modulo the stride, and an array of scalars holds the same at every offset.
             self.merge(gep, _modulo(_shift(self.tree(base), offset), stride))
-            self.merge(base, _modulo(_shift(self.tree(gep), -offset), stride))
+            self.merge(base, _indexed_from(self.tree(gep), offset, stride))
         else:
             self.merge(gep, _shift(self.tree(base), offset))
-            self.merge(base, _shift(self.tree(gep), -offset))
+            self.merge(base, _shift(self.tree(gep), -offset, start_from_gep=offset > 0))
 
     def _call(self, call: core.Call) -> None:
         if scalar_rule(call) is not None:
@@ -274,6 +311,11 @@ class _Propagation:
             self.merge(source, _memory_only(self.tree(destination)))
         elif allocation_rule(call) is not None:
             self.merge(call, {(): POINTER})
+        elif reallocation_rule(call) is not None:
+            # The new data pointer is the one the MemInfo keeps (and numba re-loads from it).
+            meminfo = call.operands[0]
+            self.merge(call, _behind(self.tree(meminfo), MEMINFO_DATA_OFFSET))
+            self.merge(meminfo, _placed(self.tree(call), MEMINFO_DATA_OFFSET))
         elif (rule := memory_call_rule(call)) is not None:
             # BLAS reads and writes floats of its kind through its array and scalar operands.
             floats = [(a.position, a.float_type) for a in rule.arrays(call)] + rule.scalars(call)
@@ -321,14 +363,21 @@ def aggregate_offset(ty: Type, indices) -> int:
     return offset
 
 
-def _shift(tree: TypeTree, by: int) -> TypeTree:
-    """The tree of `pointer + by` from that of `pointer` (memory entries only; the pointer itself stays)."""
+def _shift(tree: TypeTree, by: int, start_from_gep: bool = False) -> TypeTree:
+    """The tree of `pointer + by` from that of `pointer` (memory entries only; the pointer itself stays).
+
+    `start_from_gep`: `pointer` is a GEP `-by` bytes past the pointer wanted,
+    so what it holds "at every offset" starts there (a list's items past its
+    header), not before.
+    """
     shifted: TypeTree = {}
     for path, concrete in tree.items():
         if not path:
             shifted[path] = concrete
         elif path[0] == ANY_OFFSET:
-            shifted[path] = concrete
+            shifted[(every_offset_from(-by) if start_from_gep else ANY_OFFSET,) + path[1:]] = concrete
+        elif (start := _range_start(path[0])) is not None:
+            shifted[(every_offset_from(start - by) if start - by >= 0 else ANY_OFFSET,) + path[1:]] = concrete
         elif path[0] - by >= 0:
             shifted[(path[0] - by,) + path[1:]] = concrete
     return shifted
@@ -336,17 +385,41 @@ def _shift(tree: TypeTree, by: int) -> TypeTree:
 
 def _modulo(tree: TypeTree, stride: int) -> TypeTree:
     def offset(k: int) -> int:
-        if k == ANY_OFFSET or stride <= 8:
+        if k < 0 or stride <= 8:
             return ANY_OFFSET
         return k % stride
     return {(offset(p[0]),) + p[1:] if p else p: c for p, c in tree.items()}
+
+
+def _indexed_from(tree: TypeTree, offset: int, stride: int) -> TypeTree:
+    """The base's tree from that of `base + offset + i * stride` (i >= 0: numba indexes from the start).
+
+    Structs (stride > 8) repeat their fields modulo the stride. Scalars fill
+    every offset from where the indexing starts: a list's items start past
+    its header, and saying "every offset" would paint the header float too.
+    """
+    result: TypeTree = {}
+    for path, concrete in tree.items():
+        if not path:
+            result[path] = concrete
+            continue
+        key = path[0]
+        start = _range_start(key)
+        first = offset + (start if start is not None else 0 if key == ANY_OFFSET else key)
+        if stride > 8 and key >= 0:
+            result[((key + offset) % stride,) + path[1:]] = concrete
+        elif stride > 8 or first < 0:
+            result[(ANY_OFFSET,) + path[1:]] = concrete
+        else:
+            result[(every_offset_from(first),) + path[1:]] = concrete
+    return result
 
 
 def _behind(tree: TypeTree, offset: int) -> TypeTree:
     """What a load at `offset` gets: the subtree at that offset (or at every offset)."""
     result: TypeTree = {}
     for path, concrete in tree.items():
-        if path and path[0] in (offset, ANY_OFFSET):
+        if path and _covers(path[0], offset):
             result.setdefault(path[1:], concrete)
     return result
 
@@ -367,7 +440,7 @@ def _field_placed(tree: TypeTree, offset: int, field_type: Type) -> TypeTree:
     field's own fields (at byte offsets, as memory is) move by `offset`, one level, not nested."""
     if not field_type.is_aggregate:
         return _placed(tree, offset)
-    return {(offset + p[0],) + p[1:]: c for p, c in tree.items() if p and p[0] != ANY_OFFSET}
+    return {(offset + p[0],) + p[1:]: c for p, c in tree.items() if p and p[0] >= 0}
 
 
 def _field_behind(tree: TypeTree, offset: int, field_type: Type) -> TypeTree:

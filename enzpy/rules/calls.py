@@ -70,6 +70,12 @@ _ALLOCATION_RULES = {name: AllocationRule(name, returns_meminfo=True) for name i
 _ALLOCATION_RULES["NRT_Allocate"] = AllocationRule("NRT_Allocate", returns_meminfo=False)
 
 
+def register_allocation_rule(rule: AllocationRule) -> AllocationRule:
+    """Add an allocator (lists.py registers numba's resizable buffers)."""
+    _ALLOCATION_RULES[rule.name] = rule
+    return rule
+
+
 def allocation_rule(call: core.Instruction) -> AllocationRule | None:
     if not isinstance(call, core.Call):
         return None

@@ -9,8 +9,12 @@ forward sweep: sizes and pointers come from `ReverseValues` (recomputed,
 re-loaded or taped like any forward value), and an input array the adjoint
 reads is re-read from the primal memory when nothing writes it after the
 call (OverwriteAnalysis), or else copied before the call into a buffer the
-reverse code frees after its last use (`OperandCopies`). A kernel that raises
-frees the copies through the allocation log, as it frees shadows.
+reverse code frees after its last use (`OperandCopies`); a result the adjoint
+reads (`results_needed`: LAPACK's factors) likewise, copied right after the
+call. A kernel that raises frees the copies through the allocation log, as it
+frees shadows. In forward mode an input the call overwrites (LAPACK works in
+place) is copied before the call when the tangent code asks for it, and freed
+when the rule says it is `done`.
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ def check_memory_call(call: core.Call, rule: MemoryCallRule, shadowed: set[core.
     if any(a.reads and a.position in active for a in arrays):
         for a in arrays:
             pointer = call.operands[a.position]
+            if a.float_type is None:
+                continue                              # integers (pivots) carry no derivative
             if a.writes and pointer not in shadowed and not isinstance(pointer_root(pointer), core.Argument):
                 raise error(call, f"'{call.callee.name}' writes a differentiable result into memory enzpy "
                             "cannot track (no shadow)")
@@ -72,12 +78,31 @@ class ForwardMemoryCall(MemoryCallContext):
         self.call, self.builder = call, builder
         self.shadow_of, self.shadowed, self.entry_block = shadow_of, shadowed, entry_block
         self.scalar_types = dict(_rule(call).scalars(call))
+        self.arrays = {a.position: a for a in _rule(call).arrays(call)}
+        self.copies: dict[int, core.Value] = {}
+        """Inputs the call overwrites, copied before it for the tangent code."""
 
     def value(self, position):
         return self.call.operands[position]
 
     def contents(self, position):
+        array = self.arrays.get(position)
+        if array is None or not array.writes:
+            return self.call.operands[position]      # right after the call: as the call read it
+        if position not in self.copies:              # overwritten in place (LAPACK): copied before the call
+            before = Builder(self.builder.module).before_instruction(self.call)
+            before.location = self.call.location
+            self.copies[position] = _copy(before, self.call.operands[position], array)
+        return self.copies[position]
+
+    def result(self, position):
         return self.call.operands[position]
+
+    def done(self):
+        free = self.builder.declare("NRT_Free", VOID, [PTR])
+        for buffer in self.copies.values():
+            self.builder.call(free, [buffer])
+        self.copies = {}
 
     def shadow(self, position):
         pointer = self.call.operands[position]
@@ -106,6 +131,8 @@ class OperandCopies:
         """(call, operand position) -> the buffer the forward sweep copied the operand into."""
         self.scalars: dict[tuple[core.Call, int], core.Value] = {}
         """(call, operand position) -> the constant, or the forward sweep's load of it."""
+        self.results: dict[tuple[core.Call, int], core.Value] = {}
+        """(call, operand position) -> the buffer the forward sweep copied a result into."""
 
     def save(self, call: core.Call, rule: MemoryCallRule, shadowed: set[core.Value]) -> None:
         """Forward sweep, before `call`: copy the inputs the adjoint reads that may change later."""
@@ -123,18 +150,28 @@ class OperandCopies:
             if region in made:                       # np.dot(y, y): one copy serves both operands
                 self.copies[(call, position)] = made[region]
                 continue
-            bytes_ = _extent_bytes(builder, array.rows, array.columns, array.leading, array.float_type)
-            buffer = builder.call(builder.declare("NRT_Allocate", PTR, [I64]), [bytes_], name="blas.copy")
-            memcpy = builder.declare("llvm.memcpy.p0.p0.i64", VOID, [PTR, PTR, I64, I1])
-            builder.call(memcpy, [buffer, pointer, bytes_, constant_int(I1, 0)])
-            if self.allocation_log is not None:
-                self.allocation_log.record(builder, buffer, "NRT_Free")
-            self.copies[(call, position)] = made[region] = buffer
+            self.copies[(call, position)] = made[region] = self._logged_copy(builder, pointer, array)
+        results = rule.results_needed(call, active_arrays(call, rule, shadowed))
+        if results:
+            after = Builder(self.module).before_instruction(call.parent.instructions[
+                call.parent.instructions.index(call) + 1])
+            after.location = call.location
+            for position in sorted(results):
+                pointer = call.operands[position]
+                if self.minimize and self.overwrites.unchanged_after(call, pointer, through_merges=True):
+                    continue                         # the reverse sweep re-reads what the call left
+                self.results[(call, position)] = self._logged_copy(after, pointer, arrays[position])
         for position, ty in rule.scalars(call):
             pointer = call.operands[position]
             constant = stored_constant(call, pointer)
             self.scalars[(call, position)] = constant if constant is not None else \
                 builder.load(ty, pointer, f"blas.scalar.{position}")
+
+    def _logged_copy(self, builder: Builder, pointer: core.Value, array) -> core.Value:
+        buffer = _copy(builder, pointer, array)
+        if self.allocation_log is not None:
+            self.allocation_log.record(builder, buffer, "NRT_Free")
+        return buffer
 
     def context(self, call: core.Call, builder: Builder, values: ReverseValues,
                 shadowed: set[core.Value]) -> "ReverseMemoryCall":
@@ -143,7 +180,8 @@ class OperandCopies:
     def release(self, call: core.Call, builder: Builder, values: ReverseValues) -> None:
         """After the call's adjoint code: free its copies."""
         free = builder.declare("NRT_Free", VOID, [PTR])
-        buffers = {id(b): b for (copied, _), b in self.copies.items() if copied is call}
+        buffers = {id(b): b for copies in (self.copies, self.results)
+                   for (copied, _), b in copies.items() if copied is call}
         for buffer in buffers.values():
             builder.call(free, [values.value(builder, buffer)])
 
@@ -169,6 +207,16 @@ class ReverseMemoryCall(MemoryCallContext):
                                        "was made for the reverse sweep")
         return self.value(position)
 
+    def result(self, position):
+        buffer = self.copies.results.get((self.call, position))
+        if buffer is not None:
+            return self.values.value(self.builder, buffer)
+        if not self.copies.minimize or not self.copies.overwrites.unchanged_after(
+                self.call, self.call.operands[position], through_merges=True):
+            raise DifferentiationError(f"internal: no copy of result {position} of '{self.call.callee.name}' "
+                                       "was made for the reverse sweep")
+        return self.value(position)
+
     def shadow(self, position):
         pointer = self.call.operands[position]
         return self.values.shadow(self.builder, pointer) if pointer in self.shadowed else None
@@ -184,6 +232,17 @@ class ReverseMemoryCall(MemoryCallContext):
 
     def slot(self, ty):
         return _entry_slot(self.builder.module, self.copies.entry_block, ty)
+
+
+def _copy(builder: Builder, pointer: core.Value, array) -> core.Value:
+    """A fresh buffer (NRT_Allocate) holding the block `array` describes at `pointer`."""
+    extents = [extent(builder) if callable(extent) else extent for extent in (array.rows, array.columns,
+                                                                               array.leading)]
+    bytes_ = _extent_bytes(builder, *extents, array.element)
+    buffer = builder.call(builder.declare("NRT_Allocate", PTR, [I64]), [bytes_], name="blas.copy")
+    memcpy = builder.declare("llvm.memcpy.p0.p0.i64", VOID, [PTR, PTR, I64, I1])
+    builder.call(memcpy, [buffer, pointer, bytes_, constant_int(I1, 0)])
+    return buffer
 
 
 def _extent_bytes(builder: Builder, rows, columns, leading, float_type: Type) -> core.Value:

@@ -2,10 +2,10 @@
 
 `registry` holds the machinery (`@partials`, `scalar_rule`, `missing_rule_error`);
 `arithmetic`, `math` and `special` state the partials, one function per operation;
-`blas` registers the rules of calls with memory effects (`calls.memory_call_rule`);
+`blas` and `lapack` register the rules of calls with memory effects (`calls.memory_call_rule`);
 `lists` the allocators and reallocation of numba's resizable buffers (reflected lists).
 """
 
-from . import arithmetic, blas, lists, math, special  # noqa: F401  (registers the rules)
+from . import arithmetic, blas, lapack, lists, math, special  # noqa: F401  (registers the rules)
 from .registry import (ScalarRule, choices, missing_rule_error, partials, registered_rules, rule_key,  # noqa: F401
                        scalar_rule)

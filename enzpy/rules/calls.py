@@ -7,6 +7,7 @@ what happens to the *other* calls a kernel makes. Mode dispatch stays in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..frontend.numba import MEMINFO_DATA_OFFSET, NRT_ALLOCATORS
@@ -133,18 +134,29 @@ def transfer_adjoint_function(module: core.Module, kind: str) -> core.Function:
 @dataclass(frozen=True)
 class ArrayOperand:
     """A pointer operand of a memory call: a column-major block of `rows` x `columns`
-    elements of `float_type`, columns `leading` elements apart (a vector: one column)."""
+    elements of `float_type`, columns `leading` elements apart (a vector: one column).
+
+    An extent is one of the call's operands, or, where the call takes none that
+    says it (LAPACK's min(m, n) singular values), a function that computes it
+    with a Builder where a copy of the block is made."""
 
     position: int
     """Index of the pointer among the call's operands."""
-    rows: core.Value
-    columns: core.Value
-    leading: core.Value
-    float_type: Type
+    rows: "core.Value | Callable[[Builder], core.Value]"
+    columns: "core.Value | Callable[[Builder], core.Value]"
+    leading: "core.Value | Callable[[Builder], core.Value]"
+    float_type: Type | None
+    """None for an integer block (LAPACK's pivots): it carries no derivative and has no shadow."""
     reads: bool = True
     """The call reads the block (its inputs; the output of `y = alpha A x + beta y` too)."""
     writes: bool = False
     """The call writes the block (its outputs)."""
+    element_type: Type | None = None
+    """The element type of an integer block (float_type None), for copying it."""
+
+    @property
+    def element(self) -> Type:
+        return self.float_type or self.element_type
 
 
 class MemoryCallRule:
@@ -185,6 +197,11 @@ class MemoryCallRule:
         of the array operands that carry derivatives."""
         raise NotImplementedError
 
+    def results_needed(self, call: core.Call, active: set[int]) -> set[int]:
+        """Positions of written arrays whose contents *after* the call the adjoint reads
+        (LAPACK's factors: reading them back is cheaper than factoring again)."""
+        return set()
+
     def forward(self, context: "MemoryCallContext") -> None:
         """Tangent code, right after the call: the outputs' shadows from the inputs'."""
         raise NotImplementedError
@@ -210,6 +227,15 @@ class MemoryCallContext:
     def contents(self, position: int) -> core.Value:
         """A pointer to input array `position` with the contents the call read."""
         raise NotImplementedError
+
+    def result(self, position: int) -> core.Value:
+        """A pointer to written array `position` with the contents the call left there
+        (only for positions `results_needed` names)."""
+        raise NotImplementedError
+
+    def done(self) -> None:
+        """The rule's code is complete: free what the context made for it (forward mode's
+        copies of inputs the call overwrites; reverse mode's copies are the driver's)."""
 
     def shadow(self, position: int) -> core.Value | None:
         """The shadow of array operand `position`, or None where it carries no derivative."""

@@ -12,9 +12,10 @@ writes in LLVM IR, `nrtdynmod.py`). Every one of them is classified here:
   state, strings, exceptions, reference counts, frees). `rules.calls.is_inactive_call`
   skips these calls, so their pointer operands never make anything active.
 - rule: has a differentiation rule elsewhere (math.py / special.py / arithmetic.py
-  under the name kernels call, the allocators in calls.py, BLAS in blas.py).
-- needs a rule: differentiable, but enzpy has no rule yet (LAPACK); a call
-  that touches a derivative is refused naming the numpy function.
+  under the name kernels call, the allocators in calls.py, BLAS in blas.py,
+  LAPACK in lapack.py).
+- needs a rule: differentiable, but enzpy has no rule yet (np.linalg.eig, qr); a
+  call that touches a derivative is refused naming the numpy function.
 - unsupported: the derivative would go where enzpy cannot follow it (typed
   containers, Python objects, complex numbers behind pointers).
 
@@ -175,7 +176,7 @@ for _name in ("test_set", "set_new", "set_new_sized", "set_set_method_table", "s
               "set_contains", "set_discard", "set_iter_sizeof", "set_iter", "set_dump"):
     _add(f"numba_{_name}", INACTIVE, "typed-set bookkeeping or membership (a bool result): moves no key out")
 
-# -- _lapack.c: BLAS (rules in rules/blas.py) and LAPACK (no rules yet) -------------------------
+# -- _lapack.c: BLAS (rules in rules/blas.py) and LAPACK (rules in rules/lapack.py) -------------
 
 BLAS_OPERATIONS = {
     "numba_xxdot": "np.dot / np.vdot / @ of two vectors",
@@ -201,16 +202,22 @@ LAPACK_OPERATIONS = {
     "numba_ez_gelsd": "np.linalg.lstsq",
     "numba_xgesv": "np.linalg.solve",
 }
-_LAPACK_ROUTINES = {"numba_xxgetrf": "getrf (LU)", "numba_ez_xxgetri": "getri (inverse from LU)",
-                    "numba_xxpotrf": "potrf (Cholesky)", "numba_ez_rgeev": "geev (real eigenproblem)",
-                    "numba_ez_cgeev": "geev (complex eigenproblem)",
-                    "numba_ez_xxxevd": "syevd / heevd (symmetric eigenproblem)",
-                    "numba_ez_gesdd": "gesdd (SVD)", "numba_ez_geqrf": "geqrf (QR)",
-                    "numba_ez_xxgqr": "orgqr / ungqr (Q of QR)", "numba_ez_gelsd": "gelsd (least squares)",
-                    "numba_xgesv": "gesv (linear solve)"}
-for _name, _operation in LAPACK_OPERATIONS.items():
-    _add(_name, NEEDS_RULE, f"LAPACK {_LAPACK_ROUTINES[_name]}: overwrites its array operands in place; "
-         "no differentiation rule yet", _operation)
+_LAPACK_RULES = {"numba_xgesv": "gesv (linear solve)", "numba_xxgetrf": "getrf (LU)",
+                 "numba_ez_xxgetri": "getri (inverse from LU)", "numba_xxpotrf": "potrf (Cholesky)",
+                 "numba_ez_xxxevd": "syevd (symmetric eigenproblem; distinct eigenvalues)",
+                 "numba_ez_gesdd": "gesdd (SVD; distinct singular values)",
+                 "numba_ez_gelsd": "gelsd (least squares; full rank)"}
+for _name, _routine in _LAPACK_RULES.items():
+    _add(_name, RULE, f"LAPACK {_routine}: a memory-call rule in rules/lapack.py (real kinds; complex "
+         "refused by name)", LAPACK_OPERATIONS[_name])
+_add("numba_ez_rgeev", NEEDS_RULE, "LAPACK geev (nonsymmetric eigenproblem): complex eigenvalues and "
+     "eigenvectors of a real matrix; no differentiation rule yet (np.linalg.eigh has one, for symmetric "
+     "matrices)", LAPACK_OPERATIONS["numba_ez_rgeev"])
+_add("numba_ez_cgeev", UNSUPPORTED, "LAPACK geev of a complex matrix: complex arithmetic is not differentiated",
+     LAPACK_OPERATIONS["numba_ez_cgeev"])
+for _name, _routine in (("numba_ez_geqrf", "geqrf (QR factorization)"), ("numba_ez_xxgqr", "orgqr (Q of QR)")):
+    _add(_name, NEEDS_RULE, f"LAPACK {_routine}: overwrites its array operands in place; no differentiation "
+         "rule yet", LAPACK_OPERATIONS[_name])
 
 # -- the NRT ------------------------------------------------------------------------------------
 

@@ -161,7 +161,14 @@ def output_form(differentiable, layout: ResultLayout, arity: int):
             subscript = ", ".join(indices) if indices else "()"
             lines.append(f"    {'    ' * leaf.ndim}output{j}[{subscript}] = leaf{j}[{subscript}]")
     namespace = {"kernel": differentiable.dispatcher}
-    exec("\n".join(lines), namespace)                   # noqa: S102  (generated from the layout only)
+    # Compiled as if written at the kernel's `def` line of the kernel's file: when an error
+    # is located, the kernel's inlined instructions keep their own lines in that file, and
+    # the form's own copy loops point at the kernel.
+    code = getattr(getattr(differentiable.dispatcher, "py_func", None), "__code__", None)
+    filename, first_line = (code.co_filename, code.co_firstlineno) if code is not None else ("<enzpy>", 1)
+    source = "\n" * (first_line - 1) + "\n".join(lines)
+    exec(compile(source, filename, "exec"), namespace)  # noqa: S102  (generated from the layout only)
+    namespace["enzpy_outputs"].enzpy_calls_the_kernel = True   # see frontend.numba.recapture_with_debug_info
     form = Differentiable(njit(namespace["enzpy_outputs"]), optimize=differentiable.optimize,
                           cache_minimization=differentiable.cache_minimization,
                           loose_types=differentiable.loose_types)

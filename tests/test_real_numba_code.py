@@ -40,12 +40,14 @@ def test_helpers_with_a_rule_have_one_and_the_others_have_none():
     from enzpy.ir import core
     from enzpy.ir.types import I32, FunctionType
     from enzpy.rules.calls import allocation_rule, memory_call_rule
+    from enzpy.rules.lists import reallocation_rule
     from enzpy.rules.registry import scalar_rule
 
     # Names only: a rule is looked up by the callee's name.
     for helper in numba_helpers.HELPERS.values():
         call = core.Call(type=I32, opcode="call", callee=core.Function(helper.name, FunctionType(I32, ())))
-        has_rule = any(rule is not None for rule in (scalar_rule(call), allocation_rule(call), memory_call_rule(call)))
+        has_rule = any(rule is not None for rule in (scalar_rule(call), allocation_rule(call), memory_call_rule(call),
+                                                     reallocation_rule(call)))
         if helper.classification == numba_helpers.NEEDS_RULE:
             assert not has_rule, f"{helper.name} has a rule now: classify it as {numba_helpers.RULE!r}"
         elif helper.classification == numba_helpers.RULE and helper.name.startswith(("numba_xx", "NRT_")) \

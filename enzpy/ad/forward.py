@@ -43,7 +43,7 @@ from ..rules.registry import scalar_rule
 from ..analysis.loops import reverse_post_order
 from .calls import crossing_calls, tangent_calls, without
 from .memory_calls import ForwardMemoryCall
-from .shadows import check_supported, fill_shadow_phi, make_shadow, zero_of
+from .shadows import check_supported, fill_shadow_phi, make_shadow, stores_zero_bits, zero_of
 
 # numba's reference counting and freeing: the shadow of an allocation follows
 # every one of these calls on its primal, so it is freed when the primal is.
@@ -137,6 +137,7 @@ class _ForwardBuilder:
             **parameter_seeds(function, dict(zip(spec.duplicated, spec.duplicated_types)), spec.return_type),
             **{function.arguments[i]: dict(tree) for i, tree in spec.parameter_trees}})
         types.check()
+        self.types = types
         every_allocation = [i for b in self.blocks for i in b.instructions if allocation_rule(i) is not None]
         allocations = {a for a in every_allocation if types.points_at_floats(a)}
         self.activity: Activity = analyze(function, float_roots | allocations, set(active_arguments),
@@ -175,8 +176,12 @@ class _ForwardBuilder:
                     pointer, writes_bits = instruction.operands[0], True
                 else:
                     continue
-                if not writes_bits or pointer not in shadowed:
+                if not writes_bits or pointer not in shadowed or isinstance(instruction, core.Store) \
+                        and stores_zero_bits(instruction):
                     continue
+                held = self.types.held_at(pointer)
+                if held is not None and held.kind != "float":
+                    continue                       # a list's integer header, next to its float items
                 root = pointer_root(pointer)
                 if root not in float_memory:
                     float_memory[root] = memory_float_type(self.function, root, self.declared_types)
@@ -285,6 +290,11 @@ class _ForwardBuilder:
                 builder.store(self._tangent_or_zero(lane, value, value.type), shadow, instruction.align)
             elif value in self.activity.shadowed:
                 builder.store(self.shadow_of[lane][value], shadow, instruction.align)
+            elif stores_zero_bits(instruction) and getattr(self.types.held_at(pointer), "kind", None) == "float" \
+                    or holds_pointers(value.type) and isinstance(value, (core.ZeroInitializer, core.ConstantNull)):
+                # A cleared slot (numba zeroes a variable's slot before reuse): the shadow slot too,
+                # or a stale shadow pointer left in it would be released a second time.
+                builder.store(value, shadow, instruction.align)
             elif holds_floats(value.type) and not holds_pointers(value.type):
                 # An aggregate of floats that carries no derivative (check_supported refuses the others).
                 builder.store(core.ZeroInitializer(value.type), shadow, instruction.align)

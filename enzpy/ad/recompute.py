@@ -28,12 +28,14 @@ import copy
 from collections import Counter
 from dataclasses import dataclass
 
+from ..analysis.lists import list_meminfos, points_into_list
 from ..analysis.loops import Loop, LoopInfo
 from ..analysis.overwrites import OverwriteAnalysis
 from ..analysis.type_analysis import gep_byte_offset
 from ..ir import core
 from ..ir.builder import Builder, constant_int
 from ..ir.types import I8, I64, ArrayType, IntType, PointerType, StructType
+from ..errors import DifferentiationError
 from ..rules.calls import allocation_rule
 from ..rules.registry import scalar_rule
 from .tape import Tape
@@ -85,6 +87,7 @@ class ReverseValues:
         self.counter_loop = {phi: loop for loop, phi in counters.items()}
         self.iteration_slots, self.overwrites = iteration_slots, overwrites
         self.inductions = self._find_inductions(counters)
+        self.list_meminfos = list_meminfos([i for block in overwrites.instructions.values() for i in block])
         self.exit_counts = self._find_exit_counts()
         self.decisions: list[Decision] = []
         self.entry_block = entry_block
@@ -128,6 +131,8 @@ class ReverseValues:
 
     def _choose(self, value: core.Value, shadow: bool) -> tuple[int, str]:
         target = self._shadow_target(value) if shadow else value
+        if isinstance(value, core.Instruction) and points_into_list(value, self.list_meminfos):
+            return self._choose_list_pointer(value, shadow)      # even one made once may dangle
         if self._available(target):
             return 0, "available"
         if not self.minimize:
@@ -158,6 +163,27 @@ class ReverseValues:
                 options.append((self._plan(value.operands[0], shadow)[0], 1, "reload"))
         cost, _, source = min(options)
         return cost, source
+
+    def _choose_list_pointer(self, value: core.Instruction, shadow: bool) -> tuple[int, str]:
+        """A pointer into a reflected list's buffer: never kept, always derived anew.
+
+        Appending may reallocate the buffer (and its shadow) after the forward
+        sweep made the pointer, so a taped one may point into freed memory.
+        The MemInfo always holds the current buffer, with the same contents
+        at the same offsets: re-load the data pointer from it and recompute
+        what was derived from that.
+        """
+        options = []
+        if isinstance(value, core.Load):
+            options.append((self._plan(value.operands[0], shadow)[0], "reload"))
+        elif self._same_iteration(value) and (operands := self._recompute_operands(value, shadow)) is not None:
+            options.append((sum(self._plan(v, s)[0] for v, s in operands), "recompute"))
+        if not options:
+            raise DifferentiationError(
+                f"the reverse sweep needs {'the shadow of ' if shadow else ''}%{value.name}, a pointer into a "
+                f"list's buffer, and cannot derive it again (the buffer moves when the list grows)"
+                + (f"; Python source {value.location}" if value.location is not None else ""))
+        return min(options)
 
     def _taped_leaves(self, operands) -> list[core.Value]:
         """The values a recomputation from `operands` takes from the tape (through recomputed ones)."""

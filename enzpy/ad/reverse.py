@@ -45,7 +45,7 @@ from ..rules.registry import scalar_rule
 from .calls import crossing_calls, reverse_calls, without
 from .memory_calls import OperandCopies, active_arrays
 from .recompute import ReverseValues
-from .shadows import check_supported, fill_shadow_phi, make_shadow
+from .shadows import check_supported, fill_shadow_phi, make_shadow, stores_zero_bits
 from .tape import AllocationLog, Tape
 
 
@@ -576,6 +576,9 @@ class _ReverseBuilder:
                 if activity.is_active(value):
                     self._add_adjoint(builder, value, builder.load(value.type, shadow, align=instruction.align))
                 builder.store(_zero_memory(value.type), shadow, instruction.align)
+            elif pointer in activity.shadowed and stores_zero_bits(instruction) \
+                    and getattr(self.types.held_at(pointer), "kind", None) == "float":
+                builder.store(value, values.shadow(builder, pointer), instruction.align)
         elif isinstance(instruction, core.Call) and (instruction in activity.shadowed or instruction in self.retained):
             if instruction in activity.shadowed and allocation_rule(instruction) is not None:
                 # (A list's reallocation has nothing to undo: its shadow goes with the shadow MemInfo.)

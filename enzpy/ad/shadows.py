@@ -80,6 +80,17 @@ def make_shadow(builder: Builder, instruction: core.Instruction, shadow_of: dict
     return shadow
 
 
+def stores_zero_bits(store: core.Store) -> bool:
+    """An integer zero stored over floats (numba's list pop clears the slot it empties so).
+
+    It writes +0.0: the shadow gets zero as well (no tangent; the adjoint of
+    what the slot held before dies there).
+    """
+    value = store.operands[0]
+    return (isinstance(value, core.ConstantInt) and value.value == 0
+            or isinstance(value, core.ZeroInitializer)) and not holds_pointers(value.type)
+
+
 def fill_shadow_phi(phi: core.Phi, shadow: core.Phi, shadow_of: dict[core.Value, core.Value],
                     error: ErrorFactory) -> None:
     """Give the shadow of `phi` the shadows of its incoming values."""

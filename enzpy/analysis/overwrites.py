@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from ..ir import core
 from ..rules.calls import allocation_rule, is_memory_transfer, is_memset, written_operands
+from ..rules.lists import reallocation_rule
 from ..rules.registry import scalar_rule
 from .loops import reachable_blocks
 from .memory_types import pointer_root
@@ -100,6 +101,8 @@ def _written_roots(instruction: core.Instruction) -> list[object]:
         return [_root(instruction.operands[0])]
     if (outputs := written_operands(instruction)) is not None:
         return [_root(pointer) for pointer in outputs]       # BLAS: only its outputs
+    if reallocation_rule(instruction) is not None:
+        return [_root(instruction.operands[0])]    # a list shrinking loses its tail
     if scalar_rule(instruction) is not None or allocation_rule(instruction) is not None:
         return []                          # math functions; fresh memory
     if not any(operand.type.is_pointer for operand in instruction.operands):

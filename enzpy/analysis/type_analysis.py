@@ -36,7 +36,7 @@ from ..rules.registry import scalar_rule
 
 ANY_OFFSET = -1
 """Path key: at every offset (the elements of an array, seen from inside it)."""
-_MAX_DEPTH = 3          # pointer to pointer to pointer: numba needs two levels
+_MAX_DEPTH = 4          # slot -> MemInfo -> list payload -> item data: a list of arrays in a stack slot
 _MAX_OFFSET = 4096      # keeps pointer-increment cycles from growing offsets forever
 
 
@@ -127,6 +127,10 @@ class TypeAnalysis:
             raise DifferentiationError(f"memory behind {_describe(pointer)} holds several float types "
                                        f"({', '.join(sorted(map(str, found)))}) (function @{self.function.name})")
         return found.pop() if found else None
+
+    def held_at(self, pointer: core.Value) -> Concrete | None:
+        """What the memory `pointer` points at holds (offset 0), if the analysis knows."""
+        return _behind(self.tree(pointer), 0).get(())
 
     def points_at_floats(self, pointer: core.Value) -> bool:
         """Whether floats are found anywhere behind `pointer` (directly, or through stored pointers)."""
@@ -294,8 +298,13 @@ class _Propagation:
         if stride:
             # A variable index walks an array of `stride`-byte elements: offsets repeat
             # modulo the stride, and an array of scalars holds the same at every offset.
-            self.merge(gep, _modulo(_shift(self.tree(base), offset), stride))
-            self.merge(base, _indexed_from(self.tree(gep), offset, stride))
+            # A small stride over memory holding several kinds (a byte offset into a list
+            # of array structs: numba's memset of a grown list) says nothing: spreading
+            # each kind to every offset would only make them collide.
+            if stride > 8 or _uniform(self.tree(base)):
+                self.merge(gep, _modulo(_shift(self.tree(base), offset), stride))
+            if stride > 8 or _uniform(self.tree(gep)):
+                self.merge(base, _indexed_from(self.tree(gep), offset, stride))
         else:
             self.merge(gep, _shift(self.tree(base), offset))
             self.merge(base, _shift(self.tree(gep), -offset, start_from_gep=offset > 0))
@@ -345,9 +354,21 @@ def gep_byte_offset(gep: core.GetElementPtr) -> tuple[int | None, int]:
         elif stride:
             return None, 0
         else:
-            stride = size
+            stride = size * _index_scale(index)
         ty = element
     return offset, stride
+
+
+def _index_scale(index: core.Value) -> int:
+    """The constant a variable index is a multiple of (`i * 56`, `i << 3`): byte offsets into
+    arrays of structs (LLVM rewrites `gep {...}, p, i` as `gep i8, p, i * 56`)."""
+    if isinstance(index, core.BinaryOperator) and isinstance(index.operands[1], core.ConstantInt):
+        constant = index.operands[1].value
+        if index.opcode == "mul" and constant > 0:
+            return constant
+        if index.opcode == "shl" and 0 <= constant < 16:
+            return 1 << constant
+    return 1
 
 
 def aggregate_offset(ty: Type, indices) -> int:
@@ -389,6 +410,11 @@ def _modulo(tree: TypeTree, stride: int) -> TypeTree:
             return ANY_OFFSET
         return k % stride
     return {(offset(p[0]),) + p[1:] if p else p: c for p, c in tree.items()}
+
+
+def _uniform(tree: TypeTree) -> bool:
+    """Whether the memory a tree describes holds one kind of thing at every place it knows."""
+    return len({c for p, c in tree.items() if len(p) == 1}) <= 1
 
 
 def _indexed_from(tree: TypeTree, offset: int, stride: int) -> TypeTree:

@@ -243,6 +243,33 @@ def _fresh_copy(dispatcher, **options):
     return numba.njit(**{**kept, **options})(dispatcher.py_func)
 
 
+def _with_debuggable_callees(function):
+    """`function` with the njit functions it calls by global name compiled with debug info and
+    inlined by numba itself, so that their instructions keep their own source lines.
+
+    An output form (results.py) calls the user's kernel: without this, every
+    instruction of the kernel would carry the generated form's call line.
+    (Debug info alone would make numba mark the callee `noinline`.)
+    """
+    import types
+
+    import numba
+    from numba.core.registry import CPUDispatcher
+
+    if not getattr(function, "enzpy_calls_the_kernel", False):
+        return function                      # other kernels' callees: as numba compiles them
+    replaced = {name: function.__globals__[name] for name in function.__code__.co_names
+                if isinstance(function.__globals__.get(name), CPUDispatcher)}
+    if not replaced:
+        return function
+    namespace = dict(function.__globals__)
+    for name, callee in replaced.items():
+        kept = {k: v for k, v in callee.targetoptions.items() if k not in ("nopython", "inline")}
+        namespace[name] = numba.njit(**kept, debug=True, inline="always")(callee.py_func)
+    return types.FunctionType(function.__code__, namespace, function.__name__, function.__defaults__,
+                              function.__closure__)
+
+
 def recapture_with_debug_info(captured: CapturedKernel) -> CapturedKernel:
     """The same kernel compiled again with debug info, so instructions carry source lines.
 
@@ -254,7 +281,10 @@ def recapture_with_debug_info(captured: CapturedKernel) -> CapturedKernel:
         return captured
     # debug=True would also switch bounds checking on unless the kernel chose.
     boundscheck = dispatcher.targetoptions.get("boundscheck", False)
-    fresh = _fresh_copy(dispatcher, debug=True, boundscheck=boundscheck)
+    kept = {k: v for k, v in dispatcher.targetoptions.items() if k != "nopython"}
+    import numba
+    fresh = numba.njit(**{**kept, "debug": True, "boundscheck": boundscheck})(
+        _with_debuggable_callees(dispatcher.py_func))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")      # numba warns about array expressions without source
         result = _compile(fresh, captured.signature.args, captured.signature.return_type)

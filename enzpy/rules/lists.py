@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from ..ir import core
 from ..ir.builder import Builder, constant_int
 from ..ir.types import I1, I8, I64, PTR, VOID
-from .calls import AllocationRule, callee_name, register_allocation_rule
+from .calls import AllocationRule, allocation_rule, callee_name, register_allocation_rule
 
 MEMINFO_DATA_OFFSET = 24
 MEMINFO_DESTRUCTOR_INFO_OFFSET = 16
@@ -70,12 +70,13 @@ class ReallocationRule:
         meminfo_size = builder.gep(I8, shadow_meminfo, [constant_int(I64, MEMINFO_SIZE_OFFSET)])
         old_bytes = builder.load(I64, meminfo_size, name="shadow.list.bytes", align=8)
         new_bytes = call.operands[1]
-        data = builder.call(call.callee, [shadow_meminfo, new_bytes], name="shadow.list.resized")
-        # Only a larger buffer has a tail: clamp the length at zero for a shrink.
+        # The shadow never shrinks: the reverse sweep still adds adjoints into the
+        # slots of items a pop removed (and reads them where the items were stored).
         grown = builder.icmp("sgt", new_bytes, old_bytes)
-        tail_bytes = builder.select(grown, builder.sub(new_bytes, old_bytes), constant_int(I64, 0))
-        tail_start = builder.select(grown, old_bytes, new_bytes)
-        tail = builder.gep(I8, data, [tail_start], name="shadow.list.tail")
+        kept_bytes = builder.select(grown, new_bytes, old_bytes)
+        data = builder.call(call.callee, [shadow_meminfo, kept_bytes], name="shadow.list.resized")
+        tail_bytes = builder.sub(kept_bytes, old_bytes)
+        tail = builder.gep(I8, data, [old_bytes], name="shadow.list.tail")
         memset = builder.declare("llvm.memset.p0.i64", VOID, [PTR, I8, I64, I1])
         builder.call(memset, [tail, constant_int(I8, 0), tail_bytes, constant_int(I1, 0)])
         return data
@@ -85,6 +86,11 @@ _REALLOCATION_RULES = {"NRT_MemInfo_varsize_realloc": ReallocationRule("NRT_MemI
 
 for _name in ("NRT_MemInfo_new_varsize", "NRT_MemInfo_new_varsize_dtor"):
     register_allocation_rule(ResizableAllocationRule(_name, returns_meminfo=True))
+
+
+def is_list_allocation(call: core.Instruction) -> bool:
+    """Whether `call` makes a resizable buffer (a reflected list's MemInfo)."""
+    return isinstance(call, core.Call) and isinstance(allocation_rule(call), ResizableAllocationRule)
 
 
 def reallocation_rule(call: core.Instruction) -> ReallocationRule | None:

@@ -232,14 +232,14 @@ _add("NRT_MemInfo_alloc_dtor_safe", UNSUPPORTED, "allocation with a destructor (
      "containers): its contents get no shadow", "a jitclass / structref instance")
 _add("NRT_MemInfo_alloc_safe_aligned_external", UNSUPPORTED, "allocation through a user's external "
      "allocator: no shadow allocation for it", "an array from an external allocator")
-_add("NRT_MemInfo_new_varsize", UNSUPPORTED, "resizable buffer (strings, reflected lists): no shadow "
-     "allocation for it", "str / list building")
-_add("NRT_MemInfo_new_varsize_dtor", UNSUPPORTED, "resizable buffer with a destructor (reflected lists, "
-     "sets): no shadow allocation for it", "a list / set literal")
+_add("NRT_MemInfo_new_varsize", RULE, "resizable buffer (strings, reflected lists): a zeroed shadow "
+     "buffer of the same size (rules/lists.py)", "str / list building")
+_add("NRT_MemInfo_new_varsize_dtor", RULE, "resizable buffer with a destructor (reflected lists, sets): "
+     "a zeroed shadow buffer of the same size (rules/lists.py)", "a list / set literal")
 _add("NRT_MemInfo_varsize_alloc", UNSUPPORTED, "(re)allocates a resizable buffer's data: no shadow for it",
      "list / set growth")
-_add("NRT_MemInfo_varsize_realloc", UNSUPPORTED, "grows a resizable buffer, copying its contents: no "
-     "shadow for it", "list.append / set.add")
+_add("NRT_MemInfo_varsize_realloc", RULE, "grows or shrinks a resizable buffer, copying its contents: "
+     "the shadow grows with it and never shrinks (rules/lists.py)", "list.append / list.pop")
 _add("NRT_MemInfo_varsize_free", INACTIVE, "frees a resizable buffer's data")
 _add("NRT_MemInfo_call_dtor", INACTIVE, "frees a MemInfo (refcount reached zero)")
 _add("NRT_MemInfo_release", INACTIVE, "drops a MemInfo reference")

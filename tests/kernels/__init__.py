@@ -15,6 +15,7 @@ from . import (
     float32,
     integers,
     linear_algebra,
+    lists,
     loops,
     math_functions,
     reshaping,
@@ -37,6 +38,7 @@ ALL_CASES: list[Case] = [
     *reshaping.CASES,
     *time_steppers.CASES,
     *linear_algebra.CASES,
+    *lists.CASES,
 ]
 
 CASES_BY_NAME: dict[str, Case] = {case.name: case for case in ALL_CASES}

@@ -1,0 +1,57 @@
+"""Which values are reflected lists' MemInfos, and which pointers point into their buffers.
+
+A list's buffer moves when the list grows (`rules/lists.py`), so the reverse
+sweep must never keep a pointer into it from the forward sweep: it re-loads
+the data pointer from the MemInfo instead. In optimized IR the MemInfo is
+the allocation call itself; in unoptimized IR numba keeps the list value
+(`{meminfo, parent}`) in stack slots and re-loads it, so the MemInfo is
+followed through stores into slots, loads from them, aggregates, phis and
+selects. Over-approximating is safe: it only forbids taping a pointer.
+"""
+
+from __future__ import annotations
+
+from ..ir import core
+from ..rules.lists import is_list_allocation
+from .memory_types import pointer_root
+
+
+def list_meminfos(instructions: list[core.Instruction]) -> frozenset[core.Value]:
+    """The values that may be (or hold, in an aggregate) a reflected list's MemInfo."""
+    members: set[core.Value] = {i for i in instructions if is_list_allocation(i)}
+    slots: set[core.Value] = set()
+    changed = bool(members)
+    while changed:
+        changed = False
+        for instruction in instructions:
+            if instruction in members:
+                continue
+            operands = instruction.operands
+            if isinstance(instruction, core.Store):
+                slot = pointer_root(operands[1])
+                if operands[0] in members and isinstance(slot, core.Alloca) and slot not in slots:
+                    slots.add(slot)
+                    changed = True
+                continue
+            if isinstance(instruction, core.Load):
+                gains = pointer_root(operands[0]) in slots
+            elif isinstance(instruction, (core.InsertValue, core.Phi)):
+                gains = any(o in members for o in operands)
+            elif isinstance(instruction, core.Select):
+                gains = any(o in members for o in operands[1:])
+            elif isinstance(instruction, (core.ExtractValue, core.Cast)):
+                gains = operands[0] in members
+            else:
+                gains = False
+            if gains:
+                members.add(instruction)
+                changed = True
+    return frozenset(members)
+
+
+def points_into_list(value: core.Value, meminfos: frozenset[core.Value]) -> bool:
+    """Whether pointer `value` derives from a data pointer loaded out of a list's MemInfo."""
+    if not value.type.is_pointer:
+        return False
+    root = pointer_root(value)
+    return isinstance(root, core.Load) and pointer_root(root.operands[0]) in meminfos

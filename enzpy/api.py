@@ -183,6 +183,7 @@ class Differentiable:
         Const has none. `seed` is not used.
         """
         annotated = [a if isinstance(a, (Const, Active, Duplicated)) else Const(a) for a in annotated_args]
+        self._check_shadows_are_separate(annotated)
         if mode == "forward":
             return self._autodiff_forward(annotated)
         if mode != "reverse":
@@ -317,6 +318,15 @@ class Differentiable:
         value = gradient.entry.call_raw(parameters)
         copy_back(copied_back)
         return value, [output[0].item() for output in active_outputs]
+
+    def _check_shadows_are_separate(self, annotated) -> None:
+        """A shadow that shares memory with its own array would have the derivative overwrite the input."""
+        for i, annotation in enumerate(annotated):
+            if isinstance(annotation, Duplicated) and isinstance(annotation.value, np.ndarray) \
+                    and isinstance(annotation.shadow, np.ndarray) \
+                    and np.may_share_memory(annotation.value, annotation.shadow):
+                raise ValueError(f"argument {i} ({self._argument_name(i)!r}): the shadow shares memory with "
+                                 "the array itself; pass a separate array (np.zeros_like(x)) as the shadow")
 
     def _check_aliased_shadows(self, annotated) -> None:
         """Overlapping Duplicated arrays need shadows that overlap the same way: one array, one shadow."""
@@ -705,3 +715,16 @@ def differentiate(function=None, *, optimize: bool = True, cache_minimization: b
     if function is None:
         return lambda f: Differentiable(f, **options)
     return Differentiable(function, **options)
+
+
+def _register_with_numba() -> None:
+    """njit code may call a `@differentiate`d kernel as it calls the numba function inside."""
+    from numba.core import types
+    from numba.extending import typeof_impl
+
+    @typeof_impl.register(Differentiable)
+    def _typeof_differentiable(value, context):
+        return types.Dispatcher(value.dispatcher)
+
+
+_register_with_numba()

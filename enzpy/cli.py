@@ -79,6 +79,8 @@ def _gradient_module(function, arguments):
     differentiable = api.Differentiable(function, optimize=not arguments.no_preopt)
     if arguments.width != 1 and arguments.mode != "forward":
         raise UsageError("--width is for --mode forward (vector forward mode)")
+    if arguments.width < 1:
+        raise UsageError(f"--width must be at least 1, got {arguments.width}")
     module, _, _ = differentiable.derivative_module(captured, kinds, mode=arguments.mode, width=arguments.width)
     return module
 

@@ -636,3 +636,40 @@ def test_optimize_false_sum_of_squares_in_subprocess():
                             text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip().endswith("OK"), \
         f"exit status {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+
+
+def test_a_shadow_that_is_the_array_itself_is_refused_and_the_input_kept():
+    @differentiate
+    def square_in_place(y):
+        total = 0.0
+        for i in range(y.size):
+            y[i] = y[i] * y[i]
+            total += y[i]
+        return total
+
+    y = np.full(3, 2.0)
+    for mode in ("reverse", "forward"):
+        with pytest.raises(ValueError, match=r"argument 0 \('y'\): the shadow shares memory"):
+            square_in_place.autodiff(Duplicated(y, y), mode=mode)
+        with pytest.raises(ValueError, match="shares memory"):
+            square_in_place.autodiff(Duplicated(y, y[::-1]), mode=mode)
+    np.testing.assert_array_equal(y, np.full(3, 2.0))
+
+
+def test_njit_code_calls_a_differentiated_kernel_like_the_numba_function():
+    @differentiate
+    def weighted_square_sum(x):
+        total = 0.0
+        for i in range(x.size):
+            total += (i + 1.0) * x[i] * x[i]
+        return total
+
+    @numba.njit
+    def caller(x):
+        return 2.0 * weighted_square_sum(x)
+
+    x = np.array([0.5, -1.0, 2.0])
+    assert caller(x) == pytest.approx(2.0 * weighted_square_sum(x))
+    # ... and what calls it differentiates too.
+    value, (gradient,) = differentiate(caller.py_func).value_and_grad(x)
+    np.testing.assert_allclose(gradient, 4.0 * np.arange(1.0, 4.0) * x, rtol=1e-14)

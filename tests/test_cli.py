@@ -175,3 +175,10 @@ def test_explain_from_a_signature_and_bad_arguments(capsys, kernel_file):
     assert "give argument values" in capsys.readouterr().out
     assert main(["explain", f"{kernel_file}:sum_of_squares", "--args", "np.nosuch(3), 3"]) == 2
     assert "cannot evaluate --args" in capsys.readouterr().err
+
+
+def test_width_below_one_is_a_usage_error(capsys, kernel_file):
+    status, out, err = emit_in_process(capsys, f"{kernel_file}:sum_of_squares", "--sig", SIGNATURE,
+                                       "--mode", "forward", "--width", "0")
+    assert status == 2 and out == ""
+    assert err.strip() == "enzpy: error: --width must be at least 1, got 0"

@@ -293,11 +293,12 @@ class Gesdd(_LapackRule):
 
     def arguments(self, context):
         job = self._job(context.call)
-        singular = [context.contents(4), context.value(5), _null(), _null(), context.value(8), _null(),
-                    context.value(10)]
-        if job:
+        if job:                                 # what the call computed
             singular = [_null(), context.value(5), context.result(6), context.result(7), context.value(8),
                         context.result(9), context.value(10)]
+        else:                                   # the input, decomposed again
+            singular = [context.contents(4), context.value(5), _null(), _null(), context.value(8), _null(),
+                        context.value(10)]
         vectors = [*_shadow(context, 7), *_shadow(context, 9)] if job else [_null(), _flag(False)] * 2
         return [constant_int(I64, job), context.value(2), context.value(3), *singular, *_shadow(context, 4),
                 *_shadow(context, 6), *vectors]

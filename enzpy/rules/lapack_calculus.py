@@ -324,7 +324,8 @@ def cholesky_adjoint(factor, adjoint):
     triangle's adjoint is 2 G off the diagonal (each entry stands for two of A's), G on it."""
     m = triangle(adjoint, False, 1.0) @ factor.T
     phi = triangle(m, False, 0.5)
-    g = fortran_copy(0.5 * (phi + phi.T))
+    g = fortran_copy(phi + phi.T)
+    g *= 0.5                                   # in place: a float32 factor keeps float32 (trsm takes one kind)
     triangular_solve(factor, g, True, True, False, False)
     triangular_solve(factor, g, False, True, True, False)
     return g
@@ -389,7 +390,9 @@ def eigen_adjoint(values, vectors, values_adjoint, vectors_adjoint):
     for i in range(values.shape[0]):
         inner[i, i] += values_adjoint[i]
     g = vectors @ inner @ vectors.T
-    return 0.5 * (g + g.T)
+    symmetric = g + g.T
+    symmetric *= 0.5
+    return symmetric
 
 
 def syevd_tangent(vectors_computed, lower, n, matrix, leading, values, shadow_a, has_a, shadow_w, has_w):

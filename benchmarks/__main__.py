@@ -1,6 +1,6 @@
 """enzpy's gradients side by side with numba's primal, JAX and PyTorch, in one run.
 
-    python -m benchmarks [--quick] [--problems gmm,ba,lstm,burgers,ode,mlp] [--no-plot]
+    python -m benchmarks [--quick] [--problems gmm,ba,lstm,burgers,ode,mlp,solve] [--no-plot]
 
 Problems: ADBench's GMM, bundle adjustment (Jacobian) and LSTM, a Burgers'
 equation time stepper, an RK4 scalar ODE and a two-layer perceptron (BLAS).

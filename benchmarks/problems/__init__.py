@@ -110,5 +110,5 @@ def concatenate(parts) -> np.ndarray:
 
 def all_problems() -> dict:
     """name -> module with `instances(scale)`; imported here so `--problems` can name them."""
-    from . import ba, burgers, gmm, lstm, mlp, ode
-    return {"gmm": gmm, "ba": ba, "lstm": lstm, "burgers": burgers, "ode": ode, "mlp": mlp}
+    from . import ba, burgers, gmm, lstm, mlp, ode, solve
+    return {"gmm": gmm, "ba": ba, "lstm": lstm, "burgers": burgers, "ode": ode, "mlp": mlp, "solve": solve}

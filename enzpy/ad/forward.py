@@ -38,6 +38,7 @@ from ..ir import core
 from ..ir.builder import Builder, constant_int
 from ..ir.clone import clone_body
 from ..ir.types import I1, I8, I32, I64, PTR, VOID, FunctionType, Type
+from ..rules import typed_lists
 from ..rules.calls import allocation_rule, callee_name, is_memory_transfer, is_memset, memory_call_rule
 from ..rules.registry import scalar_rule
 from ..analysis.loops import reverse_post_order
@@ -140,6 +141,8 @@ class _ForwardBuilder:
         self.types = types
         every_allocation = [i for b in self.blocks for i in b.instructions if allocation_rule(i) is not None]
         allocations = {a for a in every_allocation if types.points_at_floats(a)}
+        allocations |= typed_lists.list_slots([i for b in self.blocks for i in b.instructions],
+                                              types.points_at_floats)
         self.activity: Activity = analyze(function, float_roots | allocations, set(active_arguments),
                                           pointer_slots=set(every_alloca) - allocas)
         # Calls to defined functions that stay calls: to their callees' tangent functions.
@@ -229,6 +232,9 @@ class _ForwardBuilder:
                                                   constant_int(I8, 0), *instruction.operands[2:]])
         elif is_memory_transfer(instruction) and instruction.operands[0] in activity.shadowed:
             self._transfer(builder, instruction)
+        elif typed_lists.typed_list_operation(instruction) and instruction.operands[0] in activity.shadowed:
+            for lane in self.lanes:
+                typed_lists.mirror(builder, instruction, self.shadow_of[lane])
         elif (rule := memory_call_rule(instruction)) is not None:
             for lane in self.lanes:          # BLAS: tangent code right after the call
                 rule.forward(ForwardMemoryCall(instruction, builder, self.shadow_of[lane], activity.shadowed,

@@ -38,6 +38,7 @@ from ..ir.types import I8, I64, ArrayType, IntType, PointerType, StructType
 from ..errors import DifferentiationError
 from ..rules.calls import allocation_rule
 from ..rules.registry import scalar_rule
+from ..rules.typed_lists import is_base_pointer, shadow_base_pointer
 from .tape import Tape
 
 _PURE = (core.BinaryOperator, core.UnaryOperator, core.Cast, core.Compare, core.Select, core.GetElementPtr,
@@ -213,6 +214,8 @@ class ReverseValues:
 
     def _recompute_operands(self, value: core.Instruction, shadow: bool):
         """The (value, shadow?) operands a recomputation reads, or None if it cannot be recomputed."""
+        if is_base_pointer(value):                   # where a typed list's items are now
+            return [(value.operands[0], shadow)]
         if not shadow:
             if isinstance(value, _PURE) or (isinstance(value, core.Call) and scalar_rule(value) is not None
                                             and allocation_rule(value) is None):
@@ -287,6 +290,8 @@ class ReverseValues:
             clone.name = f"{value.name}.recomputed" if value.name else ""
             return builder.insert(clone)
         name = f"shadow.{value.name}.recomputed" if value.name else "shadow.recomputed"
+        if is_base_pointer(value):
+            return shadow_base_pointer(builder, value, self._emit(builder, value.operands[0], True))
         if isinstance(value, core.GetElementPtr):
             result = builder.gep(value.source_type, self._emit(builder, value.operands[0], True),
                                  [self._emit(builder, o, False) for o in value.operands[1:]], name)

@@ -40,6 +40,7 @@ from ..ir import core
 from ..ir.builder import Builder, constant_float, constant_int
 from ..ir.clone import clone_body
 from ..ir.types import I1, I8, I32, I64, PTR, VOID, ArrayType, FunctionType, StructType, Type
+from ..rules import typed_lists
 from ..rules.calls import allocation_rule, is_memset, memory_call_rule, transfer_adjoint_function
 from ..rules.registry import scalar_rule
 from .calls import crossing_calls, reverse_calls, without
@@ -169,6 +170,8 @@ class _ReverseBuilder:
             self.types.check()
         every_allocation = [i for b in self.forward_blocks for i in b.instructions if allocation_rule(i) is not None]
         allocations = {a for a in every_allocation if self.types.points_at_floats(a)}
+        allocations |= typed_lists.list_slots([i for b in self.forward_blocks for i in b.instructions],
+                                              self.types.points_at_floats)
         self.activity: Activity = analyze(function, float_roots | allocations,
                                           {a for a, _ in self.active_outputs},
                                           pointer_slots=set(every_alloca) - allocas)
@@ -363,6 +366,8 @@ class _ReverseBuilder:
                         self.allocation_log.record(builder, shadow, allocation_rule(instruction).shadow_release)
                 if instruction in self.calls:
                     self.calls[instruction].augment(builder, self.shadow_of, self.entry_block, self.allocation_log)
+                if typed_lists.typed_list_operation(instruction) and instruction.operands[0] in self.activity.shadowed:
+                    typed_lists.mirror(builder, instruction, self.shadow_of)    # keeps the shadow list as long
                 if instruction in self.memory_calls:
                     # Inputs the adjoint reads that the kernel may overwrite later: copied before the call.
                     self.operand_copies.save(instruction, self.memory_calls[instruction], self.activity.shadowed)
@@ -593,6 +598,12 @@ class _ReverseBuilder:
                                               instruction.operands[3]])
         elif instruction in self.calls:
             self.calls[instruction].reverse(builder, self.values, self._add_adjoint)
+        elif typed_lists.typed_list_operation(instruction) == typed_lists.APPEND \
+                and instruction.operands[0] in activity.shadowed:
+            item = instruction.operands[1]
+            typed_lists.undo_append(builder, values.shadow(builder, instruction.operands[0]),
+                                    values.shadow(builder, item), self.types.held_at(item).float_type,
+                                    self.entry_block)
         elif instruction in self.memory_calls:
             self.memory_calls[instruction].reverse(
                 self.operand_copies.context(instruction, builder, values, activity.shadowed))

@@ -23,6 +23,7 @@ from ..ir.builder import Builder, constant_float, constant_int
 from ..ir.types import Type
 from ..rules.calls import allocation_rule, is_inactive_call, is_memory_transfer, is_memset, memory_call_rule
 from ..rules.lists import reallocation_rule
+from ..rules.typed_lists import is_base_pointer, shadow_base_pointer, typed_list_operation
 from ..rules.numba_helpers import describe_helper
 from ..rules.registry import missing_rule_error, scalar_rule
 from .memory_calls import check_memory_call
@@ -72,6 +73,8 @@ def make_shadow(builder: Builder, instruction: core.Instruction, shadow_of: dict
         builder.store(core.ZeroInitializer(instruction.allocated_type)
                       if instruction.allocated_type.is_aggregate
                       else zero_of(instruction.allocated_type), shadow, instruction.align)
+    elif is_base_pointer(instruction):
+        shadow = shadow_base_pointer(builder, instruction, shadow_of[instruction.operands[0]])
     elif (rule := reallocation_rule(instruction)) is not None:
         shadow = rule.reallocate_shadow(builder, instruction, shadow_of[instruction.operands[0]])
     else:
@@ -178,7 +181,8 @@ def check_supported(blocks: Iterable[core.Block], activity: Activity, float_argu
                     check_memory_call(instruction, memory_call_rule(instruction), activity.shadowed,
                                       activity.varied, lambda slot: _stored_into(blocks, slot), error)
                 elif touches_shadow and allocation_rule(instruction) is None and not is_memset(instruction) \
-                        and scalar_rule(instruction) is None and reallocation_rule(instruction) is None:
+                        and scalar_rule(instruction) is None and reallocation_rule(instruction) is None \
+                        and typed_list_operation(instruction) is None:
                     name = getattr(instruction.callee, "name", "an indirect call")
                     # numba's helpers are named by the numpy operation the user wrote (np.linalg.solve).
                     raise error(instruction, f"call to {describe_helper(name) or repr(name)} receives "

@@ -24,6 +24,7 @@ from ..ir.types import ArrayType, StructType
 from .memory_types import pointer_root
 from ..rules.calls import is_inactive_call
 from ..rules.lists import reallocation_rule
+from ..rules.typed_lists import is_base_pointer
 from ..rules.registry import scalar_rule
 
 
@@ -94,8 +95,8 @@ def _propagate_shadows(instructions, shadowed: set[core.Value], pointer_slots) -
                 gains = any(v in shadowed for v in instruction.operands[1:])
             elif isinstance(instruction, core.Load):
                 gains = instruction.operands[0] in shadowed
-            elif reallocation_rule(instruction) is not None:
-                gains = instruction.operands[0] in shadowed      # a list grows: so does its shadow
+            elif reallocation_rule(instruction) is not None or is_base_pointer(instruction):
+                gains = instruction.operands[0] in shadowed      # a list's items: the shadow list's
             else:
                 gains = False
             if gains:

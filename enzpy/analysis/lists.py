@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from ..ir import core
 from ..rules.lists import is_list_allocation
+from ..rules.typed_lists import is_base_pointer
 from .memory_types import pointer_root
 
 
@@ -54,4 +55,6 @@ def points_into_list(value: core.Value, meminfos: frozenset[core.Value]) -> bool
     if not value.type.is_pointer:
         return False
     root = pointer_root(value)
+    if is_base_pointer(root):
+        return True                               # a typed list's items (rules/typed_lists.py)
     return isinstance(root, core.Load) and pointer_root(root.operands[0]) in meminfos

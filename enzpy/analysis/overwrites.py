@@ -16,6 +16,7 @@ from __future__ import annotations
 from ..ir import core
 from ..rules.calls import allocation_rule, is_memory_transfer, is_memset, written_operands
 from ..rules.lists import reallocation_rule
+from ..rules.typed_lists import NEW, typed_list_operation
 from ..rules.registry import scalar_rule
 from .loops import reachable_blocks
 from .memory_types import pointer_root
@@ -101,6 +102,10 @@ def _written_roots(instruction: core.Instruction) -> list[object]:
         return [_root(instruction.operands[0])]
     if (outputs := written_operands(instruction)) is not None:
         return [_root(pointer) for pointer in outputs]       # BLAS: only its outputs
+    if typed_list_operation(instruction) is not None:
+        # A typed list's items are reached only through base_ptr, whose loads are never
+        # re-loaded (its result is no root enzpy tracks); creation writes the list's slot.
+        return [_root(instruction.operands[0])] if typed_list_operation(instruction) == NEW else []
     if reallocation_rule(instruction) is not None:
         return [_root(instruction.operands[0])]    # a list shrinking loses its tail
     if scalar_rule(instruction) is not None or allocation_rule(instruction) is not None:

@@ -32,6 +32,7 @@ from ..ir.types import ArrayType, IntType, PointerType, StructType, Type, Vector
     struct_layout
 from ..rules.calls import allocation_rule, is_memory_transfer, memory_call_rule
 from ..rules.lists import MEMINFO_DATA_OFFSET, reallocation_rule
+from ..rules.typed_lists import APPEND, BASE_POINTER, NEW, typed_list_operation
 from ..rules.registry import scalar_rule
 
 ANY_OFFSET = -1
@@ -320,6 +321,8 @@ class _Propagation:
             self.merge(source, _memory_only(self.tree(destination)))
         elif allocation_rule(call) is not None:
             self.merge(call, {(): POINTER})
+        elif typed_list_operation(call) is not None:
+            self._typed_list(call)
         elif reallocation_rule(call) is not None:
             # The new data pointer is the one the MemInfo keeps (and numba re-loads from it).
             meminfo = call.operands[0]
@@ -331,6 +334,23 @@ class _Propagation:
             for position, float_type in floats:
                 if float_type is not None:
                     self.merge(call.operands[position], {(): POINTER, (ANY_OFFSET,): float_of(float_type)})
+
+
+    def _typed_list(self, call: core.Call) -> None:
+        """A typed list is described as a pointer whose memory at [0] is its items' address
+        (what `numba_list_base_ptr` returns), so the items' types meet at [0, -1]."""
+        operation, list_pointer = typed_list_operation(call), call.operands[0]
+        if operation == NEW:
+            self.merge(list_pointer, {(): POINTER, (0,): POINTER})
+        elif operation == BASE_POINTER:
+            self.merge(call, _behind(self.tree(list_pointer), 0))
+            self.merge(list_pointer, _placed(self.tree(call), 0))
+        elif operation == APPEND:
+            item = call.operands[1]
+            self.merge(list_pointer, {(0, ANY_OFFSET) + p[1:]: c for p, c in self.tree(item).items()
+                                      if p and p[0] == 0})
+            self.merge(item, {(0,) + p[2:]: c for p, c in self.tree(list_pointer).items()
+                              if len(p) >= 2 and p[0] == 0 and p[1] == ANY_OFFSET})
 
 
 def gep_byte_offset(gep: core.GetElementPtr) -> tuple[int | None, int]:

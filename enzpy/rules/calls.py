@@ -46,6 +46,10 @@ class AllocationRule:
     returns_meminfo: bool
     """True for NRT MemInfo allocators (data pointer inside), False for raw buffers."""
 
+    def applies(self, call: core.Call) -> bool:
+        """Whether this call of the allocator is one the rule covers (all, unless a subclass says)."""
+        return True
+
     def allocate_shadow(self, builder: Builder, call: core.Call) -> core.Value:
         """Forward sweep: allocate the shadow and zero its data."""
         shadow = builder.call(call.callee, call.operands, name="shadow.allocation")
@@ -80,7 +84,8 @@ def register_allocation_rule(rule: AllocationRule) -> AllocationRule:
 def allocation_rule(call: core.Instruction) -> AllocationRule | None:
     if not isinstance(call, core.Call):
         return None
-    return _ALLOCATION_RULES.get(callee_name(call))
+    rule = _ALLOCATION_RULES.get(callee_name(call))
+    return rule if rule is not None and rule.applies(call) else None
 
 
 def is_memset(call: core.Instruction) -> bool:

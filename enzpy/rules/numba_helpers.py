@@ -157,13 +157,19 @@ for _name in ("test_dict", "dict_new_sized", "dict_set_method_table", "dict_free
               "dict_delitem", "dict_iter_sizeof", "dict_iter", "dict_dump"):
     _add(f"numba_{_name}", INACTIVE, "typed-dict bookkeeping (create, size, delete, iterator set-up): "
          "moves no element out")
-_LIST_MOVES = {"list_setitem": "l[i] = v", "list_getitem": "l[i]", "list_append": "l.append(v)",
+_LIST_MOVES = {"list_setitem": "l[i] = v", "list_getitem": "l[i]",
                "list_delitem": "del l[i] / l.pop", "list_delete_slice": "del l[a:b]",
-               "list_iter_next": "iterating a typed list", "list_base_ptr": "typed-list element access"}
+               "list_iter_next": "iterating a typed list"}
 for _name, _operation in _LIST_MOVES.items():
-    _add(f"numba_{_name}", UNSUPPORTED, "copies or exposes typed-list elements: typed containers carry no "
-         "derivatives", f"{_operation} (numba.typed.List)")
-for _name in ("test_list", "list_new", "list_set_method_table", "list_free", "list_size_address",
+    _add(f"numba_{_name}", UNSUPPORTED, "copies or exposes typed-list elements: no rule yet (typed lists "
+         "of floats support creation, append, len and indexing)", f"{_operation} (numba.typed.List)")
+_add("numba_list_new", RULE, "creates a typed list: a shadow list is created with it (rules/typed_lists.py)",
+     "numba.typed.List()")
+_add("numba_list_append", RULE, "copies an item into a typed list: mirrored on the shadow list, undone by "
+     "popping it (rules/typed_lists.py)", "l.append(v) (numba.typed.List)")
+_add("numba_list_base_ptr", RULE, "where a typed list's items are: the shadow list's items are its shadow "
+     "(rules/typed_lists.py)", "l[i] (numba.typed.List)")
+for _name in ("test_list", "list_set_method_table", "list_free", "list_size_address",
               "list_length", "list_allocated", "list_is_mutable", "list_set_is_mutable", "list_iter_sizeof",
               "list_iter"):
     _add(f"numba_{_name}", INACTIVE, "typed-list bookkeeping (create, size, flags, iterator set-up): "
@@ -227,7 +233,8 @@ for _name in ("NRT_MemInfo_alloc", "NRT_MemInfo_alloc_aligned", "NRT_MemInfo_all
          "np.empty / np.zeros / array expressions")
 _add("NRT_Allocate", RULE, "raw allocation: a zeroed shadow buffer (rules/calls.py)")
 _add("NRT_MemInfo_alloc_dtor", UNSUPPORTED, "allocation with a destructor (jitclass, structref, containers): "
-     "its contents get no shadow", "a jitclass / structref instance")
+     "its contents get no shadow, except a typed list's MemInfo (rules/typed_lists.py)",
+     "a jitclass / structref instance")
 _add("NRT_MemInfo_alloc_dtor_safe", UNSUPPORTED, "allocation with a destructor (jitclass, structref, "
      "containers): its contents get no shadow", "a jitclass / structref instance")
 _add("NRT_MemInfo_alloc_safe_aligned_external", UNSUPPORTED, "allocation through a user's external "

@@ -1,4 +1,5 @@
-"""Reflected lists built inside the kernel, of floats and of arrays: append, index, iterate, `len`, pop.
+"""Lists built inside the kernel: reflected lists of floats and of arrays (append, index,
+iterate, `len`, pop) and typed lists of floats (`numba.typed.List`: append, index, iterate, `len`).
 
 numba keeps such a list in a resizable buffer (an NRT varsize MemInfo: a
 header of integers, then the items) that `append` grows by reallocating.
@@ -169,6 +170,52 @@ def trajectory_of_states(u, dt):
     return total
 
 
+@numba.njit
+def typed_list_appended_and_indexed(x):
+    values = numba.typed.List()
+    for i in range(x.size):
+        values.append(np.exp(0.3 * x[i]) * x[i])
+    total = 0.0
+    for i in range(len(values)):
+        total += (i + 1.0) * values[i] * values[len(values) - 1 - i]
+    return total
+
+
+@numba.njit
+def typed_list_iterated(x, w):
+    values = numba.typed.List.empty_list(numba.types.float64)
+    for i in range(x.size):
+        values.append(x[i] * w[i])
+    total = 0.0
+    for v in values:
+        total += np.sqrt(1.0 + v * v)
+    return total + len(values)
+
+
+@numba.njit
+def typed_list_running_history(u, dt):
+    # Reads the last recorded value back while the list grows.
+    history = numba.typed.List()
+    history.append(u[0])
+    for i in range(1, u.size):
+        history.append(history[-1] * (1.0 - dt) + dt * np.sin(u[i]))
+    total = 0.0
+    for k in range(len(history)):
+        total += history[k] * history[k]
+    return total
+
+
+@numba.njit
+def typed_list_float32(x):
+    values = numba.typed.List()
+    for i in range(x.size):
+        values.append(x[i] * x[i])
+    total = np.float32(0.0)
+    for i in range(len(values)):
+        total += values[i] * np.float32(i + 1)
+    return total
+
+
 CASES = [
     Case("appended_squares_through_sine", appended_squares_through_sine,
          lambda rng: (rng.uniform(0.2, 1.2, 7),), tags=frozenset({"list", "alloc"})),
@@ -196,6 +243,16 @@ CASES = [
          lambda rng: (rng.uniform(-1.0, 1.0, 5),), tags=frozenset({"list", "alloc", "arrayexpr"})),
     Case("list_of_row_transforms", list_of_row_transforms,
          lambda rng: (rng.uniform(-1.0, 1.0, (4, 3)),), tags=frozenset({"list", "alloc", "arrayexpr", "2d"})),
+    Case("typed_list_appended_and_indexed", typed_list_appended_and_indexed,
+         lambda rng: (rng.uniform(-1.0, 1.0, 7),), tags=frozenset({"list", "typedlist", "alloc"})),
+    Case("typed_list_iterated", typed_list_iterated,
+         lambda rng: (rng.uniform(-1.0, 1.0, 6), rng.uniform(0.5, 2.0, 6)),
+         tags=frozenset({"list", "typedlist", "alloc"})),
+    Case("typed_list_running_history", typed_list_running_history,
+         lambda rng: (rng.uniform(-1.0, 1.0, 9), 0.2), tags=frozenset({"list", "typedlist", "alloc"})),
+    Case("typed_list_float32", typed_list_float32,
+         lambda rng: (rng.uniform(-1.0, 1.0, 5).astype(np.float32),),
+         tags=frozenset({"list", "typedlist", "alloc", "float32"})),
     Case("trajectory_of_states", trajectory_of_states,
          lambda rng: (rng.uniform(-1.0, 1.0, 8), 0.1), tags=frozenset({"list", "alloc", "stepper"})),
 ]

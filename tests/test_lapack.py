@@ -246,6 +246,189 @@ def test_the_users_arrays_are_not_modified():
             np.testing.assert_array_equal(before, after)
 
 
+# ---------------------------------------------------------------- the entry points, one routine at a time
+# Each LAPACK routine as a map F from its operands' contents before the call to their contents
+# after it (scipy's LAPACK gives F), against the tangent and adjoint entry points of
+# enzpy/rules/lapack_calculus.py called directly: the tangent against finite differences of F
+# (on what F defines: not on what a routine destroys, and for gelsd's trailing rows only their
+# column norms), the adjoint against the tangent. This covers every job and triangle, whether
+# or not a kernel reaches it (eigvalsh, a solve with a matrix right side: see FORWARD_CASES).
+
+def _fortran(*shape, rng, scale=1.0):
+    return np.asfortranarray(scale * rng.standard_normal(shape))
+
+
+def _call_entry_point(routine, mode, arguments):
+    import ctypes
+
+    from enzpy.rules import lapack_calculus
+
+    function = lapack_calculus._COMPILED[lapack_calculus.entry_point(routine, mode, True)].ctypes
+    function.argtypes = [ctypes.c_void_p if isinstance(a, np.ndarray) or a is None else
+                         ctypes.c_double if isinstance(a, float) else ctypes.c_int64 for a in arguments]
+    function(*[a.ctypes.data if isinstance(a, np.ndarray) else a for a in arguments])
+
+
+def _signed(vectors, columns):
+    """Singular or eigen vectors with a positive first row: F must be a function of its input."""
+    vectors = vectors.copy(order="F")
+    signs = np.sign(vectors[0:1, :columns])
+    vectors[:, :columns] *= signs
+    return vectors, signs
+
+
+class _Routine:
+    """One routine: blocks (name -> array before the call), F, which blocks it reads, the
+    entry points' arguments, and what finite differences can see of its results."""
+
+    def __init__(self, name, blocks, run, reads, arguments, observe=None):
+        self.name, self.blocks, self.run, self.reads = name, blocks, run, reads
+        self.arguments, self.observe = arguments, observe or (lambda out: np.concatenate([v.ravel() for v in out.values()]))
+
+
+def _routines():
+    from scipy.linalg import lapack
+
+    rng = np.random.default_rng(1)
+    n, count = 5, 2
+    general = np.asfortranarray(rng.standard_normal((n, n)) + 3.0 * np.eye(n))
+    g = rng.standard_normal((n, n))
+    spd = np.asfortranarray(g @ g.T / n + np.eye(n) + np.diag(np.linspace(0, 1, n)))
+
+    def getrf(blocks):
+        lu, pivots, _ = lapack.dgetrf(blocks["a"])
+        return {"a": np.asfortranarray(lu)}, (pivots + 1).astype(np.int32)
+
+    def gesv(blocks):
+        lu, pivots, x, _ = lapack.dgesv(blocks["a"], blocks["b"])
+        return {"a": np.asfortranarray(lu), "b": np.asfortranarray(x)}, (pivots + 1).astype(np.int32)
+
+    def getri(blocks):
+        return {"a": np.asfortranarray(lapack.dgetri(blocks["a"], PIVOTS - 1)[0])}, PIVOTS
+
+    lu, pivots, _ = lapack.dgetrf(general)
+    PIVOTS = (pivots + 1).astype(np.int32)
+    routines = [
+        _Routine("getrf", {"a": general}, getrf, {"a"},
+                 lambda out, pivots, shadow: [n, n, out["a"], n, pivots, shadow["a"], 1]),
+        _Routine("gesv", {"a": general, "b": _fortran(n, count, rng=rng)}, gesv, {"a", "b"},
+                 lambda out, pivots, shadow: [n, count, out["a"], n, pivots, out["b"], n, shadow["a"], 1,
+                                              shadow["b"], 1]),
+        _Routine("getri", {"a": np.asfortranarray(lu)}, getri, {"a"},
+                 lambda out, pivots, shadow, before=None: [n, before["a"], n, PIVOTS, out["a"], shadow["a"], 1]),
+    ]
+    for lower in (0, 1):
+        def potrf(blocks, lower=lower):
+            return {"a": np.asfortranarray(lapack.dpotrf(blocks["a"], lower=lower, clean=0)[0])}, None
+        routines.append(_Routine(f"potrf-{'L' if lower else 'U'}", {"a": spd}, potrf, {"a"},
+                                 lambda out, pivots, shadow, lower=lower: [lower, n, out["a"], n, shadow["a"], 1]))
+        for vectors in (1, 0):
+            def syevd(blocks, lower=lower, vectors=vectors):
+                w, v, _ = lapack.dsyevd(blocks["a"], compute_v=1, lower=lower)
+                mask = np.tril(np.ones((n, n))) if lower else np.triu(np.ones((n, n)))
+                a = _signed(v, n)[0] if vectors else np.where(mask > 0, 0.0, blocks["a"])   # 'N' destroys a triangle
+                return {"a": np.asfortranarray(a), "w": w}, None
+            routines.append(_Routine(
+                f"syevd-{'V' if vectors else 'N'}{'L' if lower else 'U'}", {"a": spd, "w": np.zeros(n)}, syevd, {"a"},
+                lambda out, pivots, shadow, before=None, lower=lower, vectors=vectors: [
+                    vectors, lower, n, out["a"] if vectors else before["a"], n, out["w"], shadow["a"], 1,
+                    shadow["w"], 1]))
+    for m, k in ((5, 3), (3, 5)):
+        matrix = _fortran(m, k, rng=rng)
+        small = min(m, k)
+        for job in (0, 1, 2):
+            columns_u, rows_vt = (m, k) if job == 2 else (small, small)
+
+            def gesdd(blocks, m=m, k=k, job=job, small=small):
+                u, s, vt, _ = lapack.dgesdd(blocks["a"], compute_uv=1, full_matrices=int(job == 2))
+                u, signs = _signed(u, small)
+                vt = vt.copy(order="F")
+                vt[:small, :] *= signs.T
+                out = {"a": np.zeros((m, k), order="F"), "s": s}         # the call destroys a: tangent 0
+                if job:
+                    out.update(u=u, vt=vt)
+                return out, None
+
+            blocks = {"a": matrix, "s": np.zeros(small)}
+            if job:
+                blocks.update(u=np.zeros((m, columns_u), order="F"), vt=np.zeros((rows_vt, k), order="F"))
+            def observe(out, small=small):
+                # A full U's and V's other columns are arbitrary bases of the complements: not a function of A
+                parts = [out["s"]] + ([out["u"][:, :small].ravel(), out["vt"][:small].ravel()] if "u" in out else [])
+                return np.concatenate(parts)
+
+            routines.append(_Routine(
+                f"gesdd-{'NSA'[job]}-{m}x{k}", blocks, gesdd, {"a"},
+                lambda out, pivots, shadow, before=None, m=m, k=k, job=job, columns_u=columns_u, rows_vt=rows_vt: [
+                    job, m, k, before["a"] if job == 0 else None, m, out["s"] if job else None,
+                    out["u"] if job else None, m, out["vt"] if job else None, rows_vt if job else 1,
+                    shadow["a"], 1, shadow["s"], 1, shadow.get("u"), int(job > 0), shadow.get("vt"), int(job > 0)],
+                observe))
+    for m, k in ((6, 3), (3, 5)):
+        tall = max(m, k)
+        right = np.zeros((tall, count), order="F")
+        right[:m] = rng.standard_normal((m, count))
+
+        def gelsd(blocks, m=m, k=k):
+            x, s, _, _ = lapack.dgelsd(blocks["a"], blocks["b"].copy(), lwork=2000, size_iwork=2000, cond=-1)
+            b = np.zeros_like(blocks["b"])
+            b[:x.shape[0]] = x
+            return {"a": np.zeros((m, k), order="F"), "b": b, "s": s}, None
+
+        def observe(out, m=m, k=k):
+            # X, the singular values, and the residuals: the trailing rows' column norms
+            return np.concatenate([out["b"][:k].ravel(), out["s"], np.sum(out["b"][k:m] ** 2, axis=0)])
+
+        routines.append(_Routine(
+            f"gelsd-{m}x{k}", {"a": _fortran(m, k, rng=rng), "b": right, "s": np.zeros(min(m, k))}, gelsd, {"a", "b"},
+            lambda out, pivots, shadow, before=None, m=m, k=k, tall=tall: [
+                m, k, count, before["a"], m, before["b"], tall, out["b"], -1.0, shadow["a"], 1, shadow["b"], 1,
+                shadow["s"], 1], observe))
+    return routines
+
+
+_ROUTINES = _routines()
+
+
+def _entry_point_sweep(routine, mode, before, after, pivots, shadows):
+    import inspect
+
+    arguments = routine.arguments(after, pivots, shadows, **({"before": {k: v.copy(order="F") for k, v in
+                                                                         before.items()}}
+                                                             if "before" in inspect.signature(routine.arguments).parameters
+                                                             else {}))
+    _call_entry_point(routine.name.split("-")[0], mode, arguments)
+
+
+@pytest.mark.parametrize("routine", _ROUTINES, ids=lambda routine: routine.name)
+def test_entry_points_match_finite_differences(routine):
+    rng = np.random.default_rng(9)
+    before = routine.blocks
+    after, pivots = routine.run(before)
+    # Tangents of what the call reads; write-only blocks get none.
+    tangent_in = {k: np.asfortranarray(rng.standard_normal(v.shape)) if k in routine.reads else np.zeros_like(v)
+                  for k, v in before.items()}
+    tangent = {k: v.copy(order="F") for k, v in tangent_in.items()}
+    _entry_point_sweep(routine, "tangent", before, after, pivots, tangent)
+    step, scale = 1e-6, 1e-3
+    moved = [routine.run({k: before[k] + s * step * tangent_in[k] for k in before})[0] for s in (1, -1)]
+    finite = (routine.observe(moved[0]) - routine.observe(moved[1])) / (2 * step)
+    predicted = (routine.observe({k: after[k] + scale * tangent[k] for k in after}) -
+                 routine.observe({k: after[k] - scale * tangent[k] for k in after})) / (2 * scale)
+    np.testing.assert_allclose(predicted, finite, rtol=1e-5, atol=1e-6 * max(1.0, np.abs(finite).max()))
+    if "u" in after and after["u"].shape[0] == after["u"].shape[1]:
+        # A full U stays orthogonal to first order: U^T dU is skew (V alike).
+        for q, dq in ((after["u"], tangent["u"]), (after["vt"].T, tangent["vt"].T)):
+            np.testing.assert_allclose(q.T @ dq + dq.T @ q, 0.0, atol=1e-10)
+
+    cotangent = {k: np.asfortranarray(rng.standard_normal(v.shape)) for k, v in after.items()}
+    adjoint = {k: v.copy(order="F") for k, v in cotangent.items()}
+    _entry_point_sweep(routine, "adjoint", before, after, pivots, adjoint)
+    forward = sum(float(np.sum(tangent[k] * cotangent[k])) for k in after)
+    reverse = sum(float(np.sum(tangent_in[k] * adjoint[k])) for k in after)
+    assert forward == pytest.approx(reverse, rel=1e-10, abs=1e-12)
+
+
 # ---------------------------------------------------------------- refusals
 
 @pytest.mark.parametrize("mode", ["reverse", "forward"])

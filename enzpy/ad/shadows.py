@@ -23,7 +23,8 @@ from ..ir.builder import Builder, constant_float, constant_int
 from ..ir.types import Type
 from ..rules.calls import allocation_rule, is_inactive_call, is_memory_transfer, is_memset, memory_call_rule
 from ..rules.lists import reallocation_rule
-from ..rules.typed_lists import is_base_pointer, shadow_base_pointer, typed_list_operation
+from ..rules.typed_lists import handles as typed_list_handles
+from ..rules.typed_lists import is_base_pointer, shadow_base_pointer
 from ..rules.numba_helpers import describe_helper
 from ..rules.registry import missing_rule_error, scalar_rule
 from .memory_calls import check_memory_call
@@ -182,7 +183,7 @@ def check_supported(blocks: Iterable[core.Block], activity: Activity, float_argu
                                       activity.varied, lambda slot: _stored_into(blocks, slot), error)
                 elif touches_shadow and allocation_rule(instruction) is None and not is_memset(instruction) \
                         and scalar_rule(instruction) is None and reallocation_rule(instruction) is None \
-                        and typed_list_operation(instruction) is None:
+                        and not typed_list_handles(instruction, activity.shadowed):
                     name = getattr(instruction.callee, "name", "an indirect call")
                     # numba's helpers are named by the numpy operation the user wrote (np.linalg.solve).
                     raise error(instruction, f"call to {describe_helper(name) or repr(name)} receives "

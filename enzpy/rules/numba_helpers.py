@@ -165,8 +165,8 @@ for _name, _operation in _LIST_MOVES.items():
          "of floats support creation, append, len and indexing)", f"{_operation} (numba.typed.List)")
 _add("numba_list_new", RULE, "creates a typed list: a shadow list is created with it (rules/typed_lists.py)",
      "numba.typed.List()")
-_add("numba_list_append", RULE, "copies an item into a typed list: mirrored on the shadow list, undone by "
-     "popping it (rules/typed_lists.py)", "l.append(v) (numba.typed.List)")
+_add("numba_list_append", RULE, "copies an item into a typed list: a float is mirrored on the shadow list "
+     "(rules/typed_lists.py); typed lists of arrays have no rule yet", "l.append(v) (numba.typed.List)")
 _add("numba_list_base_ptr", RULE, "where a typed list's items are: the shadow list's items are its shadow "
      "(rules/typed_lists.py)", "l[i] (numba.typed.List)")
 for _name in ("test_list", "list_set_method_table", "list_free", "list_size_address",

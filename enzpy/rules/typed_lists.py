@@ -49,6 +49,21 @@ def is_base_pointer(instruction: core.Instruction) -> bool:
     return typed_list_operation(instruction) == BASE_POINTER
 
 
+def handles(call: core.Call, shadowed: set[core.Value]) -> bool:
+    """Whether the rules cover this call: a list of floats that has a shadow list.
+
+    Anything else that touches differentiable memory (a typed list of arrays,
+    whose items are array structs) stays a refusal.
+    """
+    operation = typed_list_operation(call)
+    if operation is None or call.operands[0] not in shadowed:
+        return False
+    if operation == APPEND:
+        item = call.operands[1]
+        return isinstance(item, core.Alloca) and item.allocated_type.is_float
+    return True
+
+
 def list_slots(instructions, points_at_floats) -> set[core.Value]:
     """The stack slots `numba_list_new` writes a list of floats into: roots of shadows."""
     return {call.operands[0] for call in instructions if typed_list_operation(call) == NEW

@@ -216,6 +216,18 @@ def typed_list_float32(x):
     return total
 
 
+@numba.njit
+def list_of_pairs(x):
+    # Items are (float, float) tuples: two fields per slot.
+    pairs = []
+    for i in range(x.size - 1):
+        pairs.append((x[i], np.cos(x[i + 1])))
+    total = 0.0
+    for a, b in pairs:
+        total += a * b
+    return total
+
+
 CASES = [
     Case("appended_squares_through_sine", appended_squares_through_sine,
          lambda rng: (rng.uniform(0.2, 1.2, 7),), tags=frozenset({"list", "alloc"})),
@@ -253,6 +265,8 @@ CASES = [
     Case("typed_list_float32", typed_list_float32,
          lambda rng: (rng.uniform(-1.0, 1.0, 5).astype(np.float32),),
          tags=frozenset({"list", "typedlist", "alloc", "float32"})),
+    Case("list_of_pairs", list_of_pairs,
+         lambda rng: (rng.uniform(-1.0, 1.0, 7),), tags=frozenset({"list", "alloc", "tuple"})),
     Case("trajectory_of_states", trajectory_of_states,
          lambda rng: (rng.uniform(-1.0, 1.0, 8), 0.1), tags=frozenset({"list", "alloc", "stepper"})),
 ]

@@ -225,10 +225,10 @@ def test_complex_results_are_refused_by_name():
         rotate.vjp(np.ones(3))
 
 
-def typed_list_squares(x):
-    values = numba.typed.List()
+def typed_dict_squares(x):
+    values = numba.typed.Dict.empty(numba.types.int64, numba.types.float64)
     for i in range(x.size):
-        values.append(x[i] * x[i])          # the line the refusal must name
+        values[i] = x[i] * x[i]             # the line the refusal must name
     out = np.empty(len(values))
     for i in range(len(values)):
         out[i] = values[i]
@@ -239,10 +239,10 @@ def test_a_refusal_inside_an_array_result_names_the_kernels_line():
     """The output form calls the kernel: the error must point into the kernel's file, not the form."""
     import inspect
 
-    _, pullback = differentiate(typed_list_squares).vjp(np.array([1.3, 0.4, 2.0]))
-    lines, first = inspect.getsourcelines(typed_list_squares)
-    append_line = first + next(i for i, text in enumerate(lines) if "values.append" in text)
+    _, pullback = differentiate(typed_dict_squares).vjp(np.array([1.3, 0.4, 2.0]))
+    lines, first = inspect.getsourcelines(typed_dict_squares)
+    append_line = first + next(i for i, text in enumerate(lines) if "values[i] = " in text)
     with pytest.raises(DifferentiationError) as raised:
         pullback(np.ones(3))
     assert f"{__file__}:{append_line}" in str(raised.value), str(raised.value)
-    assert "numba_list_append" in str(raised.value)
+    assert "numba_dict_insert" in str(raised.value)

@@ -14,6 +14,7 @@ from .analysis.nonnegative import fold_sign_tests
 from .frontend.numba import CapturedKernel, capture, mark_array_extents
 from .frontend.vectors import scalarize_where_possible
 from .ir import Module, core, parse_module, read_module, write_module
+from .ir.types import VOID
 from .jit import CompiledModule, NumbaEntryPoint
 from .passes import load_pipeline
 
@@ -47,6 +48,27 @@ def call_functions_directly(module: Module) -> None:
                     instruction.callee = source.initializer
 
 
+def split_repeated_edges(function: core.Function) -> None:
+    """Give each repeated case of a switch its own block (numba's `switch %status [-2, %ok; 0, %ok]`
+    after a call that stays a call): the AD's own phis have one entry per predecessor."""
+    for block in list(function.blocks):
+        terminator = block.terminator
+        if not isinstance(terminator, core.Switch):
+            continue
+        seen = {terminator.default}
+        for index, (value, target) in enumerate(terminator.cases):
+            if target not in seen:
+                seen.add(target)
+                continue
+            middle = core.Block(f"{block.name}.case{index}", function)
+            function.blocks.insert(function.blocks.index(target), middle)
+            middle.append(core.Branch(type=VOID, opcode="br", targets=[target]))
+            terminator.cases[index] = (value, middle)
+            for phi in target.phis():
+                position = max(i for i, b in enumerate(phi.incoming_blocks) if b is block)
+                phi.incoming_blocks[position] = middle
+
+
 def optimize(module: Module | str, pipeline: str = "pre_ad", dump_after: set[str] | None = None) -> Module:
     """Run a named pipeline over `module` (written to LLVM and read back)."""
     text = module if isinstance(module, str) else write_module(module)
@@ -55,6 +77,8 @@ def optimize(module: Module | str, pipeline: str = "pre_ad", dump_after: set[str
     module_ref = load_pipeline(pipeline, dump_after).run(module_ref)
     module_ref.verify()
     result = read_module(module_ref)
+    for function in result.functions.values():
+        split_repeated_edges(function)
     if pipeline == "pre_ad":
         # What LLVM cannot prove about numba's index arithmetic (see analysis/nonnegative.py).
         for function in result.functions.values():

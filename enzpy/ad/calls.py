@@ -45,6 +45,7 @@ import re
 import weakref
 from dataclasses import dataclass
 
+from ..analysis.memory_types import pointer_root
 from ..errors import DifferentiationError
 from ..ir import core
 from ..ir.builder import Builder, constant_float, constant_int
@@ -70,12 +71,70 @@ def _differentiable_callee(instruction: core.Instruction) -> core.Function | Non
     if not isinstance(instruction, core.Call) or not isinstance(instruction.callee, core.Function):
         return None
     callee = instruction.callee
-    if callee.is_declaration or callee.name.startswith("llvm.") or is_inactive_call(instruction) \
+    # numba's convention (an i32 status, results through retptr); a callee returning its result
+    # directly (a C function) stays refused by the rule check.
+    if callee.is_declaration or callee.function_type.return_type != I32 or callee.name.startswith("llvm.") \
+            or is_inactive_call(instruction) \
             or scalar_rule(instruction) is not None or allocation_rule(instruction) is not None \
             or memory_call_rule(instruction) is not None or is_memset(instruction) \
             or is_memory_transfer(instruction):
         return None
     return callee
+
+
+def result_slots(blocks, types, pointer_slots) -> set[core.Value]:
+    """Stack slots without floats of their own that the caller passes to a callee and reaches
+    floats through (an array result: the callee stores its data pointer there). They get a
+    shadow, so that the callee's derivative can store the shadow pointer next to the primal."""
+    return {root for b in blocks for i in b.instructions if _differentiable_callee(i) is not None
+            for o in i.operands if (root := pointer_root(o)) in pointer_slots and types.points_at_floats(root)}
+
+
+_CALLEE_TREES: "weakref.WeakKeyDictionary[core.Function, dict]" = weakref.WeakKeyDictionary()
+
+
+def operand_seeds(blocks) -> dict:
+    """Type trees for the pointer operands of calls that stay calls, from each callee's own
+    type analysis: what the callee does with the memory (gemv writes floats into an array
+    the caller only allocated) must be known to the caller, or that memory gets no shadow."""
+    seeds: dict = {}
+    for block in blocks:
+        for call in block.instructions:
+            callee = _differentiable_callee(call)
+            if callee is None:
+                continue
+            for position, tree in _parameter_trees(callee).items():
+                operand = call.operands[position]
+                if isinstance(operand, core.Instruction | core.Argument):
+                    seeds.setdefault(operand, {}).update(tree)
+    return seeds
+
+
+def _parameter_trees(callee: core.Function) -> dict[int, dict]:
+    from ..analysis.type_analysis import analyze_types
+
+    if callee in _CALLEE_TREES:
+        return _CALLEE_TREES[callee]
+    _CALLEE_TREES[callee] = {}               # recursion: the callee's own call sees nothing yet
+    analysis = analyze_types(callee, operand_seeds(callee.blocks))
+    trees = {i: analysis.tree(a) for i, a in enumerate(callee.arguments)
+             if a.type.is_pointer and any(path for path in analysis.tree(a))}
+    _CALLEE_TREES[callee] = trees
+    return trees
+
+
+def check_stored_pointers(blocks, activity, types, error) -> None:
+    """In a callee's derivative: a pointer to float memory that has no shadow must not be stored
+    where the caller keeps pointers that have one (it would find a null shadow there)."""
+    for block in blocks:
+        for instruction in block.instructions:
+            if isinstance(instruction, core.Store):
+                value, pointer = instruction.operands
+                if value.type.is_pointer and pointer in activity.shadowed and value not in activity.shadowed \
+                        and not isinstance(value, core.Constant) and types.points_at_floats(value):
+                    raise error(instruction, "a pointer to float memory without a shadow is stored where the "
+                                "caller expects differentiable memory (its derivative is not tracked across "
+                                "the call)")
 
 
 class _BlockView:
@@ -165,10 +224,13 @@ class TangentCall:
         _redirect(self.call, self.function, operands)
 
 
-def tangent_calls(module: core.Module, calls, activity, types, width: int) -> dict[core.Call, TangentCall]:
-    """Forward mode: the tangent function for each call (generated on first need)."""
-    return {call: TangentCall(call, signature, _tangent_function(module, call, signature, width))
-            for call in calls for signature in [_signature(call, activity, types)]}
+def tangent_calls(module: core.Module, blocks, activity, types, spec, error) -> dict[core.Call, TangentCall]:
+    """Forward mode: the tangent function for each call that stays a call in `blocks` (generated on
+    first need); `spec` is the ForwardSpec of the function `blocks` belong to."""
+    if spec.parameter_trees:                   # itself a callee's tangent
+        check_stored_pointers(blocks, activity, types, error)
+    return {call: TangentCall(call, signature, _tangent_function(module, call, signature, spec.width))
+            for call in crossing_calls(blocks, activity) for signature in [_signature(call, activity, types)]}
 
 
 def _tangent_function(module: core.Module, call: core.Call, signature: _Signature, width: int) -> core.Function:
@@ -233,10 +295,13 @@ class ReverseCall:
             add_adjoint(builder, call.operands[index], builder.load(call.operands[index].type, slot))
 
 
-def reverse_calls(module: core.Module, calls, activity, types, caller_spec) -> dict[core.Call, ReverseCall]:
-    """Reverse mode: the augmented and reverse functions for each call (generated on first need)."""
+def reverse_calls(module: core.Module, blocks, activity, types, caller_spec, error) -> dict[core.Call, ReverseCall]:
+    """Reverse mode: the augmented and reverse functions for each call that stays a call in `blocks`
+    (generated on first need); `caller_spec` is the ReverseSpec of the function `blocks` belong to."""
+    if caller_spec.caller_continues:           # itself a callee's gradient
+        check_stored_pointers(blocks, activity, types, error)
     found = {}
-    for call in calls:
+    for call in crossing_calls(blocks, activity):
         signature = _signature(call, activity, types)
         augmented, reverse = _reverse_functions(module, call, signature, caller_spec)
         found[call] = ReverseCall(call, signature, augmented, reverse)

@@ -42,7 +42,7 @@ from ..rules import typed_lists
 from ..rules.calls import allocation_rule, callee_name, is_memory_transfer, is_memset, memory_call_rule
 from ..rules.registry import scalar_rule
 from ..analysis.loops import reverse_post_order
-from .calls import crossing_calls, tangent_calls, without
+from .calls import operand_seeds, result_slots, tangent_calls, without
 from .memory_calls import ForwardMemoryCall
 from .shadows import check_supported, fill_shadow_phi, make_shadow, stores_zero_bits, zero_of
 
@@ -136,6 +136,7 @@ class _ForwardBuilder:
         float_roots = set(self.shadow_of[0]) | allocas
         types = analyze_types(function, {
             **parameter_seeds(function, dict(zip(spec.duplicated, spec.duplicated_types)), spec.return_type),
+            **operand_seeds(self.blocks),
             **{function.arguments[i]: dict(tree) for i, tree in spec.parameter_trees}})
         types.check()
         self.types = types
@@ -143,11 +144,11 @@ class _ForwardBuilder:
         allocations = {a for a in every_allocation if types.points_at_floats(a)}
         allocations |= typed_lists.list_slots([i for b in self.blocks for i in b.instructions],
                                               types.points_at_floats)
-        self.activity: Activity = analyze(function, float_roots | allocations, set(active_arguments),
-                                          pointer_slots=set(every_alloca) - allocas)
+        slots = set(every_alloca) - allocas
+        self.activity: Activity = analyze(function, float_roots | allocations | result_slots(self.blocks, types, slots),
+                                          set(active_arguments), pointer_slots=slots)
         # Calls to defined functions that stay calls: to their callees' tangent functions.
-        self.calls = tangent_calls(self.module, crossing_calls(self.blocks, self.activity), self.activity, types,
-                                   spec.width)
+        self.calls = tangent_calls(self.module, self.blocks, self.activity, types, spec, self._error)
         check_supported(without(self.blocks, self.calls), self.activity, self.float_arguments, self._error,
                         primal.name, self._check_transfer)
         self._check_writes()

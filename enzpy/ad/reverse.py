@@ -43,7 +43,7 @@ from ..ir.types import I1, I8, I32, I64, PTR, VOID, ArrayType, FunctionType, Str
 from ..rules import typed_lists
 from ..rules.calls import allocation_rule, is_memset, memory_call_rule, transfer_adjoint_function
 from ..rules.registry import scalar_rule
-from .calls import crossing_calls, reverse_calls, without
+from .calls import operand_seeds, result_slots, reverse_calls, without
 from .memory_calls import OperandCopies, active_arrays
 from .recompute import ReverseValues
 from .shadows import check_supported, fill_shadow_phi, make_shadow, stores_zero_bits
@@ -165,6 +165,7 @@ class _ReverseBuilder:
         float_roots = set(self.shadow_of) | allocas
         self.types = analyze_types(function, {**parameter_seeds(
             function, dict(zip(spec.duplicated, spec.duplicated_types)), spec.return_type),
+            **operand_seeds(self.forward_blocks),
             **{function.arguments[i]: dict(tree) for i, tree in spec.parameter_trees}})
         if not spec.loose_types:
             self.types.check()
@@ -172,16 +173,15 @@ class _ReverseBuilder:
         allocations = {a for a in every_allocation if self.types.points_at_floats(a)}
         allocations |= typed_lists.list_slots([i for b in self.forward_blocks for i in b.instructions],
                                               self.types.points_at_floats)
-        self.activity: Activity = analyze(function, float_roots | allocations,
-                                          {a for a, _ in self.active_outputs},
-                                          pointer_slots=set(every_alloca) - allocas)
+        slots = set(every_alloca) - allocas
+        self.activity: Activity = analyze(function, float_roots | allocations | result_slots(
+            self.forward_blocks, self.types, slots), {a for a, _ in self.active_outputs}, pointer_slots=slots)
         # BLAS calls that touch differentiable arrays, and their rules.
         self.memory_calls = {i: rule for b in self.forward_blocks for i in b.instructions
                              if (rule := memory_call_rule(i)) is not None
                              and active_arrays(i, rule, self.activity.shadowed)}
         # Calls to defined functions that stay calls: their derivatives are functions of their own.
-        self.calls = reverse_calls(self.module, crossing_calls(self.forward_blocks, self.activity), self.activity,
-                                   self.types, spec)
+        self.calls = reverse_calls(self.module, self.forward_blocks, self.activity, self.types, spec, self._error)
         self.tape = Tape.start(self.module, builder)
         self.allocation_log = AllocationLog(self.module, builder) \
             if every_allocation or self.memory_calls or self.calls else None

@@ -51,6 +51,12 @@ def _character(value: core.Value) -> str | None:
     return chr(value.value & 0xFF) if isinstance(value, core.ConstantInt) else None
 
 
+def _is(value: core.Value, letters: str) -> bool:
+    """Whether a flag operand is the constant of one of `letters` (False where it is not a constant)."""
+    character = _character(value)
+    return character is not None and character in letters
+
+
 def _minimum(m: core.Value, n: core.Value):
     """min(m, n) as an extent: computed where a copy needs it (`ArrayOperand`)."""
     return lambda builder: builder.select(builder.icmp("slt", m, n), m, n)
@@ -80,8 +86,8 @@ class _LapackRule(MemoryCallRule):
         if kind not in _REAL_KINDS:
             return f"{operation} ('{name}'): the LAPACK kind is not a known constant"
         for position, allowed in self.flags.items():
-            if _character(call.operands[position]) not in allowed:
-                return f"{operation} ('{name}'): operand {position} is not one of {', '.join(allowed)}"
+            if not _is(call.operands[position], allowed):
+                return f"{operation} ('{name}'): operand {position} is not one of the constants {', '.join(allowed)}"
         return None
 
     def arguments(self, context: MemoryCallContext) -> list[core.Value]:
@@ -222,7 +228,7 @@ class Potrf(_LapackRule):
         return {3}
 
     def arguments(self, context):
-        lower = _character(context.call.operands[1]) in "Ll"
+        lower = _is(context.call.operands[1], "Ll")
         return [_flag(lower), context.value(2), context.result(3), context.value(4), *_shadow(context, 3)]
 
 
@@ -243,7 +249,7 @@ class Syevd(_LapackRule):
         return [ArrayOperand(4, n, n, lda, ty, writes=True), ArrayOperand(6, n, _ONE, n, ty, reads=False, writes=True)]
 
     def _vectors(self, call) -> bool:
-        return _character(call.operands[1]) in "Vv"
+        return _is(call.operands[1], "Vv")
 
     def contents_needed(self, call, active):
         return set() if self._vectors(call) else {4}
@@ -254,7 +260,7 @@ class Syevd(_LapackRule):
     def arguments(self, context):
         call = context.call
         vectors = self._vectors(call)
-        return [_flag(vectors), _flag(_character(call.operands[2]) in "Ll"), context.value(3),
+        return [_flag(vectors), _flag(_is(call.operands[2], "Ll")), context.value(3),
                 context.result(4) if vectors else context.contents(4), context.value(5),
                 context.result(6) if vectors else _null(), *_shadow(context, 4), *_shadow(context, 6)]
 
@@ -265,42 +271,60 @@ class Gesdd(_LapackRule):
     """The thin SVD's derivatives (distinct singular values); with full_matrices the other
     columns of U and V (arbitrary bases of the complements) turn as little as they can,
     dU2 = -U1 dU1^T U2. For 'N' (singular values only) U and V come from a second
-    decomposition of the saved input. The call destroys A: its tangent is 0."""
+    decomposition of the saved input. The call destroys A: its tangent is 0. numba's
+    np.linalg.svd picks 'A' or 'S' from full_matrices, which unoptimized code decides at run time."""
 
     names = ("numba_ez_gesdd",)
     routine = "gesdd"
-    flags = {1: "ASNasn"}
 
-    def _job(self, call) -> int:
-        return {"N": 0, "S": 1, "A": 2}[_character(call.operands[1]).upper()]
+    def unsupported(self, call):
+        problem = super().unsupported(call)
+        if problem is None and _character(call.operands[1]) not in (None, "A", "S", "N", "a", "s", "n"):
+            problem = f"{LAPACK_OPERATIONS[self.names[0]]} ('{self.names[0]}'): jobz '{_character(call.operands[1])}'"
+        return problem
+
+    @staticmethod
+    def _job(call) -> int | None:
+        """0, 1, 2 for 'N', 'S', 'A'; None where jobz is not a constant (then 'A' or 'S')."""
+        character = _character(call.operands[1])
+        return None if character is None else {"N": 0, "S": 1, "A": 2}.get(character.upper())
 
     def arrays(self, call):
-        m, n, lda, ldu, ldvt = (call.operands[p] for p in (2, 3, 5, 8, 10))
-        ty, k = self.float_type(call), _minimum(m, n)
+        m, n, lda, ldu, ldvt, jobz = (call.operands[p] for p in (2, 3, 5, 8, 10, 1))
+        ty, k, job = self.float_type(call), _minimum(m, n), self._job(call)
         arrays = [ArrayOperand(4, m, n, lda, ty, writes=True), ArrayOperand(6, k, _ONE, k, ty, reads=False,
                                                                             writes=True)]
-        if self._job(call):                     # 'N' leaves u and vt alone
-            columns_u = m if self._job(call) == 2 else k
+        if job != 0:                            # 'N' leaves u and vt alone
+            columns_u = m if job == 2 else k if job == 1 else \
+                lambda builder: builder.select(builder.icmp("eq", jobz, constant_int(jobz.type, ord("A"))), m,
+                                               k(builder))
             arrays += [ArrayOperand(7, m, columns_u, ldu, ty, reads=False, writes=True),
                        ArrayOperand(9, ldvt, n, ldvt, ty, reads=False, writes=True)]
         return arrays
 
     def contents_needed(self, call, active):
-        return set() if self._job(call) else {4}
+        return {4} if self._job(call) == 0 else set()
 
     def results_needed(self, call, active):
-        return {6, 7, 9} if self._job(call) else set()
+        return set() if self._job(call) == 0 else {6, 7, 9}
 
     def arguments(self, context):
         job = self._job(context.call)
-        if job:                                 # what the call computed
+        if job != 0:                            # what the call computed
             singular = [_null(), context.value(5), context.result(6), context.result(7), context.value(8),
                         context.result(9), context.value(10)]
         else:                                   # the input, decomposed again
             singular = [context.contents(4), context.value(5), _null(), _null(), context.value(8), _null(),
                         context.value(10)]
-        vectors = [*_shadow(context, 7), *_shadow(context, 9)] if job else [_null(), _flag(False)] * 2
-        return [constant_int(I64, job), context.value(2), context.value(3), *singular, *_shadow(context, 4),
+        if job is None:                         # 2 for 'A', 1 for 'S', -1 (NaN derivatives) for anything else
+            builder, jobz = context.builder, context.value(1)
+            is_full = builder.icmp("eq", jobz, constant_int(jobz.type, ord("A")))
+            is_thin = builder.icmp("eq", jobz, constant_int(jobz.type, ord("S")))
+            code = builder.select(is_full, constant_int(I64, 2), builder.select(is_thin, _ONE, constant_int(I64, -1)))
+        else:
+            code = constant_int(I64, job)
+        vectors = [*_shadow(context, 7), *_shadow(context, 9)] if job != 0 else [_null(), _flag(False)] * 2
+        return [code, context.value(2), context.value(3), *singular, *_shadow(context, 4),
                 *_shadow(context, 6), *vectors]
 
 

@@ -21,10 +21,13 @@ of a Cholesky factorization) keep their shadow.
 
 from __future__ import annotations
 
+import warnings
+
 import llvmlite.binding as llvm
 import numba
 import numpy as np
 from numba import types
+from numba.core.errors import NumbaPerformanceWarning
 from numba.extending import get_cython_function_address
 from numba.np.linalg import F_INT_nbtype, F_INT_nptype
 
@@ -475,6 +478,15 @@ def _singular_decomposition(job, m, n, matrix, leading, values, left, leading_u,
                                                                                      leading_vt).T)
 
 
+@jit
+def _unknown_job(m, n, k, leading, shadow_a, has_a, shadow_s, has_s):
+    """A jobz decided at run time that is neither 'A' nor 'S' (numba never passes one): NaN."""
+    if has_a:
+        block(shadow_a, m, n, leading)[:, :] = np.nan
+    if has_s:
+        numba.carray(shadow_s, (k,))[:] = np.nan
+
+
 def gesdd_tangent(job, m, n, matrix, leading, values, left, leading_u, right, leading_vt,
                   shadow_a, has_a, shadow_s, has_s, shadow_u, has_u, shadow_vt, has_vt):
     """dP = U1^T dA V1: ds = diag(dP),
@@ -483,6 +495,9 @@ def gesdd_tangent(job, m, n, matrix, leading, values, left, leading_u, right, le
     a full U's other columns U2 turn as little as they can: dU2 = -U1 dU1^T U2 (V2 alike)."""
     k = min(m, n)
     if k == 0:
+        return
+    if job < 0:
+        _unknown_job(m, n, k, leading, shadow_a, has_a, shadow_s, has_s)
         return
     s, u, v = _singular_decomposition(job, m, n, matrix, leading, values, left, leading_u, right, leading_vt)
     u1, v1 = u[:, :k], v[:, :k]
@@ -520,6 +535,9 @@ def gesdd_adjoint(job, m, n, matrix, leading, values, left, leading_u, right, le
     after folding U2's adjoint into U1's: U1bar -= U2 U2bar^T U1 (V alike)."""
     k = min(m, n)
     if k == 0:
+        return
+    if job < 0:
+        _unknown_job(m, n, k, leading, shadow_a, has_a, shadow_s, has_s)
         return
     s, u, v = _singular_decomposition(job, m, n, matrix, leading, values, left, leading_u, right, leading_vt)
     u1, v1 = u[:, :k], v[:, :k]
@@ -686,7 +704,9 @@ def entry_point(routine: str, mode: str, double: bool) -> str:
         kinds = {"i": types.int64, "f": types.CPointer(element), "p": types.CPointer(F_INT_nbtype),
                  "r": types.float64}
         signature = types.void(*[kinds[code] for code in PARAMETERS[routine]])
-        compiled = numba.cfunc(signature, cache=True, nogil=True)(globals()[f"{routine}_{mode}"])
+        with warnings.catch_warnings():           # '@' on views numba copies first: n^2 next to n^3
+            warnings.simplefilter("ignore", NumbaPerformanceWarning)
+            compiled = numba.cfunc(signature, cache=True, nogil=True)(globals()[f"{routine}_{mode}"])
         llvm.add_symbol(name, compiled.address)
         _COMPILED[name] = compiled                # keeps the code alive
     return name

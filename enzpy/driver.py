@@ -41,8 +41,11 @@ def call_functions_directly(module: Module) -> None:
     the frontend turned `.numba.unresolved$f` into such a constant), without the pre-AD pipeline."""
     for function in module.functions.values():
         for instruction in function.instructions():
-            if isinstance(instruction, core.Call) and isinstance(instruction.callee, core.Load):
-                source = instruction.callee.operands[0]
+            callee = instruction.callee if isinstance(instruction, core.Call) else None
+            while isinstance(callee, core.Cast) and callee.type.is_pointer:
+                callee = callee.operands[0]
+            if isinstance(callee, core.Load):
+                source = callee.operands[0]
                 if isinstance(source, core.GlobalVariable) and source.constant \
                         and isinstance(source.initializer, core.Function):
                     instruction.callee = source.initializer

@@ -64,10 +64,11 @@ that raised after the call). Every frame starts with a pointer to its callee's d
 def crossing_calls(blocks, activity) -> list[core.Call]:
     """The calls in `blocks` to differentiate across: to a defined function, with shadowed operands."""
     return [i for b in blocks for i in b.instructions
-            if _differentiable_callee(i) is not None and any(o in activity.shadowed for o in i.operands)]
+            if differentiable_callee(i) is not None and any(o in activity.shadowed for o in i.operands)]
 
 
-def _differentiable_callee(instruction: core.Instruction) -> core.Function | None:
+def differentiable_callee(instruction: core.Instruction) -> core.Function | None:
+    """The callee of a call that would be differentiated across (if it receives shadowed memory)."""
     if not isinstance(instruction, core.Call) or not isinstance(instruction.callee, core.Function):
         return None
     callee = instruction.callee
@@ -86,7 +87,7 @@ def result_slots(blocks, types, pointer_slots) -> set[core.Value]:
     """Stack slots without floats of their own that the caller passes to a callee and reaches
     floats through (an array result: the callee stores its data pointer there). They get a
     shadow, so that the callee's derivative can store the shadow pointer next to the primal."""
-    return {root for b in blocks for i in b.instructions if _differentiable_callee(i) is not None
+    return {root for b in blocks for i in b.instructions if differentiable_callee(i) is not None
             for o in i.operands if (root := pointer_root(o)) in pointer_slots and types.points_at_floats(root)}
 
 
@@ -100,7 +101,7 @@ def operand_seeds(blocks) -> dict:
     seeds: dict = {}
     for block in blocks:
         for call in block.instructions:
-            callee = _differentiable_callee(call)
+            callee = differentiable_callee(call)
             if callee is None:
                 continue
             for position, tree in _parameter_trees(callee).items():

@@ -70,7 +70,9 @@ class DefaultPipeline(Pass):
 class InlineCallees(Pass):
     """Mark defined functions `alwaysinline` so the inliner folds calls into the kernel.
 
-    Functions numba marked `noinline` (exception-raising paths) stay calls.
+    Functions numba marked `noinline` (exception-raising paths, every function of
+    a debug build) stay calls, and so does recursion (LLVM cannot inline a function
+    into itself): those are differentiated across the call (enzpy/ad/calls.py).
     """
 
     name: str = "inline_callees"
@@ -81,6 +83,27 @@ class InlineCallees(Pass):
             attributes = b" ".join(function.attributes).split()
             if not function.is_declaration and b"noinline" not in attributes:
                 function.add_function_attribute("alwaysinline")
+
+
+@dataclass(frozen=True)
+class KeepCalls(Pass):
+    """Mark the program's own functions `noinline`, so that calls to them stay calls.
+
+    For testing interprocedural AD (enzpy/ad/calls.py) on kernels whose callees
+    the pre-AD pipeline would inline: numba's own implementations (`_ZN5numba...`),
+    the NRT and functions already `alwaysinline` are left alone. Not in any
+    named pipeline (inlining is faster); see tests/pipelines/keep_calls.pipeline.
+    """
+
+    name: str = "keep_calls"
+    """Stage name."""
+
+    def run(self, module, target):
+        for function in module.functions:
+            attributes = b" ".join(function.attributes).split()
+            if not function.is_declaration and b"alwaysinline" not in attributes \
+                    and not function.name.startswith(("_ZN5numba", "NRT_", "nrt_")):
+                function.add_function_attribute("noinline")
 
 
 _BRANCH = re.compile(r"^(\s+br (?:i1 |label ).*?)$", re.MULTILINE)
@@ -156,7 +179,7 @@ class KeepSelectChoices(Pass):
 
 
 PYTHON_PASSES = {"inline_callees": InlineCallees, "no_runtime_unrolling": NoRuntimeUnrolling,
-                 "keep_select_choices": KeepSelectChoices}
+                 "keep_select_choices": KeepSelectChoices, "keep_calls": KeepCalls}
 
 
 @dataclass

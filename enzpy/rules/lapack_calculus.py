@@ -126,7 +126,8 @@ def nonzero(matrix):
 @jit
 def triangular_solve(factor, right_side, left, upper, transposed, unit):
     """right_side := op(T)^-1 right_side (left) or right_side op(T)^-1, T the `upper` (or
-    lower) triangle of the column-major `factor`; `right_side` column-major, in place."""
+    lower) triangle of `factor`; both column-major blocks (rows adjacent: a `block` view or
+    a `fortran_*` array, of one kind), `right_side` in place."""
     rows, columns = right_side.shape
     if rows == 0 or columns == 0:
         return
@@ -150,7 +151,8 @@ def triangular_solve(factor, right_side, left, upper, transposed, unit):
 
 @jit
 def lu_solve(factors, pivots, right_side, transposed):
-    """right_side := A^-1 right_side (A^-T: `transposed`) from getrf's factors of A = P L U."""
+    """right_side := A^-1 right_side (A^-T: `transposed`) from getrf's factors of A = P L U
+    (column-major blocks, as for triangular_solve)."""
     rows, columns = right_side.shape
     if rows == 0 or columns == 0:
         return
@@ -241,21 +243,32 @@ def getrf_adjoint(m, n, factors, leading, pivots, shadow, has_shadow):
 
 # -- gesv: A X = B; A := its LU factors, B := X -----------------------------------------------------
 
+@jit
+def subtract_product(target, left, right):
+    """target -= left right^T; few columns (a vector right side) as rank-1 updates, in place."""
+    if left.shape[1] > 16:
+        target -= left @ right.T
+        return
+    for c in range(left.shape[1]):
+        for j in range(target.shape[1]):
+            factor = right[j, c]
+            for i in range(target.shape[0]):
+                target[i, j] -= left[i, c] * factor
+
+
 def gesv_tangent(n, count, factors, leading, pivots, solution, leading_b, shadow_a, has_a, shadow_b, has_b):
     """dX = A^-1 (dB - dA X); the factors' tangent as getrf's."""
     if n == 0:
         return
-    lu = fortran_copy(block(factors, n, n, leading))
+    lu = block(factors, n, n, leading)        # getrs and trsm read the factors where they are
     p = numba.carray(pivots, (n,))
     x = block(solution, n, count, leading_b)
     da = block(shadow_a, n * has_a, n, leading)
     if has_b:
         db = block(shadow_b, n, count, leading_b)
-        right_side = fortran_copy(db)
         if has_a:
-            right_side -= da @ x
-        lu_solve(lu, p, right_side, False)
-        db[:, :] = right_side
+            subtract_product(db, da, x.T)
+        lu_solve(lu, p, db, False)
     if has_a:
         da[:, :] = lu_tangent(lu, p, da)
 
@@ -265,22 +278,17 @@ def gesv_adjoint(n, count, factors, leading, pivots, solution, leading_b, shadow
     anything read the factors: np.linalg.solve does not, and the check is O(n^2))."""
     if n == 0:
         return
-    lu = fortran_copy(block(factors, n, n, leading))
+    lu = block(factors, n, n, leading)
     p = numba.carray(pivots, (n,))
     x = block(solution, n, count, leading_b)
     da = block(shadow_a, n * has_a, n, leading)
-    abar = fortran_zeros(n, n, lu.dtype)
     if has_a and nonzero(da):
-        abar = lu_adjoint(lu, p, da)
+        da[:, :] = lu_adjoint(lu, p, da)
     if has_b:
         db = block(shadow_b, n, count, leading_b)
-        bbar = fortran_copy(db)
-        lu_solve(lu, p, bbar, True)
-        db[:, :] = bbar
+        lu_solve(lu, p, db, True)             # in place: the shadow of B becomes Bbar
         if has_a:
-            abar -= bbar @ x.T
-    if has_a:
-        da[:, :] = abar
+            subtract_product(da, db, x)
 
 
 # -- getri: A^-1 from A's LU factors, in place ------------------------------------------------------

@@ -1,42 +1,44 @@
 """Interprocedural AD: calls to defined functions that stay calls.
 
-The pre-AD pipeline inlines every callee it can (`InlineCallees`); what stays
-a call is recursion (numba's recursive calls, self and mutual), numba's
-`noinline` functions and, in a debug build, every njit callee. A call to such
-a function that receives differentiable memory (numba passes its result
-through `retptr`, so every call with a float result does) is differentiated
-across the call, as Enzyme does, with functions generated once per callee
-and activity signature (which pointer operands carry a shadow, which float
-operands a derivative), memoized per module so that a recursive callee's
-derivative calls itself:
+The pre-AD pipeline inlines every callee it can (`InlineCallees`: faster);
+what stays a call is recursion (self and mutual: LLVM cannot inline a
+function into itself), numba's `noinline` functions and, in a debug build,
+every njit callee. A call to such a function that receives differentiable
+memory (numba passes results through `retptr`, so every call with a float
+result does) is differentiated across the call, as Enzyme does. The functions
+generated are memoized per module, callee and activity signature (which
+pointer operands carry a shadow, which float operands a derivative), so a
+recursive callee's derivative calls itself:
 
 - forward mode: the *tangent function* of the callee (`ad/forward.py` on the
   callee with that signature) takes the call's operands, then the shadows of
   its shadowed pointers and the tangents of its active floats, `width` each;
-  it replaces the call. Its cost is the callee's tangent, recursion included.
-- reverse mode: an *augmented forward* function A and a *reverse* function R.
-  Both come from the callee's combined gradient (`ad/reverse.py` on a copy of
-  the callee), split where its forward sweep hands over to its reverse sweep
-  (`split_gradient`): A runs the primal with its shadows and tape and returns
-  the status and a *frame*, a heap block holding everything the reverse sweep
-  needs (the tape, stack slots used by both sweeps, forward values the
-  reverse code reads); R takes the frame and pointers to accumulate the
-  adjoints of the active float operands into, runs the reverse sweep, frees
-  the frame. The caller calls A in place of the call, keeps the frame like
-  any forward value (a stack slot, or the tape inside loops) and calls R where
-  its reverse sweep reaches the call. Cost: one primal plus one reverse sweep
-  of the callee per call, as for inlined code; a recursion of depth d keeps d
-  frames alive (and d tapes) until its reverse sweep unwinds.
+  it replaces the call. Cost: the callee's tangent, as for inlined code.
+- reverse mode: an *augmented forward* function A and a *reverse* function R,
+  from the callee's combined gradient (`ad/reverse.py` on a copy of the
+  callee) split where its forward sweep hands over to its reverse sweep
+  (`split_gradient`). A runs the primal with its shadows and returns the
+  status and a *frame*: a heap block with the stack slots both sweeps use and
+  the forward values the reverse code reads. R takes the frame and pointers
+  to accumulate the adjoints of the active float operands into, runs the
+  reverse sweep and frees the frame. The caller calls A in place of the call,
+  keeps the frame like any forward value (a stack slot, or the tape in loops)
+  and calls R where its reverse sweep reaches the call. Both push and pop on
+  the caller's tape and record into its allocation log (they nest: the tape
+  stays a stack), so a call costs one primal and one reverse sweep of the
+  callee plus one frame allocation; a recursion of depth d keeps d frames.
 
 The callee cannot see what its caller does after it returns: memory it reads
 may be overwritten before R runs. A copy of the callee is differentiated in
 which every pointer parameter is marked written (a memset of 0 bytes) before
 each return, so R re-loads nothing through its parameters but caches it, and
 `ReverseSpec.caller_continues` keeps it from re-loading its own allocations
-(the caller may write into an array the callee returns). Stack slots of the
-callee that the reverse sweep or a nested call uses live in the frame.
-Memory labels (scoped noalias) of parameters are dropped in the generated
-functions: a parameter may point at anything of the caller.
+(the caller may write into an array the callee returns). Type information
+flows both ways: the caller's type trees of the operands seed the callee's
+analysis, and each callee's own analysis seeds its callers' operands
+(`operand_seeds`: an array the caller allocates and a callee writes floats
+into gets a shadow). Memory labels (scoped noalias) of parameters are dropped
+in the generated functions: a parameter may point at anything of the caller.
 """
 
 from __future__ import annotations
@@ -53,12 +55,10 @@ from ..ir.clone import clone_body
 from ..ir.types import I1, I8, I32, I64, PTR, VOID, ArrayType, FunctionType, alignment_of, size_in_bytes
 from ..rules.calls import allocation_rule, is_inactive_call, is_memory_transfer, is_memset, memory_call_rule
 from ..rules.registry import scalar_rule
+from .tape import Tape
 
 FRAME_ALIGNMENT = 16
 """What malloc guarantees: stack slots needing more cannot move into a frame."""
-DISCARD_FRAME = "enzpy.call.discard"
-"""`void (ptr frame)`: releases what an augmented call kept, without a reverse sweep (a caller
-that raised after the call). Every frame starts with a pointer to its callee's discard code."""
 
 
 def crossing_calls(blocks, activity) -> list[core.Call]:
@@ -269,20 +269,21 @@ class ReverseCall:
     frame: core.Value | None = None
     """The frame A returned (a forward value of the caller)."""
 
-    def augment(self, builder: Builder, shadow_of: dict, entry_block: core.Block, allocation_log) -> None:
-        """Forward sweep, `builder` right after the call: call A, keep the frame."""
+    def augment(self, builder: Builder, entry_block: core.Block, caller) -> None:
+        """Forward sweep of `caller` (the caller's reverse-mode builder), `builder` right after the
+        call: call A with the caller's tape and allocation log, keep the frame."""
         call = self.call
         slot = Builder(builder.module).before_instruction(entry_block.terminator).alloca(PTR, "frame.slot")
-        shadows = [shadow_of[call.operands[i]] for i in self.signature.duplicated]
-        _redirect(call, self.augmented, call.operands + shadows + [slot])
+        shadows = [caller.shadow_of[call.operands[i]] for i in self.signature.duplicated]
+        log = caller.allocation_log.tape.pointer
+        _redirect(call, self.augmented, call.operands + shadows + [slot, caller.tape.pointer, log])
         self.frame = builder.load(PTR, slot, "frame")
-        if allocation_log is not None:         # released if the caller raises before its reverse sweep
-            discard_frame_function(builder.module)
-            allocation_log.record(builder, self.frame, DISCARD_FRAME)
+        # Freed if the caller raises before its reverse sweep; what A allocated is in the log already.
+        caller.allocation_log.record(builder, self.frame, "free")
 
-    def reverse(self, builder: Builder, values, add_adjoint) -> None:
-        """Reverse sweep: call R with the frame; its adjoints of the float operands go to theirs."""
-        call = self.call
+    def reverse(self, builder: Builder, caller) -> None:
+        """Reverse sweep of `caller`: call R with the frame; its adjoints of the float operands go to theirs."""
+        call, values = self.call, caller.values
         frame = values.value(builder, self.frame)
         entry = values.entry_block
         outputs = []
@@ -291,9 +292,10 @@ class ReverseCall:
                 call.operands[index].type, "call.adjoint")
             builder.store(constant_float(call.operands[index].type, 0.0), slot)
             outputs.append(slot)
-        builder.call(self.reverse_function, [frame, *outputs])
+        builder.call(self.reverse_function, [frame, *outputs, caller.tape.pointer,
+                                             caller.allocation_log.tape.pointer])
         for index, slot in zip(self.signature.active, outputs):
-            add_adjoint(builder, call.operands[index], builder.load(call.operands[index].type, slot))
+            caller._add_adjoint(builder, call.operands[index], builder.load(call.operands[index].type, slot))
 
 
 def reverse_calls(module: core.Module, blocks, activity, types, caller_spec, error) -> dict[core.Call, ReverseCall]:
@@ -320,11 +322,12 @@ def _reverse_functions(module: core.Module, call: core.Call, signature: _Signatu
     callee = signature.callee
     base = f"{callee.name}.{signature.suffix}"
     parameters = tuple(callee.function_type.params)
-    names = [a.name for a in callee.arguments] + [f"shadow.{i}" for i in signature.duplicated] + ["frame.out"]
+    lent = ["tape", "allocation.log"]          # the caller's
+    names = [a.name for a in callee.arguments] + [f"shadow.{i}" for i in signature.duplicated] + ["frame.out", *lent]
     augmented = core.Function(f"enzpy.augmented.{base}", FunctionType(
-        I32, parameters + (PTR,) * (len(signature.duplicated) + 1)), names)
-    reverse = core.Function(f"enzpy.reverse.call.{base}", FunctionType(
-        I32, (PTR,) * (1 + len(signature.active))), ["frame"] + [f"adjoint.{i}" for i in signature.active])
+        I32, parameters + (PTR,) * (len(signature.duplicated) + 3)), names)
+    reverse = core.Function(f"enzpy.reverse.call.{base}", FunctionType(I32, (PTR,) * (3 + len(signature.active))),
+                            ["frame"] + [f"adjoint.{i}" for i in signature.active] + lent)
     for function in (augmented, reverse):
         function.linkage = "internal"
         module.add_function(function)
@@ -390,7 +393,7 @@ def split_gradient(module: core.Module, combined: core.Function, augmented: core
     sweep ends by branching to `reverse.start`. `augmented` gets the blocks
     before that (the first `kept` parameters, then a pointer to return the
     frame through), `reverse` the blocks from there on (the frame, then the
-    adjoint outputs). The frame holds the discard pointer, then the stack slots
+    adjoint outputs), and both the caller's tape and allocation log. The frame holds the stack slots
     both halves use, then the forward values the reverse blocks read.
     """
     entry = combined.blocks[0]
@@ -429,7 +432,7 @@ def split_gradient(module: core.Module, combined: core.Function, augmented: core
                     crossing.setdefault(operand)
 
     # Frame layout.
-    offset, offsets = 8, {}                    # the discard pointer first
+    offset, offsets = 0, {}
     for slot in in_frame:
         if slot.parent not in (entry, *entry.successors()):
             raise DifferentiationError(f"a stack slot allocated inside a loop of @{combined.name} is needed by "
@@ -455,7 +458,9 @@ def split_gradient(module: core.Module, combined: core.Function, augmented: core
 
     for call in dropped:
         call.parent.instructions.remove(call)
-    _move_body(combined, augmented, forward_blocks, dict(zip(arguments[:kept], augmented.arguments)))
+    _move_body(combined, augmented, forward_blocks,          # the primal parameters, the shadows; the lent
+               {**dict(zip(arguments[:kept], augmented.arguments)), **dict(zip(arguments[-2:],
+                                                                                 augmented.arguments[-2:]))})
     _move_body(combined, reverse, [], {})
     frame_out = augmented.arguments[kept]
 
@@ -463,11 +468,15 @@ def split_gradient(module: core.Module, combined: core.Function, augmented: core
     status_slot = _status_slot(entry, combined)
     if status_slot not in in_frame:
         raise DifferentiationError(f"cannot split @{combined.name}: its status slot is not shared")
-    discard = _discard_function(module, reverse, offsets[status_slot], output_types)
     builder = Builder(module).before_instruction(entry.instructions[0])
     malloc = module.get_or_declare("malloc", FunctionType(PTR, (I64,)))
     frame = builder.call(malloc, [constant_int(I64, size)], "frame")
-    builder.store(discard, frame)
+    tape = Tape(module, augmented.arguments[-2])
+    ignored = []                               # adjoint outputs of a reverse sweep that does not run
+    for ty in output_types:
+        ignored.append(builder.alloca(ty, "ignored"))
+        builder.store(constant_float(ty, 0.0), ignored[-1])
+    tape_size = tape.slots(builder)
     fields = {}
     for slot in in_frame:
         fields[slot] = Builder(module).before_instruction(slot).gep(
@@ -490,9 +499,11 @@ def split_gradient(module: core.Module, combined: core.Function, augmented: core
     failed, done = augmented.append_block("augmented.failed"), augmented.append_block("augmented.done")
     builder.cond_br(builder.icmp("ne", status, constant_int(I32, 0)), failed, done)
     builder.at_end(done).ret(status)
-    # The callee raised: R takes its release path (the status says so) and frees the frame.
+    # The callee raised: R takes its release path (the status says so: what A recorded in the log
+    # is released) and frees the frame; what A pushed onto the tape goes too.
     builder.at_end(failed)
-    builder.call(discard, [frame])
+    builder.call(reverse, [frame, *ignored, *augmented.arguments[-2:]])
+    builder.store(tape_size, tape.size_field(builder))
     builder.store(core.ConstantNull(PTR), frame_out)
     builder.ret(status)
 
@@ -517,7 +528,7 @@ def split_gradient(module: core.Module, combined: core.Function, augmented: core
         replacements[slot] = _field(builder, frame_in, offsets[slot], slot.name)
     for value in crossing:
         replacements[value] = builder.load(value.type, _field(builder, frame_in, offsets[value]), value.name)
-    replacements.update(zip(arguments[kept:], reverse.arguments[1:]))
+    replacements.update(zip(arguments[kept:], reverse.arguments[1:]))      # the outputs, the lent
     builder.br(start)
     _replace_in(reverse_blocks, replacements)
     free = module.get_or_declare("free", FunctionType(VOID, (PTR,)))
@@ -591,45 +602,3 @@ def _status_slot(entry: core.Block, combined: core.Function) -> core.Alloca:
     return found[0]
 
 
-def _discard_function(module: core.Module, reverse: core.Function, status_offset: int,
-                      output_types) -> core.Function:
-    """`void discard(ptr frame)`: mark the frame's status 'raised', then run R, which then only
-    releases what the forward sweep kept (allocations, copies, nested frames) and frees the frame."""
-    function = core.Function(f"{reverse.name}.discard", FunctionType(VOID, (PTR,)), ["frame"])
-    function.linkage = "internal"
-    module.add_function(function)
-    builder = Builder(module).at_end(function.append_block("entry"))
-    frame = function.arguments[0]
-    outputs = []
-    for ty in output_types:
-        outputs.append(builder.alloca(ty, "ignored"))
-        builder.store(constant_float(ty, 0.0), outputs[-1])
-    status_field = _field(builder, frame, status_offset)
-    status = builder.load(I32, status_field)
-    raised = builder.icmp("ne", status, constant_int(I32, 0))
-    builder.store(builder.select(raised, status, constant_int(I32, 1)), status_field)
-    builder.call(reverse, [frame, *outputs])
-    builder.ret()
-    return function
-
-
-def discard_frame_function(module: core.Module) -> core.Function:
-    """The module's `DISCARD_FRAME`: calls the discard code a (non-null) frame points at."""
-    existing = module.functions.get(DISCARD_FRAME)
-    if existing is not None and not existing.is_declaration:
-        return existing
-    function = existing or core.Function(DISCARD_FRAME, FunctionType(VOID, (PTR,)), ["frame"])
-    function.arguments[0].name = "frame"
-    function.linkage = "internal"
-    module.add_function(function)
-    frame = function.arguments[0]
-    entry, call, done = (function.append_block(n) for n in ("entry", "call", "done"))
-    builder = Builder(module).at_end(entry)
-    builder.cond_br(builder.icmp("eq", frame, core.ConstantNull(PTR)), done, call)
-    builder.at_end(call)
-    code = builder.load(PTR, frame, "discard")
-    builder.insert(core.Call(type=VOID, opcode="call", callee=code, operands=[frame],
-                             function_type=FunctionType(VOID, (PTR,)), argument_attributes=[()]))
-    builder.br(done)
-    builder.at_end(done).ret()
-    return function

@@ -75,8 +75,9 @@ class ReverseSpec:
     parameter_trees: tuple = ()
     """(index, type tree) of parameters as a caller sees them (a callee's derivative, ad/calls.py)."""
     caller_continues: bool = False
-    """The forward sweep returns to a caller that runs on before the reverse sweep (ad/calls.py
-    splits this gradient): what the function allocated is not re-loaded, the caller may write it."""
+    """A callee's gradient, split by ad/calls.py: the caller runs on between the sweeps (what the
+    function allocated is not re-loaded, the caller may write it) and lends its tape and allocation
+    log (two last parameters)."""
 
 
 def build_reverse(module: core.Module, primal: core.Function, spec: ReverseSpec, name: str) -> core.Function:
@@ -130,6 +131,8 @@ class _ReverseBuilder:
         if spec.return_type is not None:
             params.append(spec.return_type)
             names.append("seed")
+        if spec.caller_continues:
+            params, names = params + [PTR, PTR], names + ["tape", "allocation.log"]
         self.function = core.Function(name, FunctionType(I32, tuple(params)), names)
         self.function.linkage = ""
         module.add_function(self.function)
@@ -182,9 +185,10 @@ class _ReverseBuilder:
                              and active_arrays(i, rule, self.activity.shadowed)}
         # Calls to defined functions that stay calls: their derivatives are functions of their own.
         self.calls = reverse_calls(self.module, self.forward_blocks, self.activity, self.types, spec, self._error)
-        self.tape = Tape.start(self.module, builder)
-        self.allocation_log = AllocationLog(self.module, builder) \
-            if every_allocation or self.memory_calls or self.calls else None
+        self.tape = Tape(self.module, function.arguments[-2]) if spec.caller_continues \
+            else Tape.start(self.module, builder)
+        self.allocation_log = AllocationLog(self.module, builder, function.arguments[-1] if spec.caller_continues
+                                            else None) if every_allocation or self.memory_calls or self.calls else None
         self.status_slot = builder.alloca(I32, "status")
         self.return_slot = builder.alloca(I64, "returned.from")
         self.iteration_slots = {loop: builder.alloca(I64, f"iteration.{loop.header.name}")
@@ -365,7 +369,7 @@ class _ReverseBuilder:
                     if allocation_rule(instruction) is not None:
                         self.allocation_log.record(builder, shadow, allocation_rule(instruction).shadow_release)
                 if instruction in self.calls:
-                    self.calls[instruction].augment(builder, self.shadow_of, self.entry_block, self.allocation_log)
+                    self.calls[instruction].augment(builder, self.entry_block, self)
                 if typed_lists.typed_list_operation(instruction) and instruction.operands[0] in self.activity.shadowed:
                     typed_lists.mirror(builder, instruction, self.shadow_of)    # keeps the shadow list as long
                 if instruction in self.memory_calls:
@@ -496,7 +500,8 @@ class _ReverseBuilder:
             if argument in self.adjoint_slot:
                 total = builder.fadd(builder.load(argument.type, output), self._take_adjoint(builder, argument))
                 builder.store(total, output)
-        self.tape.free(builder)
+        if not self.spec.caller_continues:
+            self.tape.free(builder)
         if self.allocation_log is not None:
             self.allocation_log.free(builder)
         builder.ret(builder.load(I32, self.status_slot))
@@ -597,7 +602,7 @@ class _ReverseBuilder:
             builder.call(instruction.callee, [shadow, constant_int(instruction.operands[1].type, 0), length,
                                               instruction.operands[3]])
         elif instruction in self.calls:
-            self.calls[instruction].reverse(builder, self.values, self._add_adjoint)
+            self.calls[instruction].reverse(builder, self)
         elif typed_lists.typed_list_operation(instruction) == typed_lists.APPEND \
                 and instruction.operands[0] in activity.shadowed:
             item = instruction.operands[1]

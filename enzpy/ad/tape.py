@@ -182,8 +182,11 @@ class Tape:
 
     def slots(self, builder: Builder) -> core.Value:
         """How many slots the tape holds now."""
-        field = builder.gep(TAPE_TYPE, self.pointer, [core.ConstantInt(I32, 0), core.ConstantInt(I32, 1)])
-        return builder.load(I64, field, "tape.slots")
+        return builder.load(I64, self.size_field(builder), "tape.slots")
+
+    def size_field(self, builder: Builder) -> core.Value:
+        """A pointer to the slot count (storing a smaller count drops the slots above it)."""
+        return builder.gep(TAPE_TYPE, self.pointer, [core.ConstantInt(I32, 0), core.ConstantInt(I32, 1)])
 
     def free(self, builder: Builder) -> None:
         builder.call(self.free_function, [self.pointer])
@@ -226,20 +229,23 @@ class AllocationLog:
     kernel allocations as it passes them; a kernel that raises (status != 0)
     returns before any reverse code runs, so without the log each such call
     leaked them. Every entry is a pointer and the function that releases it.
+
+    A callee's gradient (ad/calls.py) records into its caller's log (`lent`, the
+    pointer to it): if the caller raises, all is released at once; if the callee
+    raises, it releases what it recorded itself, down to where it started.
     """
 
-    RELEASES = ("NRT_MemInfo_release", "NRT_MemInfo_call_dtor", "NRT_Free", "enzpy.call.discard")
-    """Release functions, by the index recorded next to each pointer (the last one: a
-    callee's frame, ad/calls.py, which the module defines)."""
+    RELEASES = ("NRT_MemInfo_release", "NRT_MemInfo_call_dtor", "NRT_Free", "free")
+    """Release functions, by the index recorded next to each pointer (`free`: a callee's frame)."""
 
-    def __init__(self, module: core.Module, builder: Builder):
-        self.tape = Tape.start(module, builder, spare=False)
-        self.recorded: set[str] = set()
+    def __init__(self, module: core.Module, builder: Builder, lent: core.Value | None = None):
+        self.lent = lent is not None
+        self.tape = Tape(module, lent) if self.lent else Tape.start(module, builder, spare=False)
+        self.base = self.tape.slots(builder) if self.lent else constant_int(I64, 0)
 
     def record(self, builder: Builder, pointer: core.Value, release: str) -> None:
         self.tape.push(builder, pointer)
         self.tape.push(builder, constant_int(I64, self.RELEASES.index(release)))
-        self.recorded.add(release)
 
     def release_all(self, function: core.Function, builder: Builder, done: core.Block) -> None:
         """From `builder` on: release every recorded pointer, newest first, then go to `done`."""
@@ -247,15 +253,13 @@ class AllocationLog:
         release = function.append_block("release.next")
         builder.br(check)
         builder.at_end(check)
-        empty = builder.icmp("eq", self.tape.slots(builder), constant_int(I64, 0))
+        empty = builder.icmp("eq", self.tape.slots(builder), self.base)
         builder.cond_br(empty, done, release)
         builder.at_end(release)
         kind = self.tape.pop(builder, ty=I64)
         pointer = self.tape.pop(builder, ty=PTR)
         cases = []
         for index, name in enumerate(self.RELEASES):
-            if name not in self.recorded:
-                continue
             block = function.append_block(f"release.{name}")
             case = Builder(builder.module).at_end(block)
             case.call(case.declare(name, VOID, [PTR]), [pointer])
@@ -264,4 +268,5 @@ class AllocationLog:
         builder.switch(kind, check, cases)
 
     def free(self, builder: Builder) -> None:
-        self.tape.free(builder)
+        if not self.lent:
+            self.tape.free(builder)

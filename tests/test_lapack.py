@@ -38,8 +38,7 @@ _DIFFERENTIABLE: dict[str, object] = {}
 
 def differentiable_of(case):
     if case.name not in _DIFFERENTIABLE:
-        # "loose_types": see tests/kernels/lapack.py (a type analysis limitation, not the rules').
-        _DIFFERENTIABLE[case.name] = differentiate(case.func, loose_types="loose_types" in case.tags)
+        _DIFFERENTIABLE[case.name] = differentiate(case.func)
     return _DIFFERENTIABLE[case.name]
 
 
@@ -97,16 +96,7 @@ def test_reverse_matches_finite_differences(case):
         assert_close(case, args, predicted, finite_difference(case, args, directions, weights), "reverse")
 
 
-# Forward mode has no loose_types: the kernels tagged so are refused by type analysis there
-# (tests/kernels/lapack.py says why); strict, so that the fix is noticed. Their LAPACK calls'
-# tangents are checked by test_entry_points_match_finite_differences.
-_REFUSED_IN_FORWARD_MODE = pytest.mark.xfail(raises=DifferentiationError, strict=True,
-                                             reason="type analysis merges a float and an integer array's MemInfo")
-FORWARD_CASES = [pytest.param(case, marks=_REFUSED_IN_FORWARD_MODE) if "loose_types" in case.tags else case
-                 for case in CASES]
-
-
-@pytest.mark.parametrize("case", FORWARD_CASES, ids=lambda case: case.name)
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
 def test_forward_matches_finite_differences(case):
     rng = np.random.default_rng(11)
     args = case.make_args(np.random.default_rng(3))
@@ -117,7 +107,7 @@ def test_forward_matches_finite_differences(case):
         assert_close(case, args, predicted, finite_difference(case, args, directions, weights), "forward")
 
 
-@pytest.mark.parametrize("case", FORWARD_CASES, ids=lambda case: case.name)
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
 def test_forward_agrees_with_reverse(case):
     """<J t, c> from one forward sweep equals <t, J^T c> from one reverse sweep."""
     rng = np.random.default_rng(5)
@@ -263,7 +253,7 @@ def test_the_users_arrays_are_not_modified():
 # enzpy/rules/lapack_calculus.py called directly: the tangent against finite differences of F
 # (on what F defines: not on what a routine destroys, and for gelsd's trailing rows only their
 # column norms), the adjoint against the tangent. This covers every job and triangle, whether
-# or not a kernel reaches it (eigvalsh, a solve with a matrix right side: see FORWARD_CASES).
+# or not a kernel reaches it.
 
 def _fortran(*shape, rng, scale=1.0):
     return np.asfortranarray(scale * rng.standard_normal(shape))
@@ -466,13 +456,13 @@ def r_factor(a):
 
 
 @pytest.mark.parametrize("function, mode, operation", [
-    # eig: in reverse mode only, with loose_types (its liveness list meets type analysis's limitation)
     (eigenvalues, "reverse", r"np\.linalg\.eig / np\.linalg\.eigvals \(numba_ez_rgeev"),
+    (eigenvalues, "forward", r"np\.linalg\.eig / np\.linalg\.eigvals \(numba_ez_rgeev"),
     (r_factor, "reverse", r"np\.linalg\.qr \(numba_ez_(geqrf|xxgqr)"),
-    (r_factor, "forward", r"np\.linalg\.qr \(numba_ez_(geqrf|xxgqr)")], ids=["eig", "qr-reverse", "qr-forward"])
+    (r_factor, "forward", r"np\.linalg\.qr \(numba_ez_(geqrf|xxgqr)")], ids=["eig-reverse", "eig-forward", "qr-reverse", "qr-forward"])
 def test_a_routine_without_a_rule_is_refused_naming_the_function_and_line(function, mode, operation):
     line = function.__code__.co_firstlineno + 1
     a = np.diag([1.0, 2.0, 3.0]) + 0.1
     located = rf"call to {operation}.*no differentiation rule.*Python source .*test_lapack\.py:{line}"
     with pytest.raises(DifferentiationError, match=located):
-        differentiate(function, loose_types=True).autodiff(Duplicated(a, np.ones((3, 3))), mode=mode)
+        differentiate(function).autodiff(Duplicated(a, np.ones((3, 3))), mode=mode)

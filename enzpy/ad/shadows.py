@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 from ..analysis.activity import Activity, holds_pointers
-from ..analysis.memory_types import pointer_root
+from ..analysis.memory_types import only_reference_counted, pointer_root
 from ..errors import DifferentiationError
 from ..ir import core
 from ..ir.builder import Builder, constant_float, constant_int
@@ -109,37 +109,12 @@ def shadow_operand(user: core.Instruction, value: core.Value, shadow_of: dict[co
         return shadow_of[value]
     if isinstance(value, (core.ConstantNull, core.Undef, core.Poison)):
         return value
-    if _only_reference_counted(user):
+    if only_reference_counted(user):
         # LLVM sinks the decrefs of two MemInfos into one call on a phi of both (an
         # argument's, which has no shadow, and an allocation's): a null shadow is never
         # released (forward mode mirrors reference counts on non-null shadows only).
         return core.ConstantNull(value.type)
     raise error(user, "a pointer merges differentiable memory with memory enzpy has no shadow for")
-
-
-def _reference_counting(name: str) -> bool:
-    """NRT_incref / NRT_decref, or forward mode's mirror of one on a shadow."""
-    return name.removeprefix("enzpy.forward.shadow.") in ("NRT_incref", "NRT_decref")
-
-
-def _only_reference_counted(value: core.Instruction) -> bool:
-    """Whether `value` (and the phis and selects merging it) only reach NRT_incref / NRT_decref."""
-    function = value.parent.parent if value.parent is not None else None
-    if function is None:
-        return False
-    uses = core.uses_of(function)
-    pending, seen = [value], set()
-    while pending:
-        current = pending.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        for user in uses.get(current, ()):
-            if isinstance(user, core.Phi) or (isinstance(user, core.Select) and user.operands[0] is not current):
-                pending.append(user)
-            elif not (isinstance(user, core.Call) and _reference_counting(getattr(user.callee, "name", ""))):
-                return False
-    return True
 
 
 def shadow_or_primal(value: core.Value, shadow_of: dict[core.Value, core.Value], varied: set[core.Value],

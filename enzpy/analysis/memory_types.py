@@ -43,3 +43,34 @@ def memory_float_type(function: core.Function, pointer: core.Value,
         raise DifferentiationError(f"memory behind {root.name or 'a pointer'} in @{function.name} holds "
                                    f"several float types ({', '.join(sorted(map(str, found)))})")
     return found.pop() if found else None
+
+
+def _reference_counting(name: str) -> bool:
+    """NRT_incref / NRT_decref, or forward mode's mirror of one on a shadow."""
+    return name.removeprefix("enzpy.forward.shadow.") in ("NRT_incref", "NRT_decref")
+
+
+def only_reference_counted(value: core.Instruction, uses: dict | None = None) -> bool:
+    """Whether `value` (and the phis and selects merging it) only reach NRT_incref / NRT_decref.
+
+    LLVM sinks the decrefs of two MemInfos into one call on a phi of both: such
+    a phi merges pointers to unrelated memory (a float array's and an integer
+    array's) that nothing reads through it.
+    """
+    if uses is None:
+        function = value.parent.parent if value.parent is not None else None
+        if function is None:
+            return False
+        uses = core.uses_of(function)
+    pending, seen = [value], set()
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for user in uses.get(current, ()):
+            if isinstance(user, core.Phi) or (isinstance(user, core.Select) and user.operands[0] is not current):
+                pending.append(user)
+            elif not (isinstance(user, core.Call) and _reference_counting(getattr(user.callee, "name", ""))):
+                return False
+    return True

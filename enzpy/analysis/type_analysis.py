@@ -30,6 +30,7 @@ from ..errors import DifferentiationError
 from ..ir import core
 from ..ir.types import ArrayType, IntType, PointerType, StructType, Type, VectorType, size_in_bytes, \
     struct_layout
+from .memory_types import only_reference_counted
 from ..rules.calls import allocation_rule, is_memory_transfer, memory_call_rule
 from ..rules.lists import MEMINFO_DATA_OFFSET, reallocation_rule
 from ..rules.typed_lists import APPEND, BASE_POINTER, NEW, typed_list_operation
@@ -158,7 +159,9 @@ class TypeAnalysis:
 def analyze_types(function: core.Function, seeds: dict[core.Value, TypeTree]) -> TypeAnalysis:
     """Run the analysis over `function` from the caller's `seeds` (usually its parameters)."""
     analysis = TypeAnalysis(function)
-    runner = _Propagation(analysis)
+    uses = core.uses_of(function)
+    runner = _Propagation(analysis, {i for i in function.instructions() if isinstance(i, (core.Phi, core.Select))
+                                     and i.type.is_pointer and only_reference_counted(i, uses)})
     for value, tree in seeds.items():
         runner.merge(value, tree)
     instructions = list(function.instructions())
@@ -186,8 +189,10 @@ def _own_type(value: core.Value) -> TypeTree:
 
 
 class _Propagation:
-    def __init__(self, analysis: TypeAnalysis):
+    def __init__(self, analysis: TypeAnalysis, reference_counted: set[core.Instruction] = frozenset()):
         self.analysis = analysis
+        self.reference_counted = reference_counted
+        """Pointer phis and selects that only reach NRT_incref / NRT_decref: they merge nothing."""
         self.changed = False
         self.visiting: core.Instruction | None = None
 
@@ -276,7 +281,7 @@ class _Propagation:
                 self.merge(operands[0], {(): float_of(operands[0].type)})
             elif instruction.opcode in ("sitofp", "uitofp", "trunc", "zext", "sext"):
                 self.merge(operands[0], {(): INTEGER})
-        elif isinstance(instruction, (core.Phi, core.Select)):
+        elif isinstance(instruction, (core.Phi, core.Select)) and instruction not in self.reference_counted:
             merged = operands if isinstance(instruction, core.Phi) else operands[1:]
             for operand in merged:
                 self.merge(instruction, self.tree(operand))

@@ -11,12 +11,6 @@ away from the degeneracies where the derivatives do not exist (repeated
 eigenvalues or singular values, rank deficiency); eigenvectors and singular
 vectors enter only through sign-invariant expressions, as any objective of them
 must.
-
-Tag "loose_types": type analysis refuses the kernel although its derivative is
-right (LLVM's sinking merges the MemInfo pointers of a float array and an
-integer array, numba's pivots or its liveness list, into one phi before a
-shared NRT_decref, and the analysis merges what they point at); the tests
-differentiate it with loose_types=True.
 """
 
 import math
@@ -256,7 +250,7 @@ CASES = [
     Case("lapack_ridge_objective", ridge_objective,
          lambda rng: (rng.standard_normal((8, 3)), rng.standard_normal(8), 0.7), tags=frozenset({"lapack", "solve"})),
     Case("lapack_solve_matrix_right_side", solve_matrix_right_side,
-         lambda rng: (_general(rng, 4), rng.standard_normal((4, 3))), tags=frozenset({"loose_types", "lapack", "solve"})),
+         lambda rng: (_general(rng, 4), rng.standard_normal((4, 3))), tags=frozenset({"lapack", "solve"})),
     Case("lapack_implicit_euler", implicit_euler,
          lambda rng: (_positive_definite(rng, 4), rng.standard_normal(4), 3), tags=frozenset({"lapack", "solve", "loop"})),
     Case("lapack_determinant", determinant, lambda rng: (_general(rng, 4, 2.0),), tags=frozenset({"lapack", "lu"})),
@@ -274,7 +268,7 @@ CASES = [
     Case("lapack_eigen_energy", eigen_energy, lambda rng: (_positive_definite(rng, 4), rng.standard_normal(4)),
          tags=frozenset({"lapack", "eigh"})),
     Case("lapack_eigenvalue_spread", eigenvalue_spread, lambda rng: (_positive_definite(rng, 5),),
-         tags=frozenset({"loose_types", "lapack", "eigh"})),
+         tags=frozenset({"lapack", "eigh"})),
     Case("lapack_nuclear_norm", nuclear_norm, lambda rng: (_rectangular(rng, 5, 3),), tags=frozenset({"lapack", "svd"})),
     Case("lapack_nuclear_norm_wide", nuclear_norm, lambda rng: (_rectangular(rng, 3, 5),),
          tags=frozenset({"lapack", "svd"})),
@@ -300,7 +294,7 @@ CASES = [
     Case("lapack_cholesky_log_det_float32", cholesky_log_det_float32, lambda rng: _single(_positive_definite(rng, 4)),
          tags=frozenset({"lapack", "float32"})),
     Case("lapack_eigenvalues_float32", eigenvalues_float32, lambda rng: _single(_positive_definite(rng, 4)),
-         tags=frozenset({"loose_types", "lapack", "float32"})),
+         tags=frozenset({"lapack", "float32"})),
 ]
 
 ARRAY_CASES = [

@@ -108,7 +108,9 @@ def _explain(arguments) -> int:
     if arguments.args is not None:
         import numpy
         try:
-            values = eval(f"({arguments.args},)", {"np": numpy, "numpy": numpy})   # the user's own expression
+            # The user's own expression; a trailing comma ("np.ones(3),") is a tuple already.
+            text = arguments.args.strip().rstrip(",")
+            values = eval(f"({text},)", {"np": numpy, "numpy": numpy})
         except Exception as error:
             raise UsageError(f"cannot evaluate --args {arguments.args!r}: {type(error).__name__}: {error}") from None
         captured = capture(function, args=values)

@@ -182,3 +182,8 @@ def test_width_below_one_is_a_usage_error(capsys, kernel_file):
                                        "--mode", "forward", "--width", "0")
     assert status == 2 and out == ""
     assert err.strip() == "enzpy: error: --width must be at least 1, got 0"
+
+
+def test_explain_takes_arguments_with_a_trailing_comma(capsys, kernel_file):
+    assert main(["explain", f"{kernel_file}:sum_of_squares", "--args", "np.linspace(0, 1, 50), 50,"]) == 0
+    assert "tape for these arguments: 0 bytes" in capsys.readouterr().out

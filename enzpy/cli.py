@@ -75,6 +75,7 @@ def _gradient_module(function, arguments):
     from .frontend.numba import capture
 
     captured = capture(function, signature=arguments.sig)
+    _check_declared_result(function, captured)
     kinds = _annotation_kinds(captured, arguments.activity)
     differentiable = api.Differentiable(function, optimize=not arguments.no_preopt)
     if arguments.width != 1 and arguments.mode != "forward":
@@ -83,6 +84,23 @@ def _gradient_module(function, arguments):
         raise UsageError(f"--width must be at least 1, got {arguments.width}")
     module, _, _ = differentiable.derivative_module(captured, kinds, mode=arguments.mode, width=arguments.width)
     return module
+
+
+def _check_declared_result(function, captured) -> None:
+    """An integer result in --sig for a kernel that computes a float would cast the derivative away."""
+    import numba
+    from numba.core import types
+
+    declared = captured.signature.return_type
+    if not isinstance(declared, (types.Integer, types.Boolean)):
+        return
+    python_function = getattr(function, "py_func", function)
+    dispatcher = numba.njit(python_function)
+    dispatcher.compile(captured.signature.args)
+    inferred = dispatcher.overloads[tuple(captured.signature.args)].signature.return_type
+    if isinstance(inferred, types.Float):
+        raise UsageError(f"--sig declares the result {declared}, but {python_function.__name__} returns "
+                         f"{inferred}: the cast would drop its derivative (declare {inferred})")
 
 
 def _annotation_kinds(captured, activity: str | None) -> tuple[type, ...]:

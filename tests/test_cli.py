@@ -187,3 +187,10 @@ def test_width_below_one_is_a_usage_error(capsys, kernel_file):
 def test_explain_takes_arguments_with_a_trailing_comma(capsys, kernel_file):
     assert main(["explain", f"{kernel_file}:sum_of_squares", "--args", "np.linspace(0, 1, 50), 50,"]) == 0
     assert "tape for these arguments: 0 bytes" in capsys.readouterr().out
+
+
+def test_an_integer_result_declared_for_a_float_kernel_is_a_usage_error(capsys, kernel_file):
+    status, out, err = emit_in_process(capsys, f"{kernel_file}:sum_of_squares", "--sig",
+                                       SIGNATURE.replace("float64(", "int64(", 1), "--mode", "reverse")
+    assert status == 2 and out == ""
+    assert "--sig declares the result int64, but sum_of_squares returns float64" in err

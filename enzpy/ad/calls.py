@@ -72,10 +72,9 @@ def differentiable_callee(instruction: core.Instruction) -> core.Function | None
     if not isinstance(instruction, core.Call) or not isinstance(instruction.callee, core.Function):
         return None
     callee = instruction.callee
-    # numba's convention (an i32 status, results through retptr); a callee returning its result
-    # directly (a C function) stays refused by the rule check.
-    if callee.is_declaration or callee.function_type.return_type != I32 or callee.name.startswith("llvm.") \
-            or is_inactive_call(instruction) \
+    # numba's convention (retptr, excinfo, an i32 status); other callees (C functions, whose result
+    # is no status) stay refused by the rule check.
+    if callee.is_declaration or _private_parameters(callee) != 2 or is_inactive_call(instruction) \
             or scalar_rule(instruction) is not None or allocation_rule(instruction) is not None \
             or memory_call_rule(instruction) is not None or is_memset(instruction) \
             or is_memory_transfer(instruction):

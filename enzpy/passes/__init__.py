@@ -102,7 +102,7 @@ class KeepCalls(Pass):
         for function in module.functions:
             attributes = b" ".join(function.attributes).split()
             if not function.is_declaration and b"alwaysinline" not in attributes \
-                    and not function.name.startswith(("_ZN5numba", "NRT_", "nrt_")):
+                    and not function.name.startswith(("_ZN5numba", "_ZN05numba", "NRT_", "nrt_")):
                 function.add_function_attribute("noinline")
 
 

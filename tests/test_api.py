@@ -673,3 +673,13 @@ def test_njit_code_calls_a_differentiated_kernel_like_the_numba_function():
     # ... and what calls it differentiates too.
     value, (gradient,) = differentiate(caller.py_func).value_and_grad(x)
     np.testing.assert_allclose(gradient, 4.0 * np.arange(1.0, 4.0) * x, rtol=1e-14)
+
+
+def test_the_main_job_says_plainly_that_the_derivatives_match():
+    completed = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "..", "examples",
+                                                             "gradient.py")],
+                               capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    lines = completed.stdout.splitlines()
+    assert sum(line.endswith("-> match") for line in lines) == 2, completed.stdout
+    assert lines[-1] == "all derivatives match finite differences"

@@ -24,12 +24,12 @@ import numpy as np
 import pytest
 
 import tests.test_array_results as array_results
-from enzpy import Active, Const, DifferentiationError, Duplicated, differentiate
+from enzpy import Active, DifferentiationError, Duplicated, differentiate
 from tests.kernels.lapack import ARRAY_CASES, CASES, solve_quadratic
 from tests.test_blas import gradient_calls
 from tests.test_forward_corpus import (forward_directional_derivative, is_single_precision, output_weights,
                                        random_directions)
-from tests.test_reverse_corpus import float_inputs, objective, perturbed
+from tests.test_reverse_corpus import float_inputs, objective, perturbed, reverse_annotations
 
 REPO = str(Path(__file__).resolve().parents[1])
 SEED = 0.75
@@ -52,14 +52,7 @@ def fresh(args):
 
 def reverse_gradient(case, args, weights) -> dict:
     """dL / d(float inputs) by one reverse sweep; checks that the arguments come back unchanged."""
-    annotated = []
-    for index, a in enumerate(args):
-        if index in weights:
-            annotated.append(Duplicated(a.copy(), weights[index].copy()))
-        elif index in float_inputs(case, args):
-            annotated.append(Active(a))
-        else:
-            annotated.append(Const(a.copy() if isinstance(a, np.ndarray) else a))
+    annotated = reverse_annotations(case, args, weights)
     active = iter(differentiable_of(case).autodiff(*annotated, seed=SEED))
     gradient = {}
     for index, annotation in enumerate(annotated):

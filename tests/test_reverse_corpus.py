@@ -32,6 +32,20 @@ def objective(kernel, args, weights, seed):
     return total
 
 
+def reverse_annotations(case: Case, args, weights) -> list:
+    """Duplicated (with the weights as adjoints) for weighted arrays, Active for the other float
+    inputs, Const for the rest; arrays are copied, so the caller's stay as they were."""
+    annotated = []
+    for index, a in enumerate(args):
+        if index in weights:
+            annotated.append(Duplicated(a.copy(), weights[index].copy()))
+        elif index in float_inputs(case, args):
+            annotated.append(Active(a))
+        else:
+            annotated.append(Const(a.copy() if isinstance(a, np.ndarray) else a))
+    return annotated
+
+
 def perturbed(args, directions, step):
     out = []
     for index, a in enumerate(args):
@@ -63,14 +77,7 @@ def check_against_finite_differences(case: Case, optimize: bool):
                for i in float_inputs(case, args) if isinstance(args[i], np.ndarray)}
     seed = 0.75
 
-    annotated = []
-    for index, a in enumerate(args):
-        if index in weights:
-            annotated.append(Duplicated(a.copy(), weights[index].copy()))
-        elif index in float_inputs(case, args):
-            annotated.append(Active(a))
-        else:
-            annotated.append(Const(a.copy() if isinstance(a, np.ndarray) else a))
+    annotated = reverse_annotations(case, args, weights)
     active = differentiate(case.func, optimize=optimize).autodiff(*annotated, seed=seed)
     gradient, active_values = {}, iter(active)
     for index, annotation in enumerate(annotated):

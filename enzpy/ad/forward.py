@@ -39,12 +39,12 @@ from ..ir.builder import Builder, constant_int
 from ..ir.clone import clone_body
 from ..ir.types import I1, I8, I32, I64, PTR, VOID, FunctionType, Type
 from ..rules import typed_lists
-from ..rules.calls import allocation_rule, callee_name, is_memory_transfer, is_memset, memory_call_rule
+from ..rules.calls import callee_name, is_memory_transfer, is_memset, memory_call_rule
 from ..rules.registry import scalar_rule
 from ..analysis.loops import reverse_post_order
 from .calls import operand_seeds, result_slots, tangent_calls, without
 from .memory_calls import ForwardMemoryCall
-from .shadows import check_supported, fill_shadow_phi, make_shadow, stores_zero_bits, zero_of
+from .shadows import check_supported, fill_shadow_phi, make_shadow, memory_roots, stores_zero_bits, zero_of
 
 # numba's reference counting and freeing: the shadow of an allocation follows
 # every one of these calls on its primal, so it is freed when the primal is.
@@ -131,21 +131,14 @@ class _ForwardBuilder:
 
         self.float_arguments = {function.arguments[i] for i in spec.duplicated}
         self.declared_types = dict(zip((function.arguments[i] for i in spec.duplicated), spec.duplicated_types))
-        every_alloca = [i for b in self.blocks for i in b.instructions if isinstance(i, core.Alloca)]
-        allocas = {i for i in every_alloca if holds_floats(i.allocated_type)}
-        float_roots = set(self.shadow_of[0]) | allocas
         types = analyze_types(function, {
             **parameter_seeds(function, dict(zip(spec.duplicated, spec.duplicated_types)), spec.return_type),
             **operand_seeds(self.blocks),
             **{function.arguments[i]: dict(tree) for i, tree in spec.parameter_trees}})
         types.check()
         self.types = types
-        every_allocation = [i for b in self.blocks for i in b.instructions if allocation_rule(i) is not None]
-        allocations = {a for a in every_allocation if types.points_at_floats(a)}
-        allocations |= typed_lists.list_slots([i for b in self.blocks for i in b.instructions],
-                                              types.points_at_floats)
-        slots = set(every_alloca) - allocas
-        self.activity: Activity = analyze(function, float_roots | allocations | result_slots(self.blocks, types, slots),
+        roots, slots = memory_roots(self.blocks, types)
+        self.activity: Activity = analyze(function, set(self.shadow_of[0]) | roots | result_slots(self.blocks, types, slots),
                                           set(active_arguments), pointer_slots=slots)
         # Calls to defined functions that stay calls: to their callees' tangent functions.
         self.calls = tangent_calls(self.module, self.blocks, self.activity, types, spec, self._error)

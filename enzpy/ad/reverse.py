@@ -46,7 +46,7 @@ from ..rules.registry import scalar_rule
 from .calls import operand_seeds, result_slots, reverse_calls, without
 from .memory_calls import OperandCopies, active_arrays
 from .recompute import ReverseValues
-from .shadows import check_supported, fill_shadow_phi, make_shadow, stores_zero_bits
+from .shadows import check_supported, fill_shadow_phi, make_shadow, memory_roots, stores_zero_bits
 from .tape import AllocationLog, Tape
 
 
@@ -163,9 +163,6 @@ class _ReverseBuilder:
         if seed is not None:
             self.shadow_of[retptr] = builder.alloca(spec.return_type, "shadow.retptr")
             builder.store(seed, self.shadow_of[retptr])
-        every_alloca = [i for b in self.forward_blocks for i in b.instructions if isinstance(i, core.Alloca)]
-        allocas = {i for i in every_alloca if holds_floats(i.allocated_type)}
-        float_roots = set(self.shadow_of) | allocas
         self.types = analyze_types(function, {**parameter_seeds(
             function, dict(zip(spec.duplicated, spec.duplicated_types)), spec.return_type),
             **operand_seeds(self.forward_blocks),
@@ -173,11 +170,8 @@ class _ReverseBuilder:
         if not spec.loose_types:
             self.types.check()
         every_allocation = [i for b in self.forward_blocks for i in b.instructions if allocation_rule(i) is not None]
-        allocations = {a for a in every_allocation if self.types.points_at_floats(a)}
-        allocations |= typed_lists.list_slots([i for b in self.forward_blocks for i in b.instructions],
-                                              self.types.points_at_floats)
-        slots = set(every_alloca) - allocas
-        self.activity: Activity = analyze(function, float_roots | allocations | result_slots(
+        roots, slots = memory_roots(self.forward_blocks, self.types)
+        self.activity: Activity = analyze(function, set(self.shadow_of) | roots | result_slots(
             self.forward_blocks, self.types, slots), {a for a, _ in self.active_outputs}, pointer_slots=slots)
         # BLAS calls that touch differentiable arrays, and their rules.
         self.memory_calls = {i: rule for b in self.forward_blocks for i in b.instructions

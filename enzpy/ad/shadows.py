@@ -1,11 +1,12 @@
-"""What both AD modes share: shadow pointers and the safety nets.
+"""What both AD modes share: which memory gets a shadow, shadow pointers, the safety nets.
 
 A *shadow* is the derivative copy of differentiable memory; a shadow pointer
 points at the same place in the shadow as its primal pointer does in the
 primal. Next to every pointer into differentiable memory (GEP, cast, phi,
 select, load of a pointer, alloca, allocation call, array struct) each mode
 builds its shadow the same way, in a `shadow_of` map for one shadow (reverse
-mode has one, vector forward mode one per lane).
+mode has one, vector forward mode one per lane). `memory_roots` says which
+memory the function makes itself starts with a shadow.
 
 `check_supported` refuses what neither mode can differentiate safely: every
 refusal is a DifferentiationError, never a silently wrong derivative.
@@ -15,13 +16,14 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
-from ..analysis.activity import Activity, holds_pointers
+from ..analysis.activity import Activity, holds_floats, holds_pointers
 from ..analysis.memory_types import only_reference_counted, pointer_root
 from ..errors import DifferentiationError
 from ..ir import core
 from ..ir.builder import Builder, constant_float, constant_int
 from ..ir.types import Type
 from ..rules.calls import allocation_rule, is_inactive_call, is_memory_transfer, is_memset, memory_call_rule
+from ..rules import typed_lists
 from ..rules.lists import reallocation_rule
 from ..rules.typed_lists import handles as typed_list_handles
 from ..rules.typed_lists import is_base_pointer, shadow_base_pointer
@@ -31,6 +33,22 @@ from .memory_calls import check_memory_call
 
 ErrorFactory = Callable[[core.Instruction, str], DifferentiationError]
 """`error(instruction, what)`: the error to raise, naming the function, block and source line."""
+
+
+def memory_roots(blocks: Iterable[core.Block], types) -> tuple[set[core.Value], set[core.Value]]:
+    """(roots, pointer slots) of the memory a function makes itself, for activity analysis.
+
+    Roots get shadows from the start: stack slots with float fields, allocations
+    whose memory holds floats (type analysis says), and the slots
+    `numba_list_new` fills with a typed list of floats. The other stack slots
+    get a shadow only once a shadowed pointer is stored into them.
+    """
+    instructions = [i for block in blocks for i in block.instructions]
+    every_alloca = [i for i in instructions if isinstance(i, core.Alloca)]
+    allocas = {i for i in every_alloca if holds_floats(i.allocated_type)}
+    allocations = {i for i in instructions if allocation_rule(i) is not None and types.points_at_floats(i)}
+    return allocas | allocations | typed_lists.list_slots(instructions, types.points_at_floats), \
+        set(every_alloca) - allocas
 
 
 def make_shadow(builder: Builder, instruction: core.Instruction, shadow_of: dict[core.Value, core.Value],

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from ..analysis.activity import Activity, analyze, holds_floats, holds_pointers
 from ..analysis.alias_scopes import label_memory
+from ..analysis.lists import list_meminfos, writes_list_header
 from ..analysis.memory_types import memory_float_type, pointer_root
 from ..analysis.type_analysis import analyze_types, parameter_seeds
 from ..errors import DifferentiationError
@@ -38,7 +39,7 @@ from ..ir import core
 from ..ir.builder import Builder, constant_int
 from ..ir.clone import clone_body
 from ..ir.types import I1, I8, I32, I64, PTR, VOID, FunctionType, Type
-from ..rules import typed_lists
+from ..rules import lists, typed_lists
 from ..rules.calls import callee_name, is_memory_transfer, is_memset, memory_call_rule
 from ..rules.registry import scalar_rule
 from ..analysis.loops import reverse_post_order
@@ -137,6 +138,7 @@ class _ForwardBuilder:
             **{function.arguments[i]: dict(tree) for i, tree in spec.parameter_trees}})
         types.check()
         self.types = types
+        self.list_meminfos = list_meminfos([i for block in self.blocks for i in block.instructions])
         roots, slots = memory_roots(self.blocks, types)
         self.activity: Activity = analyze(function, set(self.shadow_of[0]) | roots | result_slots(self.blocks, types, slots),
                                           set(active_arguments), pointer_slots=slots)
@@ -214,6 +216,7 @@ class _ForwardBuilder:
             for lane in self.lanes:
                 make_shadow(builder, instruction, self.shadow_of[lane], self.entry_block, self._error,
                             activity.varied, self.primal.name)
+                lists.give_item_destructor(builder, instruction, self.shadow_of[lane])
             if isinstance(instruction, core.Phi):
                 self.pending_phis.append((instruction, "shadow"))
         if isinstance(instruction, core.Call):
@@ -229,6 +232,7 @@ class _ForwardBuilder:
         elif typed_lists.typed_list_operation(instruction) and instruction.operands[0] in activity.shadowed:
             for lane in self.lanes:
                 typed_lists.mirror(builder, instruction, self.shadow_of[lane])
+                typed_lists.mirror_item_lifetimes(builder, instruction, self.shadow_of[lane])
         elif (rule := memory_call_rule(instruction)) is not None:
             for lane in self.lanes:          # BLAS: tangent code right after the call
                 rule.forward(ForwardMemoryCall(instruction, builder, self.shadow_of[lane], activity.shadowed,
@@ -294,6 +298,9 @@ class _ForwardBuilder:
                     or holds_pointers(value.type) and isinstance(value, (core.ZeroInitializer, core.ConstantNull)):
                 # A cleared slot (numba zeroes a variable's slot before reuse): the shadow slot too,
                 # or a stale shadow pointer left in it would be released a second time.
+                builder.store(value, shadow, instruction.align)
+            elif writes_list_header(instruction, self.list_meminfos):
+                # The shadow list's size is the primal's: its item destructor reads it.
                 builder.store(value, shadow, instruction.align)
             elif holds_floats(value.type) and not holds_pointers(value.type):
                 # An aggregate of floats that carries no derivative (check_supported refuses the others).

@@ -600,9 +600,8 @@ class _ReverseBuilder:
         elif typed_lists.typed_list_operation(instruction) == typed_lists.APPEND \
                 and instruction.operands[0] in activity.shadowed:
             item = instruction.operands[1]
-            typed_lists.undo_append(builder, values.shadow(builder, instruction.operands[0]),
-                                    values.shadow(builder, item), self.types.held_at(item).float_type,
-                                    self.entry_block)
+            typed_lists.undo_append(builder, values.shadow(builder, instruction.operands[0]), item,
+                                    values.shadow(builder, item), self.entry_block)
         elif instruction in self.memory_calls:
             self.memory_calls[instruction].reverse(
                 self.operand_copies.context(instruction, builder, values, activity.shadowed))

@@ -122,10 +122,11 @@ def fill_shadow_phi(phi: core.Phi, shadow: core.Phi, shadow_of: dict[core.Value,
 
 def shadow_operand(user: core.Instruction, value: core.Value, shadow_of: dict[core.Value, core.Value],
                    error: ErrorFactory) -> core.Value:
-    """The shadow of a pointer merged by a phi or select (null and undef are their own shadows)."""
+    """The shadow of a pointer merged by a phi or select (null, undef and an all-zero
+    aggregate, numba's empty optional item, are their own shadows)."""
     if value in shadow_of:
         return shadow_of[value]
-    if isinstance(value, (core.ConstantNull, core.Undef, core.Poison)):
+    if isinstance(value, (core.ConstantNull, core.Undef, core.Poison, core.ZeroInitializer)):
         return value
     if only_reference_counted(user):
         # LLVM sinks the decrefs of two MemInfos into one call on a phi of both (an

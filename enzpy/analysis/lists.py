@@ -12,7 +12,8 @@ selects. Over-approximating is safe: it only forbids taping a pointer.
 from __future__ import annotations
 
 from ..ir import core
-from ..rules.lists import is_list_allocation
+from ..ir.types import IntType
+from ..rules.lists import HEADER_BYTES, is_list_allocation
 from ..rules.typed_lists import is_base_pointer
 from .memory_types import pointer_root
 
@@ -58,3 +59,23 @@ def points_into_list(value: core.Value, meminfos: frozenset[core.Value]) -> bool
     if is_base_pointer(root):
         return True                               # a typed list's items (rules/typed_lists.py)
     return isinstance(root, core.Load) and pointer_root(root.operands[0]) in meminfos
+
+
+def writes_list_header(store: core.Store, meminfos: frozenset[core.Value]) -> bool:
+    """Whether `store` writes an integer of a reflected list's header (size, allocated, dirty).
+
+    Forward mode repeats these stores on the shadow list, whose destructor reads the size.
+    """
+    from .type_analysis import gep_byte_offset     # type analysis imports the list rules, not this module
+
+    value, pointer = store.operands
+    if not isinstance(value.type, IntType):
+        return False
+    offset = 0
+    while isinstance(pointer, core.GetElementPtr):
+        step, stride = gep_byte_offset(pointer)
+        if step is None or stride:
+            return False
+        offset, pointer = offset + step, pointer.operands[0]
+    return isinstance(pointer, core.Load) and pointer_root(pointer.operands[0]) in meminfos \
+        and 0 <= offset < HEADER_BYTES

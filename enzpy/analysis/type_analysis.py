@@ -38,7 +38,7 @@ from ..rules.registry import scalar_rule
 
 ANY_OFFSET = -1
 """Path key: at every offset (the elements of an array, seen from inside it)."""
-_MAX_DEPTH = 4          # slot -> MemInfo -> list payload -> item data: a list of arrays in a stack slot
+_MAX_DEPTH = 5          # MemInfo -> payload -> typed list -> items -> item data: a typed list of arrays
 _MAX_OFFSET = 4096      # keeps pointer-increment cycles from growing offsets forever
 
 
@@ -351,11 +351,20 @@ class _Propagation:
             self.merge(call, _behind(self.tree(list_pointer), 0))
             self.merge(list_pointer, _placed(self.tree(call), 0))
         elif operation == APPEND:
+            # Items are copied in: an item's byte k lands at k modulo the item size in the
+            # items' memory (numba indexes it with the item struct's stride), and a float
+            # item at every offset.
             item = call.operands[1]
-            self.merge(list_pointer, {(0, ANY_OFFSET) + p[1:]: c for p, c in self.tree(item).items()
-                                      if p and p[0] == 0})
-            self.merge(item, {(0,) + p[2:]: c for p, c in self.tree(list_pointer).items()
-                              if len(p) >= 2 and p[0] == 0 and p[1] == ANY_OFFSET})
+            size = size_in_bytes(item.allocated_type) if isinstance(item, core.Alloca) else 0
+            if size > 8:
+                self.merge(list_pointer, {(0,) + p: c for p, c in self.tree(item).items() if p and 0 <= p[0] < size})
+                self.merge(item, {p[1:]: c for p, c in self.tree(list_pointer).items()
+                                  if len(p) >= 2 and p[0] == 0 and 0 <= p[1] < size})
+            else:
+                self.merge(list_pointer, {(0, ANY_OFFSET) + p[1:]: c for p, c in self.tree(item).items()
+                                          if p and p[0] == 0})
+                self.merge(item, {(0,) + p[2:]: c for p, c in self.tree(list_pointer).items()
+                                  if len(p) >= 2 and p[0] == 0 and p[1] == ANY_OFFSET})
 
 
 def gep_byte_offset(gep: core.GetElementPtr) -> tuple[int | None, int]:

@@ -34,8 +34,11 @@ from ..ir.types import I1, I8, I64, PTR, VOID
 from .calls import AllocationRule, allocation_rule, callee_name, register_allocation_rule
 
 MEMINFO_DATA_OFFSET = 24
+HEADER_BYTES = 24
+"""The payload's header (size, allocated, dirty) before the items."""
 MEMINFO_DESTRUCTOR_INFO_OFFSET = 16
-"""A varsize MemInfo keeps the list's own destructor (it releases the items) here."""
+"""A varsize MemInfo keeps the list's own destructor (it releases the items) here
+(`NRT_MemInfo_new_varsize_dtor` writes it there too)."""
 MEMINFO_SIZE_OFFSET = 32
 """The byte size of a varsize MemInfo's data."""
 
@@ -44,9 +47,10 @@ MEMINFO_SIZE_OFFSET = 32
 class ResizableAllocationRule(AllocationRule):
     """`NRT_MemInfo_new_varsize[_dtor](bytes[, destructor])`: a list's MemInfo.
 
-    The shadow gets no item destructor: the items of a shadow list (shadow
-    arrays, for a list of arrays) are released by their own allocations'
-    shadows, and releasing them twice would free them twice.
+    The shadow gets no item destructor here: in reverse mode the items of a
+    shadow list (shadow arrays, for a list of arrays) are released by their
+    own allocations' shadows, and releasing them twice would free them twice.
+    Forward mode adds the destructor (`give_item_destructor`).
     """
 
     def allocate_shadow(self, builder: Builder, call: core.Call) -> core.Value:
@@ -57,6 +61,22 @@ class ResizableAllocationRule(AllocationRule):
         memset = builder.declare("llvm.memset.p0.i64", VOID, [PTR, I8, I64, I1])
         builder.call(memset, [data, constant_int(I8, 0), call.operands[0], constant_int(I1, 0)])
         return shadow
+
+
+def give_item_destructor(builder: Builder, call: core.Instruction, shadow_of: dict[core.Value, core.Value]) -> None:
+    """Forward mode only: the shadow list gets the primal list's item destructor.
+
+    Forward mode gives shadow arrays the reference counting of the primal ones,
+    and the reference a list holds on its items is dropped by that destructor,
+    in C, where enzpy cannot mirror it. Forward mode keeps the shadow's header
+    equal to the primal's (`analysis.lists.writes_list_header`), so the
+    destructor releases exactly the shadow items.
+    (Reverse mode frees every shadow allocation itself, so its shadow lists have none.)
+    """
+    if not is_list_allocation(call) or len(call.operands) < 2 or call not in shadow_of:
+        return
+    field = builder.gep(I8, shadow_of[call], [constant_int(I64, MEMINFO_DESTRUCTOR_INFO_OFFSET)])
+    builder.store(call.operands[1], field, align=8)
 
 
 @dataclass(frozen=True)

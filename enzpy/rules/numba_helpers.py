@@ -162,14 +162,16 @@ _LIST_MOVES = {"list_setitem": "l[i] = v", "list_getitem": "l[i]",
                "list_iter_next": "iterating a typed list"}
 for _name, _operation in _LIST_MOVES.items():
     _add(f"numba_{_name}", UNSUPPORTED, "copies or exposes typed-list elements: no rule yet (typed lists "
-         "of floats support creation, append, len and indexing)", f"{_operation} (numba.typed.List)")
+         "of floats and of arrays support creation, append, len and indexing)", f"{_operation} (numba.typed.List)")
 _add("numba_list_new", RULE, "creates a typed list: a shadow list is created with it (rules/typed_lists.py)",
      "numba.typed.List()")
-_add("numba_list_append", RULE, "copies an item into a typed list: a float is mirrored on the shadow list "
-     "(rules/typed_lists.py); typed lists of arrays have no rule yet", "l.append(v) (numba.typed.List)")
+_add("numba_list_append", RULE, "copies an item into a typed list: a float or an array is mirrored on the "
+     "shadow list (rules/typed_lists.py); other items (tuples) have no rule yet", "l.append(v) (numba.typed.List)")
 _add("numba_list_base_ptr", RULE, "where a typed list's items are: the shadow list's items are its shadow "
      "(rules/typed_lists.py)", "l[i] (numba.typed.List)")
-for _name in ("test_list", "list_set_method_table", "list_free", "list_size_address",
+_add("numba_list_set_method_table", RULE, "gives a typed list its items' incref and decref: forward mode sets "
+     "it on the shadow list too (rules/typed_lists.py)")
+for _name in ("test_list", "list_free", "list_size_address",
               "list_length", "list_allocated", "list_is_mutable", "list_set_is_mutable", "list_iter_sizeof",
               "list_iter"):
     _add(f"numba_{_name}", INACTIVE, "typed-list bookkeeping (create, size, flags, iterator set-up): "

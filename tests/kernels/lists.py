@@ -1,5 +1,6 @@
 """Lists built inside the kernel: reflected lists of floats and of arrays (append, index,
-iterate, `len`, pop) and typed lists of floats (`numba.typed.List`: append, index, iterate, `len`).
+iterate, `len`, pop) and typed lists of floats and of arrays (`numba.typed.List`:
+append, index, iterate, `len`).
 
 numba keeps such a list in a resizable buffer (an NRT varsize MemInfo: a
 header of integers, then the items) that `append` grows by reallocating.
@@ -228,6 +229,57 @@ def list_of_pairs(x):
     return total
 
 
+@numba.njit
+def typed_list_of_scaled_arrays(x):
+    parts = numba.typed.List()
+    for i in range(3):
+        parts.append(x * (i + 1.0))
+    total = 0.0
+    for part in parts:
+        total += np.sum(part * part)
+    return total
+
+
+@numba.njit
+def typed_list_of_states(u, dt):
+    # A stepper keeping each state in a typed list; the input itself is the first item.
+    states = numba.typed.List()
+    states.append(u)
+    for step in range(5):
+        previous = states[-1]
+        new = np.empty_like(previous)
+        for i in range(previous.size):
+            new[i] = previous[i] + dt * np.tanh(previous[i - 1])
+        states.append(new)
+    total = 0.0
+    for k in range(len(states)):
+        total += np.dot(states[k], states[k]) * (k + 1.0)
+    return total
+
+
+@numba.njit
+def typed_list_of_matrix_rows(matrix, weights):
+    # 2D items and an integer index into the list.
+    blocks = numba.typed.List()
+    for i in range(matrix.shape[0]):
+        blocks.append(np.outer(matrix[i], weights))
+    total = 0.0
+    for i in range(len(blocks)):
+        total += np.sum(np.sin(blocks[len(blocks) - 1 - i])) * (i + 1.0)
+    return total
+
+
+@numba.njit
+def typed_list_of_float32_arrays(x):
+    parts = numba.typed.List()
+    for i in range(x.size):
+        parts.append(x[i:] * x[i])
+    total = np.float32(0.0)
+    for part in parts:
+        total += np.sum(part)
+    return total
+
+
 CASES = [
     Case("appended_squares_through_sine", appended_squares_through_sine,
          lambda rng: (rng.uniform(0.2, 1.2, 7),), tags=frozenset({"list", "alloc"})),
@@ -269,4 +321,14 @@ CASES = [
          lambda rng: (rng.uniform(-1.0, 1.0, 7),), tags=frozenset({"list", "alloc", "tuple"})),
     Case("trajectory_of_states", trajectory_of_states,
          lambda rng: (rng.uniform(-1.0, 1.0, 8), 0.1), tags=frozenset({"list", "alloc", "stepper"})),
+    Case("typed_list_of_scaled_arrays", typed_list_of_scaled_arrays,
+         lambda rng: (rng.uniform(-1.0, 1.0, 5),), tags=frozenset({"list", "typedlist", "alloc", "arrayexpr"})),
+    Case("typed_list_of_states", typed_list_of_states,
+         lambda rng: (rng.uniform(-1.0, 1.0, 7), 0.2), tags=frozenset({"list", "typedlist", "alloc", "stepper"})),
+    Case("typed_list_of_matrix_rows", typed_list_of_matrix_rows,
+         lambda rng: (rng.uniform(-1.0, 1.0, (3, 4)), rng.uniform(0.5, 1.5, 2)),
+         tags=frozenset({"list", "typedlist", "alloc", "arrayexpr", "2d", "blas"})),
+    Case("typed_list_of_float32_arrays", typed_list_of_float32_arrays,
+         lambda rng: (rng.uniform(-1.0, 1.0, 5).astype(np.float32),),
+         tags=frozenset({"list", "typedlist", "alloc", "arrayexpr", "float32"})),
 ]

@@ -27,6 +27,7 @@ import numpy as np
 from numba.core import types as numba_types
 
 from . import results
+from .aliasing import arrays_are_distinct, overlap_alike, shadow_like, shadows_like
 from .ad.forward import ForwardSpec, build_forward
 from .ad.reverse import ReverseSpec, build_reverse
 from .driver import optimize, to_ir
@@ -126,13 +127,7 @@ class Differentiable:
 
     def value_and_grad(self, *args):
         """(value, grads): grads[i] is d value / d args[i] on entry (None for non-floats)."""
-        annotated = [self._default_annotation(a) for a in args]
-        # The same array passed twice has one derivative: its positions share one shadow.
-        for index, annotation in enumerate(annotated):
-            for earlier in annotated[:index]:
-                if isinstance(annotation, Duplicated) and isinstance(earlier, Duplicated) \
-                        and _same_view(annotation.value, earlier.value):
-                    annotated[index] = Duplicated(annotation.value, earlier.shadow)
+        annotated = default_annotations(args)
         value, active = self._reverse(annotated, seed=1.0)
         return value, gradients_of(annotated, active)
 
@@ -161,7 +156,7 @@ class Differentiable:
         def pullback(cotangent):
             if np.ndim(cotangent) != 0 or not np.isrealobj(cotangent):
                 raise ValueError(f"the cotangent of the result must be a real number, got {cotangent!r}")
-            annotated = [self._default_annotation(a) for a in results.copy_arguments(saved)]
+            annotated = default_annotations(results.copy_arguments(saved))
             _, active = self._reverse(annotated, seed=float(cotangent))
             return gradients_of(annotated, active)
 
@@ -221,10 +216,12 @@ class Differentiable:
             raise ValueError(f"width must be a positive integer, got {width!r}")
         lanes = 1 if width is None else int(width)
         kinds, lane_tangents = [], []
+        buffers = self._tangent_buffers(args, lanes)
         for index, (value, tangent) in enumerate(zip(args, tangents)):
-            kind, lane_values = self._tangent_lanes(index, value, tangent, width)
+            kind, lane_values = self._tangent_lanes(index, value, tangent, width, buffers.get(index))
             kinds.append(kind)
             lane_tangents.append(lane_values)
+        self._check_shared_tangents(args, tangents, buffers, width)
         return_type = self._result_type(args)
         if results.is_structured(return_type):
             layout = results.result_layout(return_type, self.__name__)
@@ -329,16 +326,18 @@ class Differentiable:
                                  "the array itself; pass a separate array (np.zeros_like(x)) as the shadow")
 
     def _check_aliased_shadows(self, annotated) -> None:
-        """Overlapping Duplicated arrays need shadows that overlap the same way: one array, one shadow."""
+        """Overlapping Duplicated arrays need shadows that overlap the same way (`aliasing`)."""
         duplicated = [(i, a) for i, a in enumerate(annotated) if isinstance(a, Duplicated)]
         for position, (i, first) in enumerate(duplicated):
             for j, second in duplicated[position + 1:]:
                 if not np.may_share_memory(first.value, second.value):
                     continue
-                if not (_same_view(first.value, second.value) and _same_view(first.shadow, second.shadow)):
+                if not overlap_alike((first.value, second.value), (first.shadow, second.shadow)):
                     raise DifferentiationError(
                         f"arguments {i} ({self._argument_name(i)!r}) and {j} ({self._argument_name(j)!r}) share "
-                        "memory: pass the same array with the same shadow, or separate copies")
+                        "memory, and their shadows do not overlap as they do: pass views of one shadow array "
+                        "taken as the arrays were (enzpy.aliasing.shadows_like([a, b]) makes them), or "
+                        "separate copies of the arrays")
 
     def explain(self, *args):
         """What reverse mode does for these arguments (plain or annotated): see `enzpy.explain`."""
@@ -374,15 +373,34 @@ class Differentiable:
         _, return_tangents = self._forward(args, tuple(kinds), lane_tangents, 1)
         return None if return_tangents is None else return_tangents[0].item()
 
-    def _tangent_lanes(self, index, value, tangent, width):
+    @staticmethod
+    def _tangent_buffers(args, lanes: int) -> dict[int, list[np.ndarray]]:
+        """Per float array argument, one zeroed tangent buffer per lane; arrays that share
+        memory get buffers that overlap as they do (`aliasing`)."""
+        arrays = [i for i, a in enumerate(args) if isinstance(a, np.ndarray) and a.dtype.kind == "f"]
+        per_lane = [shadows_like([args[i] for i in arrays]) for _ in range(lanes)]
+        return {i: [shadows[k] for shadows in per_lane] for k, i in enumerate(arrays)}
+
+    def _check_shared_tangents(self, args, tangents, buffers, width) -> None:
+        """Arrays that share memory have one tangent there: the ones given must agree."""
+        given = [i for i in buffers if tangents[i] is not None]
+        if arrays_are_distinct([args[i] for i in given]):
+            return
+        for i in given:
+            expected = np.asarray(tangents[i])
+            got = buffers[i][0] if width is None else np.stack(buffers[i])
+            if not np.array_equal(got, expected):
+                raise ValueError(f"tangent of argument {i} ({self._argument_name(i)!r}): the argument shares "
+                                 "memory with another one whose tangent differs there; one memory location "
+                                 "has one tangent")
+
+    def _tangent_lanes(self, index, value, tangent, width, buffers):
         """(annotation kind, one tangent per lane) for argument `index` of `jvp`, checked."""
         def where() -> str:          # only on error: finding the name costs more than a small call
             return f"tangent of argument {index} ({self._argument_name(index)!r})"
 
-        lanes = 1 if width is None else width
         if isinstance(value, np.ndarray) and value.dtype.kind == "f":
             # Every float array is duplicated, so writes through it keep their tangents.
-            buffers = [shadow_like(value) for _ in range(lanes)]
             if tangent is not None:
                 tangent = np.asarray(tangent)
                 expected = value.shape if width is None else (width, *value.shape)
@@ -622,31 +640,6 @@ def copy_back(copied_back: list) -> None:
         shadow[...] = laid_out
 
 
-def _same_view(a, b) -> bool:
-    """The same elements in the same layout (the same array, or an identical view of it)."""
-    return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape \
-        and a.strides == b.strides and a.dtype == b.dtype \
-        and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-
-
-def arrays_are_distinct(values) -> bool:
-    """Whether no two arrays among `values` (inside tuples too) may share memory.
-
-    Then writes to one never change another, and the derivative code tells LLVM
-    so (analysis/alias_scopes.py): the check must cover every array the kernel
-    receives, shadows included.
-    """
-    arrays = []
-    pending = list(values)
-    while pending:
-        value = pending.pop()
-        if isinstance(value, np.ndarray):
-            arrays.append(value)
-        elif isinstance(value, (tuple, list)):
-            pending.extend(value)
-    return not any(np.may_share_memory(a, b) for i, a in enumerate(arrays) for b in arrays[i + 1:])
-
-
 def annotated_arrays(annotated) -> list:
     """The values and the shadows of annotated arguments: what `arrays_are_distinct` checks."""
     return [a.value for a in annotated] + [a.shadow for a in annotated if isinstance(a, Duplicated)]
@@ -671,6 +664,16 @@ def with_source_location(error: DifferentiationError, build_with_debug_info) -> 
     return error
 
 
+def default_annotations(args) -> list:
+    """Float arrays Duplicated, float scalars Active, the rest Const. Arrays that share
+    memory get shadows overlapping as they do (`aliasing`): one derivative per byte."""
+    annotated = [Differentiable._default_annotation(a) for a in args]
+    duplicated = [i for i, a in enumerate(annotated) if isinstance(a, Duplicated)]
+    for i, shadow in zip(duplicated, shadows_like([args[i] for i in duplicated])):
+        annotated[i] = Duplicated(args[i], shadow)
+    return annotated
+
+
 def gradients_of(annotated, active) -> tuple:
     """Gradients aligned with the arguments: a Duplicated one's shadow, an Active one's
     derivative (from `active`, in order), None for the others."""
@@ -688,17 +691,6 @@ def _problem(error: Exception) -> str:
 def default_kinds(convention) -> tuple[type, ...]:
     """What `value_and_grad` differentiates: float arrays Duplicated, float scalars Active."""
     return tuple((Duplicated if a.is_array else Active) if a.is_float else Const for a in convention.arguments)
-
-
-def shadow_like(array: np.ndarray) -> np.ndarray:
-    """A zeroed array with the shape, dtype *and strides* of `array` (views included)."""
-    if array.size == 0:
-        return np.zeros_like(array)
-    extents = [(n - 1) * s for n, s in zip(array.shape, array.strides)]
-    low = sum(e for e in extents if e < 0)
-    high = sum(e for e in extents if e > 0) + array.itemsize
-    buffer = np.zeros(high - low, dtype=np.uint8)
-    return np.ndarray(array.shape, array.dtype, buffer=buffer, offset=-low, strides=array.strides)
 
 
 def differentiate(function=None, *, optimize: bool = True, cache_minimization: bool = True,

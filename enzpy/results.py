@@ -225,16 +225,13 @@ def leaf_derivative(layout_leaf: Leaf, given, shape, what: str) -> np.ndarray | 
 # ---------------------------------------------------------------- the modes
 
 def copy_arguments(args) -> list:
-    """Copies of the array arguments; the same array passed twice stays one array."""
-    copies, seen = [], {}
-    for value in args:
-        if isinstance(value, np.ndarray):
-            key = (value.__array_interface__["data"][0], value.shape, value.strides, value.dtype)
-            if key not in seen:
-                seen[key] = value.copy(order="K")
-            copies.append(seen[key])
-        else:
-            copies.append(value)
+    """Copies of the arguments; arrays that share memory still do, the same way (`aliasing`)."""
+    from .aliasing import copies_keeping_overlaps
+
+    positions = [i for i, value in enumerate(args) if isinstance(value, np.ndarray)]
+    copies = list(args)
+    for i, copy in zip(positions, copies_keeping_overlaps([args[i] for i in positions])):
+        copies[i] = copy
     return copies
 
 
@@ -292,24 +289,14 @@ class Pullback:
         self.saved_args, self.shapes = saved_args, shapes
 
     def __call__(self, cotangent):
-        from .api import Active, Const, Duplicated, gradients_of, shadow_like
+        from .api import default_annotations, gradients_of
 
         layout = self.layout
         given = [cotangent] if not layout.leaves[0].path and len(layout.leaves) == 1 \
             else layout.check_structure(cotangent, "the cotangent")
         derivative_leaves = [leaf_derivative(leaf, value, shape, "the cotangent")
                              for leaf, value, shape in zip(layout.leaves, given, self.shapes)]
-        args = copy_arguments(self.saved_args)
-        annotated, shadows = [], {}
-        for value in args:
-            if isinstance(value, np.ndarray) and value.dtype.kind == "f":
-                # The same array twice (one copy) has one shadow, as in value_and_grad.
-                shadow = shadows.setdefault(id(value), shadow_like(value))
-                annotated.append(Duplicated(value, shadow))
-            elif isinstance(value, (float, np.floating)):
-                annotated.append(Active(value))
-            else:
-                annotated.append(Const(value))
+        annotated = default_annotations(copy_arguments(self.saved_args))
         active, _ = reverse_call(self.differentiable, layout, annotated, derivative_leaves, self.shapes)
         return gradients_of(annotated, active)
 

@@ -28,6 +28,7 @@ from numba.core import types as numba_types
 
 from . import results
 from .aliasing import arrays_are_distinct, overlap_alike, shadow_like, shadows_like
+from .selection import differentiated_positions, selected
 from .ad.forward import ForwardSpec, build_forward
 from .ad.reverse import ReverseSpec, build_reverse
 from .driver import optimize, to_ir
@@ -125,27 +126,31 @@ class Differentiable:
 
     # -- user-facing derivatives
 
-    def value_and_grad(self, *args):
-        """(value, grads): grads[i] is d value / d args[i] on entry (None for non-floats)."""
-        annotated = default_annotations(args)
+    def value_and_grad(self, *args, wrt=None):
+        """(value, grads): grads[i] is d value / d args[i] on entry (None for arguments without
+        derivatives: integers are constants). `wrt=i` or `wrt=(i, j)`: only those (`selection`)."""
+        annotated = default_annotations(args, differentiated_positions(self, args, wrt))
         value, active = self._reverse(annotated, seed=1.0)
-        return value, gradients_of(annotated, active)
+        return value, selected(gradients_of(annotated, active), wrt)
 
-    def grad(self, *args):
-        return self.value_and_grad(*args)[1]
+    def grad(self, *args, wrt=None):
+        return self.value_and_grad(*args, wrt=wrt)[1]
 
-    def vjp(self, *args):
+    def vjp(self, *args, wrt=None):
         """(value, pullback), as JAX's `vjp`: `value` is what the kernel returns at `args` (a
         float, an array, or a tuple of them) and `pullback(cotangent)`, with a cotangent of the
         same structure (None for a leaf: zero), returns the gradients aligned with `args`: an
-        array for a float array, a float for a float scalar, None for the other arguments.
+        array for a float array, a float for a float scalar, None for the other arguments
+        (or, with `wrt=i` / `wrt=(i, j)`, only those: `selection`).
 
         The kernel runs once on `args`, mutating them as a plain call does; the pullback keeps
         copies of the arguments as they were and can be called any number of times.
         """
+        positions = differentiated_positions(self, args, wrt)
         return_type = self._result_type(args)
         if results.is_structured(return_type):
-            return results.vjp(self, args, results.result_layout(return_type, self.__name__))
+            value, pullback = results.vjp(self, args, results.result_layout(return_type, self.__name__), positions)
+            return value, lambda cotangent: selected(pullback(cotangent), wrt)
         if not isinstance(return_type, numba_types.Float):
             raise DifferentiationError(f"vjp needs a kernel with a result; {self.__name__!r} returns "
                                        f"{return_type} (use autodiff with Duplicated shadows for arrays it "
@@ -156,9 +161,9 @@ class Differentiable:
         def pullback(cotangent):
             if np.ndim(cotangent) != 0 or not np.isrealobj(cotangent):
                 raise ValueError(f"the cotangent of the result must be a real number, got {cotangent!r}")
-            annotated = default_annotations(results.copy_arguments(saved))
+            annotated = default_annotations(results.copy_arguments(saved), positions)
             _, active = self._reverse(annotated, seed=float(cotangent))
-            return gradients_of(annotated, active)
+            return selected(gradients_of(annotated, active), wrt)
 
         return value, pullback
 
@@ -664,10 +669,12 @@ def with_source_location(error: DifferentiationError, build_with_debug_info) -> 
     return error
 
 
-def default_annotations(args) -> list:
-    """Float arrays Duplicated, float scalars Active, the rest Const. Arrays that share
-    memory get shadows overlapping as they do (`aliasing`): one derivative per byte."""
-    annotated = [Differentiable._default_annotation(a) for a in args]
+def default_annotations(args, positions=None) -> list:
+    """Float arrays Duplicated, float scalars Active, the rest Const (and every argument not
+    in `positions`, when given). Arrays that share memory get shadows overlapping as they
+    do (`aliasing`): one derivative per byte."""
+    annotated = [Differentiable._default_annotation(a) if positions is None or i in positions else Const(a)
+                 for i, a in enumerate(args)]
     duplicated = [i for i, a in enumerate(annotated) if isinstance(a, Duplicated)]
     for i, shadow in zip(duplicated, shadows_like([args[i] for i in duplicated])):
         annotated[i] = Duplicated(args[i], shadow)

@@ -19,6 +19,7 @@ from numba.core import types as numba_types
 
 from . import results
 from .api import Active, Const, Duplicated, shadow_like
+from .selection import differentiated_positions
 
 
 def jacobian(differentiable, args, wrt=None, mode: str = "auto", width: int = 8) -> np.ndarray:
@@ -26,7 +27,7 @@ def jacobian(differentiable, args, wrt=None, mode: str = "auto", width: int = 8)
     args = tuple(args)
     is_float_array = [isinstance(a, np.ndarray) and a.dtype.kind == "f" for a in args]
     is_float_scalar = [isinstance(a, (float, np.floating)) for a in args]
-    inputs = _inputs(differentiable, args, wrt, is_float_array, is_float_scalar)
+    inputs = differentiated_positions(differentiable, args, wrt)
     return_type = differentiable._result_type(args)
     returns_float = isinstance(return_type, numba_types.Float)
     if results.is_structured(return_type):
@@ -57,20 +58,6 @@ def jacobian(differentiable, args, wrt=None, mode: str = "auto", width: int = 8)
     if mode == "reverse":
         return _reverse_jacobian(differentiable, args, inputs, outputs, rows, columns, is_float_array)
     raise ValueError(f"mode must be 'auto', 'forward' or 'reverse', not {mode!r}")
-
-
-def _inputs(differentiable, args, wrt, is_float_array, is_float_scalar) -> list[int]:
-    floats = [i for i in range(len(args)) if is_float_array[i] or is_float_scalar[i]]
-    if wrt is None:
-        return floats
-    inputs = [wrt] if isinstance(wrt, (int, np.integer)) else list(wrt)
-    for index in inputs:
-        if not 0 <= index < len(args):
-            raise ValueError(f"wrt names argument {index}, but the kernel takes {len(args)} arguments")
-        if index not in floats:
-            raise TypeError(f"argument {index} ({differentiable._argument_name(index)!r}) is not a float array "
-                            f"or float scalar: it cannot be differentiated")
-    return inputs
 
 
 def _size(value) -> int:

@@ -284,9 +284,11 @@ class Pullback:
     do not change it.
     """
 
-    def __init__(self, differentiable, layout: ResultLayout, saved_args: list, shapes: list):
+    def __init__(self, differentiable, layout: ResultLayout, saved_args: list, shapes: list, positions: list[int]):
         self.differentiable, self.layout = differentiable, layout
         self.saved_args, self.shapes = saved_args, shapes
+        self.positions = positions
+        """The arguments differentiated (`selection`); the others are constants."""
 
     def __call__(self, cotangent):
         from .api import default_annotations, gradients_of
@@ -296,16 +298,16 @@ class Pullback:
             else layout.check_structure(cotangent, "the cotangent")
         derivative_leaves = [leaf_derivative(leaf, value, shape, "the cotangent")
                              for leaf, value, shape in zip(layout.leaves, given, self.shapes)]
-        annotated = default_annotations(copy_arguments(self.saved_args))
+        annotated = default_annotations(copy_arguments(self.saved_args), self.positions)
         active, _ = reverse_call(self.differentiable, layout, annotated, derivative_leaves, self.shapes)
         return gradients_of(annotated, active)
 
 
-def vjp(differentiable, args, layout: ResultLayout):
+def vjp(differentiable, args, layout: ResultLayout, positions: list[int]):
     """(value, pullback) for a structured result (see `Differentiable.vjp`)."""
     saved = copy_arguments(args)
     value = differentiable.dispatcher(*args)
-    return value, Pullback(differentiable, layout, saved, leaf_shapes(layout, value))
+    return value, Pullback(differentiable, layout, saved, leaf_shapes(layout, value), positions)
 
 
 def shapes_from_seed(layout: ResultLayout, seed) -> tuple[list, list]:

@@ -28,6 +28,7 @@ from numba.core import types as numba_types
 
 from . import results
 from .aliasing import arrays_are_distinct, overlap_alike, shadow_like, shadows_like
+from .messages import for_user
 from .selection import differentiated_positions, selected
 from .ad.forward import ForwardSpec, build_forward
 from .ad.reverse import ReverseSpec, build_reverse
@@ -464,7 +465,7 @@ class Differentiable:
         try:
             module, gradient_function, spec = self.gradient_module(captured, kinds, distinct_arguments)
         except DifferentiationError as error:
-            raise DifferentiationError(f"{error}; in kernel {self._where()}") from None
+            raise DifferentiationError(for_user(str(error), self._where())) from None
         text = write_module(module)
         entry = self._entry_point(captured, text, gradient_function)
         duplicated = tuple(i for i, kind in enumerate(kinds) if issubclass(kind, Duplicated))
@@ -476,7 +477,7 @@ class Differentiable:
         try:
             module, tangent_function, spec = self.tangent_module(captured, kinds, width)
         except DifferentiationError as error:
-            raise DifferentiationError(f"{error}; in kernel {self._where()}") from None
+            raise DifferentiationError(for_user(str(error), self._where())) from None
         text = write_module(module)
         return _Tangent(self._entry_point(captured, text, tangent_function), width,
                         spec.return_type is not None, text)

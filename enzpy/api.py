@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,6 +106,10 @@ class _Tangent:
     module_text: str
 
 
+_compiled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""dispatcher -> options -> the compiled-derivative caches of `Differentiable` (kept while the dispatcher lives)."""
+
+
 class Differentiable:
     """A kernel with derivatives; calling it runs the primal through numba."""
 
@@ -114,11 +119,15 @@ class Differentiable:
         self.optimize = optimize
         self.cache_minimization = cache_minimization
         self.loose_types = loose_types
-        self._gradients: dict[tuple, _Gradient] = {}
-        self._tangents: dict[tuple, _Tangent] = {}
-        self._written: dict[tuple, frozenset[int]] = {}
-        self._result_types: dict[tuple, object] = {}
-        self._output_forms: dict[tuple, Differentiable] = {}
+        # Compiled derivatives are shared by every Differentiable of this dispatcher with
+        # these options: a fresh `differentiate(f)` of the same f compiles nothing again.
+        caches = _compiled.setdefault(self.dispatcher, {}).setdefault(
+            (optimize, cache_minimization, loose_types), ({}, {}, {}, {}, {}))
+        self._gradients: dict[tuple, _Gradient] = caches[0]
+        self._tangents: dict[tuple, _Tangent] = caches[1]
+        self._written: dict[tuple, frozenset[int]] = caches[2]
+        self._result_types: dict[tuple, object] = caches[3]
+        self._output_forms: dict[tuple, Differentiable] = caches[4]
         self.__name__ = getattr(self.dispatcher, "__name__", "kernel")
         self.__doc__ = getattr(self.dispatcher, "__doc__", None)
 

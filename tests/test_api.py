@@ -21,6 +21,7 @@ from numba.core.extending import intrinsic
 
 import enzpy
 from enzpy import Active, Const, DifferentiationError, Duplicated, DuplicatedNoNeed, differentiate
+from enzpy.api import Differentiable
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -683,3 +684,19 @@ def test_the_main_job_says_plainly_that_the_derivatives_match():
     lines = completed.stdout.splitlines()
     assert sum(line.endswith("-> match") for line in lines) == 2, completed.stdout
     assert lines[-1] == "all derivatives match finite differences"
+
+
+def test_a_fresh_differentiate_of_the_same_kernel_compiles_nothing_again(monkeypatch):
+    kernel = numba.njit(lambda x: np.sum(np.sin(x) * x))
+    x = np.linspace(0.0, 1.0, 7)
+    first = differentiate(kernel).value_and_grad(x)
+
+    def no_compiling(*args, **kwargs):
+        raise AssertionError("compiled again")
+    monkeypatch.setattr(Differentiable, "_compile", no_compiling)
+    monkeypatch.setattr(Differentiable, "_compile_forward", no_compiling)
+    again = differentiate(kernel).value_and_grad(x)
+    assert again[0] == first[0]
+    np.testing.assert_array_equal(again[1][0], first[1][0])
+    with pytest.raises(AssertionError, match="compiled again"):
+        differentiate(kernel, optimize=False).value_and_grad(x)     # other options: its own compile

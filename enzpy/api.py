@@ -299,20 +299,26 @@ class Differentiable:
             return Active(value)
         return Const(value)
 
-    def _reverse(self, annotated, seed, distinct: bool | None = None):
+    def _gradient_for(self, annotated, distinct: bool) -> _Gradient:
+        """The compiled gradient for these argument types and annotations (compiled once)."""
         primal_args = tuple(a.value for a in annotated)
         types = tuple(self._type_key(a) for a in primal_args)
         kinds = tuple(type(a).__name__ for a in annotated)
-        # Arrays that share memory get a gradient that never assumes one is unchanged by writes to another.
-        if distinct is None:
-            distinct = arrays_are_distinct(annotated_arrays(annotated))
-        if not distinct:
-            self._check_aliased_shadows(annotated)
         key = (types, kinds, distinct)
         gradient = self._gradients.get(key)
         if gradient is None:
             gradient = self._compile(primal_args, annotated, distinct)
             self._gradients[key] = gradient
+        return gradient
+
+    def _reverse(self, annotated, seed, distinct: bool | None = None):
+        primal_args = tuple(a.value for a in annotated)
+        # Arrays that share memory get a gradient that never assumes one is unchanged by writes to another.
+        if distinct is None:
+            distinct = arrays_are_distinct(annotated_arrays(annotated))
+        if not distinct:
+            self._check_aliased_shadows(annotated)
+        gradient = self._gradient_for(annotated, distinct)
         convention = gradient.entry.convention
         parameters = primal_parameters(convention, primal_args)
         copied_back, active_outputs = [], []

@@ -114,13 +114,8 @@ def _copied(annotation):
 
 
 def _measured_tape_bytes(differentiable, annotated, distinct: bool) -> int:
-    """Run the gradient once (a fresh compile, on copies) and read what its forward sweep pushed."""
-    from .api import Differentiable
-
-    fresh = Differentiable(differentiable.dispatcher, optimize=differentiable.optimize,
-                           cache_minimization=differentiable.cache_minimization)
-    fresh._reverse(annotated, seed=1.0, distinct=distinct)
-    (gradient,) = fresh._gradients.values()
-    entry = gradient.entry
+    """Run the gradient once (on copies) and read what its forward sweep pushed."""
+    differentiable._reverse(annotated, seed=1.0, distinct=distinct)
+    entry = differentiable._gradient_for(annotated, distinct).entry
     address = entry.compiled.global_address(tape_slots_global_name(entry.convention.entry))
     return ctypes.c_int64.from_address(address).value * SLOT_BYTES

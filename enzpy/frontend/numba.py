@@ -176,7 +176,16 @@ def as_dispatcher(function):
         return function
     if not callable(function):
         raise FrontendError(f"expected a Python function or numba dispatcher, got {function!r}")
-    return numba.njit(function)
+    # One dispatcher per function: a fresh differentiate(f) reuses what numba (and enzpy,
+    # whose compiled derivatives are cached per dispatcher) compiled for f before.
+    dispatcher = getattr(function, "__enzpy_dispatcher__", None)
+    if dispatcher is None:
+        dispatcher = numba.njit(function)
+        try:
+            function.__enzpy_dispatcher__ = dispatcher
+        except (AttributeError, TypeError):          # a callable that takes no attributes
+            pass
+    return dispatcher
 
 
 def parse_signature(signature: str):

@@ -10,3 +10,4 @@ install_capture_hook()   # as early as possible, so kernels compiled from now on
 
 from . import rules  # noqa: E402,F401  (registers the differentiation rules)
 from .api import Active, Const, Duplicated, DuplicatedNoNeed, differentiate  # noqa: E402,F401
+from .checkpointing import Online, Periodic, Revolve, checkpointed  # noqa: E402,F401

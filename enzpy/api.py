@@ -518,16 +518,18 @@ class Differentiable:
         except (AttributeError, IndexError, TypeError, ValueError):
             return f"#{index}"
 
-    def written_arguments(self, args) -> frozenset[int]:
-        """Positions of the float array arguments the kernel may write (from its optimized IR)."""
+    def written_arguments(self, args, floats_only: bool = True) -> frozenset[int]:
+        """Positions of the float array arguments (of all arrays, unless `floats_only`) the
+        kernel may write (from its optimized IR)."""
         types = tuple(self.dispatcher.typeof_pyval(a) for a in args)
-        if types not in self._written:
+        if (types, floats_only) not in self._written:
             captured = capture(self.dispatcher, args=tuple(args))
             module = optimize(to_ir(captured), "pre_ad")
             written = written_parameters(module.functions[captured.convention.entry])
-            self._written[types] = frozenset(a.position for a in captured.convention.arguments
-                                             if a.is_array and a.is_float and a.data_parameter() in written)
-        return self._written[types]
+            self._written[types, floats_only] = frozenset(
+                a.position for a in captured.convention.arguments
+                if a.is_array and (a.is_float or not floats_only) and a.data_parameter() in written)
+        return self._written[types, floats_only]
 
     def derivative_module(self, captured, kinds: tuple[type, ...], mode: str = "reverse", width: int = 1):
         """(module with the derivative added, its function, its spec) for `mode` (reverse or forward)."""

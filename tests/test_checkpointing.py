@@ -11,6 +11,7 @@ import pytest
 import enzpy
 from enzpy import Active, Const, DifferentiationError, Duplicated, Online, Periodic, Revolve, checkpointed
 from enzpy.checkpointing import binomial_recomputations
+from enzpy.checkpointing import loop as loop_module
 
 
 @numba.njit
@@ -211,14 +212,18 @@ def test_disk_snapshots_are_removed_when_a_step_raises(tmp_path, monkeypatch):
     values, seed = burgers_problem()
     loop = checkpointed(burgers_step, 20, schedule=Periodic(5, directory=str(tmp_path)))
     calls = []
-    original = loop.step.autodiff
+    original = loop_module.prepare_reverse
 
-    def failing(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise RuntimeError("a failing adjoint step")
-        return original(*args, **kwargs)
-    monkeypatch.setattr(loop.step, "autodiff", failing)
+    def prepare_failing(*args, **kwargs):
+        step_gradient = original(*args, **kwargs)
+
+        def failing(*call_args, **call_kwargs):
+            calls.append(1)
+            if len(calls) == 3:
+                raise RuntimeError("a failing adjoint step")
+            return step_gradient(*call_args, **call_kwargs)
+        return failing
+    monkeypatch.setattr(loop_module, "prepare_reverse", prepare_failing)
     with pytest.raises(RuntimeError, match="failing adjoint"):
         loop.autodiff(Duplicated(values[0].copy(), seed.copy()), np.zeros(values[0].size), Const(0.05), Const(0.01))
     assert os.listdir(tmp_path) == []

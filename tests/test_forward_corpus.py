@@ -17,7 +17,7 @@ import pytest
 from enzpy import Active, Const, DifferentiationError, Duplicated, differentiate
 from tests.kernels import Case
 from tests.test_reverse_corpus import (DIFFERENTIABLE, UNOPTIMIZED_UNSUPPORTED_TAGS, float_inputs, objective,
-                                       perturbed)
+                                       perturbed, skip_unoptimized_large_kernels)
 
 
 def is_single_precision(case: Case, args) -> bool:
@@ -62,6 +62,7 @@ def kernel_of(case: Case):
 @pytest.mark.parametrize("optimize", [True, False], ids=["optimized", "unoptimized"])
 @pytest.mark.parametrize("case", DIFFERENTIABLE, ids=lambda case: case.name)
 def test_forward_matches_finite_differences(case: Case, optimize: bool):
+    skip_unoptimized_large_kernels(case, optimize)
     if optimize or not (case.tags & UNOPTIMIZED_UNSUPPORTED_TAGS):
         check_against_finite_differences(case, optimize)
     else:

@@ -245,3 +245,45 @@ def test_without_the_mark_the_unroller_would_unroll_the_sum():
     module = PassManager(stages).run(llvm.parse_assembly(SUM_LOOP))
     if instructions_of(module, "sum").count("load") == 1:
         pytest.skip("LLVM does not unroll loops with runtime trip counts for this CPU")
+
+
+def status_function(name: str, steps: int, returns: str, calls: str = "") -> str:
+    """A numba-convention function (status i32) of `steps` integer additions that returns `returns`
+    (a stand-in for numba's error-message formatting when that is an error code)."""
+    body = ["  %v0 = add i64 %n, 1"] + [f"  %v{k} = add i64 %v{k - 1}, {k}" for k in range(1, steps)]
+    return (f"define i32 @{name}(ptr %excinfo, i64 %n) {{\n" + "\n".join(body) + calls +
+            f"\n  store i64 %v{steps - 1}, ptr %excinfo\n  ret i32 {returns}\n}}\n")
+
+
+def test_large_error_formatters_stay_calls():
+    from enzpy.passes.inlining import ERROR_FORMATTER_INLINE_LIMIT as LIMIT
+
+    module = llvm.parse_assembly(
+        status_function("formatter", LIMIT // 2, "1", calls="\n  %part = call i32 @formatter_part(ptr %excinfo, i64 %n)") +
+        status_function("formatter_part", LIMIT // 2 + 10, "0") +
+        status_function("passes_an_error_on", LIMIT + 10, "%status",
+                        calls="\n  %status = call i32 @formatter(ptr %excinfo, i64 %n)") +
+        status_function("small_raiser", 20, "1") +
+        status_function("large_but_succeeds", LIMIT + 10, "0") +
+        helper_and_alloca_module_text(helper_steps=LIMIT) + """
+define i32 @caller(ptr %out, ptr %excinfo, i64 %n, double %x) {
+entry:
+  %a = call i32 @formatter(ptr %excinfo, i64 %n)
+  %b = call i32 @small_raiser(ptr %excinfo, i64 %n)
+  %c = call i32 @large_but_succeeds(ptr %excinfo, i64 %n)
+  %d = call i32 @passes_an_error_on(ptr %excinfo, i64 %n)
+  %e = call double @long_helper(double %x)
+  store double %e, ptr %out
+  ret i32 0
+}
+""")
+    InlineCallees().run(module, None)
+    attributes = {f.name: b" ".join(f.attributes) for f in module.functions}
+    # Never returns normally and, with what it calls, is over the limit: stays a call.
+    assert b"noinline" in attributes["formatter"] and b"alwaysinline" not in attributes["formatter"]
+    # Its part may succeed: inlined into the formatter. Small raisers, functions that return
+    # normally, that only pass on a call's status (not known to raise) and float code of any
+    # size are inlined, as before.
+    for name in ("formatter_part", "small_raiser", "large_but_succeeds", "passes_an_error_on", "long_helper",
+                 "caller"):
+        assert b"alwaysinline" in attributes[name], name

@@ -12,7 +12,7 @@ import llvmlite.binding as llvm
 import numpy as np
 import pytest
 
-from enzpy import DifferentiationError, differentiate
+from enzpy import DifferentiationError, Duplicated, differentiate
 from enzpy.ir import read_module
 from enzpy.rules import numba_helpers
 from enzpy.rules.calls import INACTIVE_FUNCTIONS
@@ -228,3 +228,25 @@ def test_a_callee_compiled_before_enzpy_was_imported_differentiates():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment,
                             timeout=600)
     assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]
+
+
+def test_a_resnet_block_gradient_matches_finite_differences():
+    # Too slow to compile for every corpus mode (tests/kernels/stencils.py BENCHMARK_ONLY): reverse
+    # mode once, against 5-point differences along random directions of every input.
+    from tests.kernels.stencils import BENCHMARK_ONLY
+
+    case = BENCHMARK_ONLY[0]
+    args = case.make_args(np.random.default_rng(3))
+    shadows = [np.zeros_like(a) for a in args]
+    kernel = differentiate(case.func)
+    kernel.autodiff(*[Duplicated(a.copy(), s) for a, s in zip(args, shadows)])
+    rng = np.random.default_rng(11)
+    for _ in range(3):
+        directions = [rng.standard_normal(a.shape) for a in args]
+        h = 1e-4
+
+        def along(t):
+            return case.func(*[a + t * d for a, d in zip(args, directions)])
+        difference = (-along(2 * h) + 8 * along(h) - 8 * along(-h) + along(-2 * h)) / (12 * h)
+        directional = sum(float(np.sum(s * d)) for s, d in zip(shadows, directions))
+        assert abs(directional - difference) <= 1e-6 * max(1.0, abs(difference)), (directional, difference)

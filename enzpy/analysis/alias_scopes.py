@@ -10,10 +10,18 @@ derives from a single known object a label (`Load.memory`, `Store.memory`);
 the writer turns labels into scoped-noalias metadata, under which accesses
 with different labels never overlap. Unlabelled accesses may alias anything.
 
+A stack slot used only through loads, stores and GEPs gets no label: LLVM's
+own analysis already knows such a slot overlaps nothing else, and SROA turns
+it into registers. The reverse sweep makes one such slot per value it carries
+(hundreds on a large kernel), and since each access's `!noalias` lists every
+other label, labelling them made the metadata (and LLVM's passes over it)
+grow with the square of their number.
+
 Objects, and why each is distinct from the others:
 
-- a stack slot (alloca), a global variable, an allocation call (a MemInfo
-  and the data pointer inside it): fresh memory each;
+- a stack slot (alloca) whose address escapes (passed to a call, stored,
+  merged by a phi), a global variable, an allocation call (a MemInfo and
+  the data pointer inside it): fresh memory each;
 - a parameter: private parameters (numba's retptr and excinfo) always; the
   others only when the caller checked that its arrays, shadows included, do
   not overlap (`distinct_arguments`); otherwise they share one label.
@@ -44,6 +52,7 @@ def label_memory(function: core.Function, distinct_arguments: bool,
         return labels[obj]
 
     slots = _pointer_slots(function)
+    uses = core.uses_of(function)
     for instruction in function.instructions():
         if isinstance(instruction, core.Load):
             pointer = instruction.operands[0]
@@ -54,8 +63,30 @@ def label_memory(function: core.Function, distinct_arguments: bool,
         if instruction.memory is not None or instruction.volatile:
             continue
         obj = memory_object(pointer, slots)
-        if obj is not None:
+        if obj is not None and not (isinstance(obj, core.Alloca) and not _address_escapes(obj, uses)):
             instruction.memory = label(obj)
+
+
+def _address_escapes(alloca: core.Alloca, uses: dict[core.Value, list[core.Instruction]]) -> bool:
+    """Whether the slot's address reaches anything but the address operand of loads and stores
+    (through GEPs): a call, a stored value, a phi, a cast."""
+    pending, seen = [alloca], set()
+    while pending:
+        pointer = pending.pop()
+        if pointer in seen:
+            continue
+        seen.add(pointer)
+        for user in uses.get(pointer, ()):
+            if isinstance(user, core.Load) and user.operands[0] is pointer and not user.volatile:
+                continue
+            if isinstance(user, core.Store) and user.operands[1] is pointer and user.operands[0] is not pointer \
+                    and not user.volatile:
+                continue
+            if isinstance(user, core.GetElementPtr) and user.operands[0] is pointer:
+                pending.append(user)
+                continue
+            return True
+    return False
 
 
 def memory_object(pointer: core.Value, slots: dict[core.Alloca, list[core.Value]] | None = None) \

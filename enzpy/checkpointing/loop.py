@@ -28,6 +28,7 @@ from numba.core import types as numba_types
 
 from ..api import Active, Const, Differentiable, Duplicated, differentiate
 from ..errors import DifferentiationError
+from ..prepared import PreparedReverse, prepare_reverse
 from .driver import LoopReport, follow
 from .schedules import Online, Revolve, Schedule
 from .storage import Snapshots
@@ -165,12 +166,19 @@ class CheckpointedLoop:
         def advance(k: int) -> None:
             self.step.dispatcher(*self._call_arguments(k, values))
 
+        step_annotations = [Duplicated(values[i], shadows[i]) if i in shadows else annotation
+                            for i, annotation in enumerate(annotated)]
+        if self.step_index:
+            step_annotations.insert(0, Const(0))
+        prepared: list[PreparedReverse] = []
+
         def reverse(k: int) -> None:
-            step_annotations = [Duplicated(values[i], shadows[i]) if i in shadows else annotation
-                                for i, annotation in enumerate(annotated)]
-            if self.step_index:
-                step_annotations.insert(0, Const(k))
-            for position, derivative in enumerate(self.step.autodiff(*step_annotations)):
+            # The same arrays every step: the call is bound once (enzpy.prepared), at the first
+            # adjoint step, when the schedule has the state of a step in the work arrays.
+            if not prepared:
+                prepared.append(prepare_reverse(self.step, step_annotations))
+            derivatives = prepared[0](first=k) if self.step_index else prepared[0]()
+            for position, derivative in enumerate(derivatives):
                 totals[position] += derivative
 
         report = LoopReport(schedule=repr(self.schedule))

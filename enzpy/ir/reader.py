@@ -9,6 +9,7 @@ Anything enzpy cannot represent raises UnsupportedIRError naming it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import re
 
@@ -77,7 +78,29 @@ def read_module(module_ref: llvm.ModuleRef, roots=None) -> core.Module:
     left out unread, so a construct enzpy cannot represent in a function
     nobody calls (a helper linked in with its whole library) refuses nothing.
     """
-    return _ModuleReader(module_ref, roots).read()
+    with _without_lock_callbacks():
+        return _ModuleReader(module_ref, roots).read()
+
+
+@contextlib.contextmanager
+def _without_lock_callbacks():
+    """Run without the callbacks llvmlite calls around each C call (the lock stays).
+
+    numba registers a pair that records a `numba:llvm_lock` event for its
+    profiler; reading a module makes about a dozen C calls per instruction,
+    and those events were half of the reading time. The list is swapped, not
+    emptied, so a thread inside a call still finds the callbacks it entered with.
+    """
+    lock = getattr(llvm.ffi.lib, "_lock", None)
+    callbacks = getattr(lock, "_cblist", None)
+    if not isinstance(callbacks, list):
+        yield                                   # another llvmlite: leave it alone
+        return
+    lock._cblist = []
+    try:
+        yield
+    finally:
+        lock._cblist = callbacks
 
 
 def parse_module(text: str) -> core.Module:
@@ -107,6 +130,8 @@ class _ModuleReader:
         self.attribute_groups = dict(_ATTRIBUTE_GROUP.findall(self.text))
         self.locals: dict[int, core.Value] = {}
         self.reached = None if roots is None else reachable_symbols(self.text, roots)
+        self._lines_cache: dict[str, list[str]] | None = None
+        self._types_by_address: dict[int, Type] = {}
 
     # -- module level
 
@@ -183,51 +208,60 @@ class _ModuleReader:
     def _read_body(self, ref, function: core.Function) -> None:
         self.locals = {address(a): arg for a, arg in zip(ref.arguments, function.arguments)}
         pairs = []
-        # Printed alone, an instruction's metadata is renumbered: take `!dbg` from the module text.
-        debug_numbers = iter(self._debug_numbers().get(function.name, ()))
+        # Each instruction's text comes from the module's text, printed once: printing one
+        # instruction alone makes LLVM number the whole module's values again (quadratic),
+        # and renumbers its metadata.
+        lines = iter(self._instruction_lines().get(function.name, ()))
         for block_ref in ref.blocks:
             block = function.append_block(block_ref.name)
             self.locals[address(block_ref)] = block
             for inst_ref in block_ref.instructions:
-                instruction = self._shell(inst_ref, function)
-                number = next(debug_numbers, None)
+                line = next(lines, None)
+                if line is None:
+                    raise UnsupportedIRError(f"function @{function.name}: the module's text has fewer "
+                                             "instructions than the module")
+                instruction = self._shell(inst_ref, function, line)
                 if instruction is None:
                     continue
-                instruction.location = self.locations.get(number) if number is not None else None
+                debug = _DEBUG_ATTACHMENT.search(line)
+                instruction.location = self.locations.get(int(debug.group(1))) if debug else None
                 block.append(instruction)
                 self.locals[address(inst_ref)] = instruction
-                pairs.append((inst_ref, instruction))
-        for inst_ref, instruction in pairs:
-            self._fill(inst_ref, instruction, function)
+                pairs.append((inst_ref, instruction, line))
+        for inst_ref, instruction, line in pairs:
+            self._fill(inst_ref, instruction, function, line)
 
-    def _shell(self, ref, function: core.Function) -> core.Instruction | None:
-        """Create the instruction object (operands come later: phis refer forward)."""
-        opcode = ref.opcode
+    def _shell(self, ref, function: core.Function, line: str) -> core.Instruction | None:
+        """Create the instruction object (operands come later: phis refer forward).
+
+        Name and opcode come from the instruction's text (each C call costs more than
+        reading them there); an unnamed value (`%7 = ...`) gets no name, as llvmlite gives it.
+        """
+        head = _INSTRUCTION_HEAD.match(line)
+        opcode = head.group("opcode") if head is not None else ref.opcode
         kind = _INSTRUCTION_CLASSES.get(opcode)
         if kind is None:
             raise UnsupportedIRError(
-                f"instruction '{opcode}' is not supported (function @{function.name}): {str(ref).strip()}")
-        if opcode == "call" and _is_debug_intrinsic(ref):
+                f"instruction '{opcode}' is not supported (function @{function.name}): {line.strip()}")
+        if opcode == "call" and "@llvm." in line and _is_debug_intrinsic(ref):
             return None
-        return kind(type=self.type_of(str(ref.type)), name=ref.name, opcode=opcode)
+        name = head.group("name") if head is not None else None
+        name = "" if name is None or name[1:].isdigit() else unquote_name(name)
+        return kind(type=self._type_of_ref(ref.type), name=name, opcode=opcode)
 
-    def _debug_numbers(self) -> dict[str, list[int | None]]:
-        """Per defined function, the `!dbg` number of each instruction line of its body, in order."""
-        if getattr(self, "_debug_number_cache", None) is None:
-            self._debug_number_cache = {}
-            if self.locations:
-                current = None
-                for line in self.text.splitlines():
-                    if line.startswith("define "):
-                        found = _DEFINED_NAME.search(line)
-                        current = self._debug_number_cache.setdefault(unquote_name("@" + found.group(1)), [])
-                    elif line.startswith("}"):
-                        current = None
-                    elif current is not None and line.startswith("  ") and not line.lstrip().startswith(
-                            ("#dbg_", ";")):
-                        debug = re.search(r"!dbg !(\d+)", line)
-                        current.append(int(debug.group(1)) if debug else None)
-        return self._debug_number_cache
+    def _type_of_ref(self, type_ref) -> Type:
+        """The enzpy type of a llvmlite TypeRef; a module has few distinct types, so each is printed once."""
+        key = address(type_ref)
+        found = self._types_by_address.get(key)
+        if found is None:
+            found = self._types_by_address[key] = self.type_of(str(type_ref))
+        return found
+
+    def _instruction_lines(self) -> dict[str, list[str]]:
+        """Per defined function, the text of each instruction of its body, in order."""
+        if self._lines_cache is None:
+            self._lines_cache = instruction_lines(self.text)
+        return self._lines_cache
 
     def operand(self, ref, function: core.Function) -> core.Value:
         kind = ref.value_kind.name
@@ -243,11 +277,11 @@ class _ModuleReader:
             return value
         raise UnsupportedIRError(f"operand kind '{kind}' is not supported (function @{function.name})")
 
-    def _fill(self, ref, instruction: core.Instruction, function: core.Function) -> None:
+    def _fill(self, ref, instruction: core.Instruction, function: core.Function, text: str) -> None:
         operands = [self.operand(o, function) for o in ref.operands]
-        stream = _instruction_stream(str(ref))
+        stream = _instruction_stream(text)
         prefix = []                                            # `tail` before `call`
-        while (token := stream.next()) != ref.opcode:
+        while (token := stream.next()) != instruction.opcode:
             prefix.append(token)
         stream.prefix = prefix
         fill = _FILLERS.get(type(instruction))
@@ -258,6 +292,45 @@ class _ModuleReader:
                 instruction.operands = operands
         except UnsupportedIRError as error:
             raise UnsupportedIRError(f"{error} (function @{function.name})") from None
+
+
+_DEBUG_ATTACHMENT = re.compile(r"!dbg !(\d+)")
+_INSTRUCTION_HEAD = re.compile(r'\s*(?:(?P<name>%"(?:[^"\\]|\\.)*"|%[-a-zA-Z$._0-9]+) = )?'
+                               r"(?:(?:tail|musttail|notail) )?(?P<opcode>[a-z_]+)\b")
+
+
+def instruction_lines(text: str) -> dict[str, list[str]]:
+    """Per function defined in a module's text, its instructions' texts in order.
+
+    Body lines that are no instruction are skipped: block labels, comments and
+    debug records (`#dbg_value(...)`). A switch spans several lines (its cases,
+    then `]` and its metadata); they are joined into one.
+    """
+    bodies: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    open_switch: list[str] | None = None
+    for line in text.splitlines():
+        if current is None:
+            if line.startswith("define "):
+                found = _DEFINED_NAME.search(line)
+                current = bodies.setdefault(unquote_name("@" + found.group(1)), [])
+            continue
+        if open_switch is not None:
+            open_switch.append(line.strip())
+            if line.startswith("  ]"):                   # `]`, then maybe `, !dbg !7`
+                current.append(" ".join(open_switch))
+                open_switch = None
+        elif line.startswith("}"):
+            current = None
+        elif line.startswith("  ") and not line.startswith("   "):
+            stripped = line.lstrip()
+            if stripped.startswith(("#dbg_", ";")):
+                continue
+            if stripped.startswith("switch ") or " = switch " in stripped:
+                open_switch = [line]
+            else:
+                current.append(line)
+    return bodies
 
 
 _GLOBAL_NAME = r'@("(?:[^"\\]|\\.)*"|[-a-zA-Z$._0-9]+)'

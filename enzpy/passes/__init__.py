@@ -18,6 +18,7 @@ from pathlib import Path
 import llvmlite.binding as llvm
 
 from ..errors import EnzpyError
+from .inlining import InlineCallees, KeepCalls
 
 PIPELINE_DIRECTORY = Path(__file__).resolve().parents[2] / "passes"
 _TUNING_OPTIONS = ("loop_vectorization", "slp_vectorization", "loop_unrolling", "loop_interleaving")
@@ -64,46 +65,6 @@ class DefaultPipeline(Pass):
             setattr(tuning, option, value)
         builder = llvm.create_pass_builder(target, tuning)
         builder.getModulePassManager().run(module, builder)
-
-
-@dataclass(frozen=True)
-class InlineCallees(Pass):
-    """Mark defined functions `alwaysinline` so the inliner folds calls into the kernel.
-
-    Functions numba marked `noinline` (exception-raising paths, every function of
-    a debug build) stay calls, and so does recursion (LLVM cannot inline a function
-    into itself): those are differentiated across the call (enzpy/ad/calls.py).
-    """
-
-    name: str = "inline_callees"
-    """Stage name."""
-
-    def run(self, module, target):
-        for function in module.functions:
-            attributes = b" ".join(function.attributes).split()
-            if not function.is_declaration and b"noinline" not in attributes:
-                function.add_function_attribute("alwaysinline")
-
-
-@dataclass(frozen=True)
-class KeepCalls(Pass):
-    """Mark the program's own functions `noinline`, so that calls to them stay calls.
-
-    For testing interprocedural AD (enzpy/ad/calls.py) on kernels whose callees
-    the pre-AD pipeline would inline: numba's own implementations (`_ZN5numba...`),
-    the NRT and functions already `alwaysinline` are left alone. Not in any
-    named pipeline (inlining is faster); see tests/pipelines/keep_calls.pipeline.
-    """
-
-    name: str = "keep_calls"
-    """Stage name."""
-
-    def run(self, module, target):
-        for function in module.functions:
-            attributes = b" ".join(function.attributes).split()
-            if not function.is_declaration and b"alwaysinline" not in attributes \
-                    and not function.name.startswith(("_ZN5numba", "_ZN05numba", "NRT_", "nrt_")):
-                function.add_function_attribute("noinline")
 
 
 _BRANCH = re.compile(r"^(\s+br (?:i1 |label ).*?)$", re.MULTILINE)

@@ -19,6 +19,7 @@ from . import (
     loops,
     math_functions,
     reshaping,
+    stencils,
     strided,
     time_steppers,
 )
@@ -37,6 +38,7 @@ ALL_CASES: list[Case] = [
     *strided.CASES,
     *reshaping.CASES,
     *time_steppers.CASES,
+    *stencils.CASES,
     *linear_algebra.CASES,
     *lists.CASES,
 ]

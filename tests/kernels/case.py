@@ -26,7 +26,8 @@ class Case:
     None lets numba infer the types (and array layouts) from the arguments."""
 
     tags: frozenset[str] = frozenset()
-    """Features the kernel exercises, e.g. "loop", "while", "2d", "strided",
+    """Features the kernel exercises, e.g. "loop", "while", "2d", "strided", "large"
+    (tens of thousands of lines of numba IR: the unoptimized-AD variants skip it),
     "float32", "inplace"; used to select subsets of the corpus."""
 
     constant_arguments: tuple[int, ...] = ()

@@ -250,3 +250,52 @@ def test_a_resnet_block_gradient_matches_finite_differences():
         difference = (-along(2 * h) + 8 * along(h) - 8 * along(-h) + along(-2 * h)) / (12 * h)
         directional = sum(float(np.sum(s * d)) for s, d in zip(shadows, directions))
         assert abs(directional - difference) <= 1e-6 * max(1.0, abs(difference)), (directional, difference)
+
+
+def test_a_library_callee_compiled_at_its_import_before_enzpy_differentiates(tmp_path):
+    # The issue's case: a library module compiles (and runs) its fastmath slice kernel when it
+    # is imported, before enzpy is; a kernel of the user's calls it. Both modes.
+    (tmp_path / "smoothing.py").write_text(textwrap.dedent("""
+        import numba, numpy as np
+
+        @numba.njit(fastmath=True)
+        def smooth(A, B):
+            B[1:-1] = 0.33333 * (A[:-2] + A[1:-1] + A[2:])
+
+        smooth(np.random.rand(8), np.zeros(8))
+    """))
+    script = textwrap.dedent("""
+        import numpy as np
+        from smoothing import smooth
+        import enzpy
+        from enzpy import Const, Duplicated
+
+        def loss(A, B, w):
+            smooth(A, B)
+            s = 0.0
+            for i in range(B.shape[0]):
+                s += w[i] * B[i] * B[i]
+            return s
+
+        rng = np.random.default_rng(0)
+        A, w = rng.uniform(0.5, 1.5, 8), rng.uniform(0.5, 1.5, 8)
+        kernel = enzpy.differentiate(loss)
+        dA = np.zeros(8)
+        kernel.autodiff(Duplicated(A.copy(), dA), Duplicated(np.zeros(8), np.zeros(8)), Const(w))
+        B = np.zeros(8)
+        B[1:-1] = 0.33333 * (A[:-2] + A[1:-1] + A[2:])
+        expected = np.zeros(8)
+        for i in range(1, 7):
+            for j in (i - 1, i, i + 1):
+                expected[j] += 2 * w[i] * B[i] * 0.33333
+        assert np.allclose(dA, expected, rtol=1e-12), (dA, expected)
+        direction = np.cos(np.arange(8.0))
+        tangent = kernel.autodiff(Duplicated(A.copy(), direction), Duplicated(np.zeros(8), np.zeros(8)),
+                                  Const(w), mode="forward")
+        assert np.isclose(tangent, dA @ direction, rtol=1e-12), (tangent, dA @ direction)
+        print("OK")
+    """)
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, str(tmp_path)]))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment,
+                            timeout=600)
+    assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]

@@ -33,14 +33,16 @@ _TOKEN = re.compile(r"""
 
 def tokenize(text: str) -> list[str]:
     """Split LLVM text into tokens, dropping whitespace and comments."""
+    # finditer skips what matches nothing: each match must start where the last ended.
     tokens, position = [], 0
-    while position < len(text):
-        match = _TOKEN.match(text, position)
-        if match is None:
-            raise UnsupportedIRError(f"cannot tokenize LLVM text at {text[position:position + 40]!r}")
+    for match in _TOKEN.finditer(text):
+        if match.start() != position:
+            break
+        position = match.end()
         if match.lastgroup != "space":
             tokens.append(match.group())
-        position = match.end()
+    if position != len(text):
+        raise UnsupportedIRError(f"cannot tokenize LLVM text at {text[position:position + 40]!r}")
     return tokens
 
 

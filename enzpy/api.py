@@ -312,6 +312,14 @@ class Differentiable:
         return gradient
 
     def _reverse(self, annotated, seed, distinct: bool | None = None):
+        gradient, parameters, copied_back, active_outputs = self.bound_reverse(annotated, seed, distinct)
+        value = gradient.entry.call_raw(parameters)
+        copy_back(copied_back)
+        return value, [output[0].item() for output in active_outputs]
+
+    def bound_reverse(self, annotated, seed, distinct: bool | None = None):
+        """(compiled gradient, its exploded parameters, shadows copied back after the call, the
+        Active outputs) for one reverse call; `enzpy.prepared` keeps them to call again."""
         primal_args = tuple(a.value for a in annotated)
         # Arrays that share memory get a gradient that never assumes one is unchanged by writes to another.
         if distinct is None:
@@ -333,9 +341,7 @@ class Differentiable:
                 parameters.append(output.ctypes.data)
         if gradient.seeded:
             parameters.append(float(seed))
-        value = gradient.entry.call_raw(parameters)
-        copy_back(copied_back)
-        return value, [output[0].item() for output in active_outputs]
+        return gradient, parameters, copied_back, active_outputs
 
     def _check_shadows_are_separate(self, annotated) -> None:
         """A shadow that shares memory with its own array would have the derivative overwrite the input."""

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .aliasing import arrays_are_distinct
-from .api import (Active, Const, Differentiable, Duplicated, annotated_arrays, copy_back, primal_parameters,
-                  shadow_address)
+from .api import Active, Const, Differentiable, Duplicated, copy_back
 
 
 class PreparedReverse:
@@ -29,25 +27,10 @@ class PreparedReverse:
     def __init__(self, differentiable: Differentiable, annotated, seed: float = 1.0):
         annotated = [a if isinstance(a, (Const, Active, Duplicated)) else Const(a) for a in annotated]
         differentiable._check_shadows_are_separate(annotated)
-        distinct = arrays_are_distinct(annotated_arrays(annotated))
-        if not distinct:
-            differentiable._check_aliased_shadows(annotated)
-        gradient = differentiable._gradient_for(annotated, distinct)
+        gradient, self._parameters, self._copied_back, self._outputs = differentiable.bound_reverse(annotated, seed)
         self._entry = gradient.entry
         convention = gradient.entry.convention
-        values = tuple(a.value for a in annotated)
-        parameters = primal_parameters(convention, values)
-        self._copied_back: list = []
-        for index, annotation in enumerate(annotated):
-            if isinstance(annotation, Duplicated):
-                parameters.append(shadow_address(convention.arguments[index], annotation.value,
-                                                 annotation.shadow, self._copied_back, role="shadow"))
-        self._outputs = [np.zeros(1, dtype=convention.arguments[index].dtype)
-                         for index, annotation in enumerate(annotated) if isinstance(annotation, Active)]
-        parameters.extend(output.ctypes.data for output in self._outputs)
-        if gradient.seeded:
-            parameters.append(float(seed))
-        self._parameters = parameters
+        values = [a.value for a in annotated]
         first = convention.arguments[0] if convention.arguments else None
         # The first argument may be rebound when it is one integer parameter (a step number).
         self._first_is_integer = (first is not None and not first.is_array and not first.is_float

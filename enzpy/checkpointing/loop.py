@@ -128,10 +128,15 @@ class CheckpointedLoop:
         return {i: annotated[i].shadow if isinstance(annotated[i], Duplicated) else np.zeros_like(annotated[i].value)
                 for i in state_positions if annotated[i].value.dtype.kind == "f"}
 
+    @staticmethod
+    def _with_state_shadows(annotated, shadows: dict[int, np.ndarray]) -> list:
+        """The step's annotations: each written float array Duplicated with its derivative array."""
+        return [Duplicated(a.value, shadows[i]) if i in shadows else a for i, a in enumerate(annotated)]
+
     def _forward(self, annotated, values: list) -> None:
         self._check_step_returns_nothing(values)
         shadows = self._state_shadows(annotated, sorted(self._state_positions(values)))
-        step_annotations = [Duplicated(values[i], shadows[i]) if i in shadows else a for i, a in enumerate(annotated)]
+        step_annotations = self._with_state_shadows(annotated, shadows)
         k = 0
         while not self._ended(k, values):
             self.step.autodiff(*([Const(k)] if self.step_index else []), *step_annotations, mode="forward")
@@ -166,8 +171,7 @@ class CheckpointedLoop:
         def advance(k: int) -> None:
             self.step.dispatcher(*self._call_arguments(k, values))
 
-        step_annotations = [Duplicated(values[i], shadows[i]) if i in shadows else annotation
-                            for i, annotation in enumerate(annotated)]
+        step_annotations = self._with_state_shadows(annotated, shadows)
         if self.step_index:
             step_annotations.insert(0, Const(0))
         prepared: list[PreparedReverse] = []

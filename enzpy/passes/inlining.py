@@ -28,10 +28,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ..ir.reader import instruction_lines
+
 ERROR_FORMATTER_INLINE_LIMIT = 400
 """Instructions (the function and everything it calls) above which an error formatter stays a call."""
 
-_DEFINE = re.compile(r'^define [^@]*@("(?:[^"\\]|\\.)*"|[-a-zA-Z$._0-9]+)\(', re.M)
 _CALLED = re.compile(r'@("(?:[^"\\]|\\.)*"|[-a-zA-Z$._0-9]+)')
 _STATUS_RETURN = re.compile(r"^  ret i32 (-?\d+|%[-a-zA-Z$._0-9]+|%\"[^\"]*\")")
 _CALL_RESULT = re.compile(r'^  (%[-a-zA-Z$._0-9]+|%"[^"]*") = (?:tail |musttail |notail )?call ')
@@ -85,7 +86,7 @@ class _Body:
     instructions: int
     """Instruction lines of the body."""
     has_floats: bool
-    """Whether a floating-point type appears in the header or the body."""
+    """Whether a floating-point type appears in the body."""
     callees: set[str]
     """Names of the globals the body mentions (callees among them)."""
     raises: bool = False
@@ -124,30 +125,21 @@ def error_formatters(text: str, limit: int = ERROR_FORMATTER_INLINE_LIMIT) -> se
 
 def _bodies(text: str) -> dict[str, _Body]:
     bodies: dict[str, _Body] = {}
-    current: _Body | None = None
-    for line in text.splitlines():
-        if current is None:
-            found = _DEFINE.match(line)
-            if found is not None:
-                name = found.group(1).strip('"')
-                current = bodies[name] = _Body(0, bool(_FLOAT_TYPE.search(line)), set())
-            continue
-        if line.startswith("}"):
-            current = None
-        elif line.startswith("  ") and not line.lstrip().startswith(";"):
-            current.instructions += 1
-            if not current.has_floats and _FLOAT_TYPE.search(line):
-                current.has_floats = True
+    for name, lines in instruction_lines(text).items():
+        body = bodies[name] = _Body(len(lines), False, set())
+        for line in lines:
+            if not body.has_floats and _FLOAT_TYPE.search(line):
+                body.has_floats = True      # a float parameter shows where the body uses it
             if "@" in line:
-                current.callees.update(match.strip('"') for match in _CALLED.findall(line))
+                body.callees.update(match.strip('"') for match in _CALLED.findall(line))
             if (call := _CALL_RESULT.match(line)) is not None:
-                current.call_results.add(call.group(1))
+                body.call_results.add(call.group(1))
             elif (status := _STATUS_RETURN.match(line)) is not None:
                 value = status.group(1)
                 if value.startswith("%"):
-                    current.returned.append(value)
+                    body.returned.append(value)
                 elif value in _SUCCESS_STATUSES:
-                    current.may_succeed = True
+                    body.may_succeed = True
                 else:
-                    current.raises = True
+                    body.raises = True
     return bodies

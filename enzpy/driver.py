@@ -16,6 +16,7 @@ from .frontend.vectors import scalarize_where_possible
 from .ir import Module, core, parse_module, read_module, write_module
 from .ir.types import VOID
 from .jit import CompiledModule, NumbaEntryPoint
+from .parallel import run_loops_in_place
 from .passes import load_pipeline
 
 STAGES = ("raw", "optimized")
@@ -26,12 +27,14 @@ def to_ir(captured: CapturedKernel) -> Module:
 
     Only what the entry reaches is read: numba links whole libraries (every
     unicode helper of a formatted error message), and a function nobody calls
-    must not refuse the kernel. Vector code (numba's own optimized IR, for a
+    must not refuse the kernel. prange loops run in place on the calling
+    thread (parallel/launches.py), so the AD sees their bodies. Vector code (numba's own optimized IR, for a
     callee compiled before enzpy was imported) is scalarized where it can be.
     """
     module = read_module(captured.module, roots=[captured.convention.entry])
     scalarize_where_possible(module)
     call_functions_directly(module)
+    run_loops_in_place(module)
     mark_array_extents(module.functions[captured.convention.entry], captured.convention)
     return module
 

@@ -21,7 +21,7 @@ from ..analysis.memory_types import only_reference_counted, pointer_root
 from ..errors import DifferentiationError
 from ..ir import core
 from ..ir.builder import Builder, constant_float, constant_int
-from ..ir.types import Type
+from ..ir.types import I1, I8, I64, PTR, VOID, Type, size_in_bytes
 from ..rules.calls import allocation_rule, is_inactive_call, is_memory_transfer, is_memset, memory_call_rule
 from ..rules import typed_lists
 from ..rules.lists import reallocation_rule
@@ -87,11 +87,7 @@ def make_shadow(builder: Builder, instruction: core.Instruction, shadow_of: dict
             type=instruction.type, name=name, opcode="extractvalue", indices=instruction.indices,
             operands=[shadow_of[instruction.operands[0]]]))
     elif isinstance(instruction, core.Alloca):
-        entry_builder = Builder(builder.module).before_instruction(entry_block.terminator)
-        shadow = entry_builder.alloca(instruction.allocated_type, name, instruction.align)
-        builder.store(core.ZeroInitializer(instruction.allocated_type)
-                      if instruction.allocated_type.is_aggregate
-                      else zero_of(instruction.allocated_type), shadow, instruction.align)
+        shadow = _shadow_alloca(builder, instruction, entry_block, name)
     elif is_base_pointer(instruction):
         shadow = shadow_base_pointer(builder, instruction, shadow_of[instruction.operands[0]])
     elif (rule := reallocation_rule(instruction)) is not None:
@@ -99,6 +95,31 @@ def make_shadow(builder: Builder, instruction: core.Instruction, shadow_of: dict
     else:
         shadow = allocation_rule(instruction).allocate_shadow(builder, instruction)
     shadow_of[instruction] = shadow
+    return shadow
+
+
+def _shadow_alloca(builder: Builder, alloca: core.Alloca, entry_block: core.Block, name: str) -> core.Value:
+    """A zeroed stack slot of the same size as `alloca`, which may hold several elements
+    (numba's prange launch packs its argument pointers in `alloca ptr, i64 3`)."""
+    count = alloca.operands[0]
+    ty = alloca.allocated_type
+    if isinstance(count, core.ConstantInt) and count.value == 1:
+        shadow = Builder(builder.module).before_instruction(entry_block.terminator).alloca(ty, name, alloca.align)
+        builder.store(core.ZeroInitializer(ty) if ty.is_aggregate else zero_of(ty), shadow, alloca.align)
+        return shadow
+    # A constant count goes to the entry block like the single slots; a dynamic one stays
+    # where the primal's is (its count is only known there).
+    placement = Builder(builder.module).before_instruction(entry_block.terminator) \
+        if isinstance(count, core.ConstantInt) else builder
+    shadow = placement.alloca(ty, name, alloca.align, count=count)
+    element_bytes = constant_int(count.type, size_in_bytes(ty))
+    size = builder.mul(count, element_bytes) if not isinstance(count, core.ConstantInt) \
+        else constant_int(count.type, count.value * size_in_bytes(ty))
+    if count.type != I64:
+        size = builder.cast("zext", size, I64) if not isinstance(size, core.ConstantInt) \
+            else constant_int(I64, size.value)
+    memset = builder.declare("llvm.memset.p0.i64", VOID, [PTR, I8, I64, I1])
+    builder.call(memset, [shadow, constant_int(I8, 0), size, constant_int(I1, 0)])
     return shadow
 
 

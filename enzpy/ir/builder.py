@@ -127,9 +127,10 @@ class Builder:
 
     # -- memory
 
-    def alloca(self, ty: Type, name="", align: int | None = None) -> core.Value:
+    def alloca(self, ty: Type, name="", align: int | None = None, count: core.Value | None = None) -> core.Value:
         return self.insert(core.Alloca(type=PTR, name=name, opcode="alloca", allocated_type=ty,
-                                       operands=[constant_int(I32, 1)], align=align))
+                                       operands=[count if count is not None else constant_int(I32, 1)],
+                                       align=align))
 
     def load(self, ty: Type, pointer, name="", align: int | None = None):
         return self.insert(core.Load(type=ty, name=name, opcode="load", operands=[pointer], align=align))

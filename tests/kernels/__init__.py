@@ -18,6 +18,7 @@ from . import (
     lists,
     loops,
     math_functions,
+    parallel,
     reshaping,
     stencils,
     strided,
@@ -41,6 +42,7 @@ ALL_CASES: list[Case] = [
     *stencils.CASES,
     *linear_algebra.CASES,
     *lists.CASES,
+    *parallel.CASES,
 ]
 
 CASES_BY_NAME: dict[str, Case] = {case.name: case for case in ALL_CASES}

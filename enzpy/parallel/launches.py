@@ -1,0 +1,118 @@
+"""numba's prange launches, recognized in the IR.
+
+numba lowers `for i in prange(n)` in three functions (names carry addresses,
+so they are recognized by shape, not by name):
+
+- the *launcher* `.kernel.<id>___gufunc__...(args, dims, steps, data)` takes
+  the GIL state, then calls `numba_parallel_for(gufunc, args, dims, steps,
+  data, inner_ndim, array_count, num_threads)` from the threading layer;
+- the *gufunc* `__gufunc__...(args, dims, steps, data)` loops over the
+  schedule entries it is given (dims[0] of them, each a [start, stop] pair of
+  the schedule array) and calls the body once per entry;
+- the *body* `__numba_parfor_gufunc_...` runs one entry's iterations; a
+  reduction variable becomes an array indexed by `get_thread_id()`, which the
+  kernel reduces after the launch.
+
+The threading layer splits dims[0] among threads and offsets each array
+pointer in `args` by its step. So calling the gufunc directly with the
+launcher's own arguments runs every schedule entry in order on the calling
+thread (thread id 0: every partial reduction lands in entry 0, the others keep
+the reduction's identity), which is the loop's serial meaning. That is how the
+AD sees a prange loop: `run_loops_in_place` makes each launch such a call, and
+the body becomes ordinary code of the kernel (the pre-AD pipeline inlines it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..ir import core
+
+PARALLEL_FOR = "numba_parallel_for"
+"""The threading layer's entry point that runs a gufunc over threads."""
+
+
+@dataclass
+class ParallelLoop:
+    """One prange launch of a kernel."""
+
+    launcher: core.Function
+    """The function that releases the GIL and calls `numba_parallel_for`."""
+    gufunc: core.Function
+    """The function each thread runs on its share of the schedule."""
+    body: core.Function | None
+    """The loop body over one schedule entry (None if numba's layout changed)."""
+    array_count: int
+    """How many arrays `args` holds: the schedule first, then the loop's arrays and reduction arrays."""
+    launch_sites: list[core.Call]
+    """The calls to the launcher in the kernel."""
+
+    @property
+    def source_line(self) -> core.SourceLocation | None:
+        """Where the prange loop is in the user's source, when the IR says so."""
+        for site in self.launch_sites:
+            if site.location is not None:
+                return site.location
+        return None
+
+
+def find_parallel_loops(module: core.Module) -> list[ParallelLoop]:
+    """Every prange launch in `module`, with the calls that start it."""
+    loops = []
+    for function in module.functions.values():
+        launch = _parallel_for_call(function)
+        if launch is None:
+            continue
+        gufunc = _function_operand(launch.operands[0])
+        if gufunc is None:
+            continue
+        count = launch.operands[6]
+        loops.append(ParallelLoop(
+            launcher=function, gufunc=gufunc, body=_body_of(gufunc),
+            array_count=count.value if isinstance(count, core.ConstantInt) else -1,
+            launch_sites=[]))
+    by_launcher = {loop.launcher: loop for loop in loops}
+    for function in module.functions.values():
+        for instruction in function.instructions():
+            if isinstance(instruction, core.Call) and instruction.callee in by_launcher:
+                by_launcher[instruction.callee].launch_sites.append(instruction)
+    return loops
+
+
+def run_loops_in_place(module: core.Module) -> list[ParallelLoop]:
+    """Make every prange launch a direct call of its gufunc on the calling thread (see above).
+
+    Returns the loops, so that `explain` and the parallel drivers can find them.
+    """
+    loops = find_parallel_loops(module)
+    for loop in loops:
+        for site in loop.launch_sites:
+            site.callee = loop.gufunc
+            site.function_type = loop.gufunc.function_type
+    return loops
+
+
+def _parallel_for_call(function: core.Function) -> core.Call | None:
+    if function.is_declaration:
+        return None
+    for instruction in function.instructions():
+        if isinstance(instruction, core.Call) and isinstance(instruction.callee, core.Function) \
+                and instruction.callee.name == PARALLEL_FOR and len(instruction.operands) == 8:
+            return instruction
+    return None
+
+
+def _function_operand(value: core.Value) -> core.Function | None:
+    while isinstance(value, (core.Cast, core.ConstantExpression)) and value.operands:
+        value = value.operands[0]
+    return value if isinstance(value, core.Function) and not value.is_declaration else None
+
+
+def _body_of(gufunc: core.Function) -> core.Function | None:
+    """The defined function the gufunc calls per schedule entry (numba's convention: i32 status)."""
+    for instruction in gufunc.instructions():
+        callee = instruction.callee if isinstance(instruction, core.Call) else None
+        if isinstance(callee, core.Function) and not callee.is_declaration \
+                and str(callee.function_type.return_type) == "i32":
+            return callee
+    return None

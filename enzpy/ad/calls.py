@@ -52,6 +52,7 @@ from ..errors import DifferentiationError
 from ..ir import core
 from ..ir.builder import Builder, constant_float, constant_int
 from ..ir.clone import clone_body
+from ..parallel.launches import is_loop_function
 from ..ir.types import I1, I8, I32, I64, PTR, VOID, ArrayType, FunctionType, alignment_of, size_in_bytes
 from ..rules.calls import allocation_rule, is_inactive_call, is_memory_transfer, is_memset, memory_call_rule
 from ..rules.registry import scalar_rule
@@ -314,8 +315,10 @@ def _reverse_functions(module: core.Module, call: core.Call, signature: _Signatu
     from .reverse import ReverseSpec, build_reverse
 
     memo = _memo(module)
+    # A prange loop's reverse function runs on several threads: it and what it calls add adjoints atomically.
+    atomic = caller_spec.atomic_adjoints or is_loop_function(signature.callee)
     key = ("reverse", signature.callee.name, signature.duplicated, signature.active,
-           caller_spec.minimize_cache, caller_spec.loose_types)
+           caller_spec.minimize_cache, caller_spec.loose_types, atomic)
     if key in memo:
         return memo[key]
     callee = signature.callee
@@ -335,7 +338,7 @@ def _reverse_functions(module: core.Module, call: core.Call, signature: _Signatu
     spec = ReverseSpec(duplicated=signature.duplicated, active=signature.active, return_type=None,
                        minimize_cache=caller_spec.minimize_cache, loose_types=caller_spec.loose_types,
                        private_parameters=_private_parameters(callee), parameter_trees=signature.trees,
-                       caller_continues=True)
+                       caller_continues=True, atomic_adjoints=atomic)
     try:
         combined = build_reverse(module, primal, spec, f"enzpy.combined.{base}")
         split_gradient(module, combined, augmented, reverse, len(parameters) + len(signature.duplicated),

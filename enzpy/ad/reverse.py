@@ -78,6 +78,10 @@ class ReverseSpec:
     """A callee's gradient, split by ad/calls.py: the caller runs on between the sweeps (what the
     function allocated is not re-loaded, the caller may write it) and lends its tape and allocation
     log (two last parameters)."""
+    atomic_adjoints: bool = False
+    """Add adjoints into shadow memory (not the function's own stack slots) with atomic adds: the
+    reverse function of a prange loop runs on several threads at once, whose iterations may read
+    the same element (parallel/derivatives.py)."""
 
 
 def build_reverse(module: core.Module, primal: core.Function, spec: ReverseSpec, name: str) -> core.Function:
@@ -571,6 +575,12 @@ class _ReverseBuilder:
             if activity.is_active(instruction):
                 adjoint = self._take_adjoint(builder, instruction)
                 shadow = values.shadow(builder, instruction.operands[0])
+                if self.spec.atomic_adjoints and instruction.type.is_float \
+                        and not isinstance(pointer_root(instruction.operands[0]), core.Alloca):
+                    builder.insert(core.AtomicRMW(type=instruction.type, opcode="atomicrmw", operation="fadd",
+                                                  operands=[shadow, adjoint], ordering="monotonic",
+                                                  align=instruction.align))
+                    return
                 old = builder.load(instruction.type, shadow, align=instruction.align)
                 builder.store(_added(builder, old, adjoint), shadow, instruction.align)
         elif isinstance(instruction, core.Store):

@@ -27,6 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..ir import core
+from ..ir.builder import Builder, constant_int
+from ..ir.types import I32, PTR, FunctionType
 
 PARALLEL_FOR = "numba_parallel_for"
 """The threading layer's entry point that runs a gufunc over threads."""
@@ -44,6 +46,8 @@ class ParallelLoop:
     """The loop body over one schedule entry (None if numba's layout changed)."""
     array_count: int
     """How many arrays `args` holds: the schedule first, then the loop's arrays and reduction arrays."""
+    inner_ndim: int
+    """How many entries of `dims` after the first the threading layer passes on to each call."""
     launch_sites: list[core.Call]
     """The calls to the launcher in the kernel."""
 
@@ -66,11 +70,12 @@ def find_parallel_loops(module: core.Module) -> list[ParallelLoop]:
         gufunc = _function_operand(launch.operands[0])
         if gufunc is None:
             continue
-        count = launch.operands[6]
+        inner_ndim, count = launch.operands[5:7]
+        if not isinstance(count, core.ConstantInt) or not isinstance(inner_ndim, core.ConstantInt):
+            continue
         loops.append(ParallelLoop(
             launcher=function, gufunc=gufunc, body=_body_of(gufunc),
-            array_count=count.value if isinstance(count, core.ConstantInt) else -1,
-            launch_sites=[]))
+            array_count=count.value, inner_ndim=inner_ndim.value, launch_sites=[]))
     by_launcher = {loop.launcher: loop for loop in loops}
     for function in module.functions.values():
         for instruction in function.instructions():
@@ -79,17 +84,68 @@ def find_parallel_loops(module: core.Module) -> list[ParallelLoop]:
     return loops
 
 
+LOOP_PREFIX = "enzpy.parallel_loop."
+"""Name prefix of the functions `run_loops_in_place` makes: one per prange loop."""
+
+
 def run_loops_in_place(module: core.Module) -> list[ParallelLoop]:
-    """Make every prange launch a direct call of its gufunc on the calling thread (see above).
+    """Make every prange launch a call of a *loop function* that runs the gufunc on the calling thread.
+
+    The loop function `enzpy.parallel_loop.<gufunc>(retptr, excinfo, args, dims, steps, data)`
+    has numba's calling convention and stays a call (noinline): it is enzpy's parallel-loop
+    construct. The pre-AD pipeline inlines the gufunc and the body into it; the AD drivers
+    differentiate across the call (ad/calls.py: a tangent function, an augmented forward and
+    a reverse function of the loop), and `parallel/derivatives.py` then runs those on
+    numba's threading layer, one schedule chunk per thread.
 
     Returns the loops, so that `explain` and the parallel drivers can find them.
     """
     loops = find_parallel_loops(module)
     for loop in loops:
-        for site in loop.launch_sites:
-            site.callee = loop.gufunc
-            site.function_type = loop.gufunc.function_type
+        function = _loop_function(module, loop)
+        for number, site in enumerate(loop.launch_sites):
+            # The launch returned nothing; the loop function's status (always 0) is not read.
+            call = Builder(module).before_instruction(site).call(
+                function, [core.ConstantNull(PTR), core.ConstantNull(PTR), *site.operands],
+                f"parallel_loop.status.{number}")
+            call.location = site.location
+            site.parent.instructions.remove(site)
+        loop.launch_sites = [i for f in module.functions.values() for i in f.instructions()
+                             if isinstance(i, core.Call) and i.callee is function]
     return loops
+
+
+def is_loop_function(function: core.Value) -> bool:
+    """Whether `function` is one of the functions `run_loops_in_place` made."""
+    return isinstance(function, core.Function) and function.name.startswith(LOOP_PREFIX)
+
+
+def loop_shape(name: str) -> tuple[int, int] | None:
+    """(array_count, inner_ndim) of the launch, from a name that contains a loop function's name.
+
+    They are part of the name (`enzpy.parallel_loop.<arrays>.<inner_ndim>.<gufunc>`) because the
+    module is printed and read again between to_ir and the parallel drivers."""
+    start = name.find(LOOP_PREFIX)
+    if start < 0:
+        return None
+    fields = name[start + len(LOOP_PREFIX):].split(".", 2)
+    return (int(fields[0]), int(fields[1])) if len(fields) == 3 and all(f.isdigit() for f in fields[:2]) else None
+
+
+def _loop_function(module: core.Module, loop: ParallelLoop) -> core.Function:
+    name = f"{LOOP_PREFIX}{loop.array_count}.{loop.inner_ndim}.{loop.gufunc.name}"
+    if name in module.functions:
+        return module.functions[name]
+    function = core.Function(name, FunctionType(I32, (PTR,) * 6),
+                             ["retptr", "excinfo", "args", "dims", "steps", "data"])
+    # External linkage: LLVM's interprocedural passes must not drop retptr and excinfo, which
+    # are how ad/calls.py recognizes a function it differentiates across.
+    function.attributes = ("noinline",)
+    module.add_function(function)
+    builder = Builder(module).at_end(function.append_block("entry"))
+    builder.call(loop.gufunc, function.arguments[2:])
+    builder.ret(constant_int(I32, 0))
+    return function
 
 
 def _parallel_for_call(function: core.Function) -> core.Call | None:

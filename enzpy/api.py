@@ -33,6 +33,7 @@ from .messages import for_user
 from .selection import differentiated_positions, selected
 from .ad.forward import ForwardSpec, build_forward
 from .ad.reverse import ReverseSpec, build_reverse
+from .parallel import run_derivatives_in_parallel
 from .driver import optimize, to_ir
 from .errors import DifferentiationError
 from .frontend.numba import as_dispatcher, capture, recapture_with_debug_info
@@ -588,6 +589,7 @@ class Differentiable:
             loose_types=self.loose_types)
         gradient = build_reverse(module, module.functions[convention.entry], spec,
                                  "enzpy.reverse." + convention.entry)
+        run_derivatives_in_parallel(module)
         return module, gradient, spec
 
     def _tangent_module(self, captured, kinds: tuple[type, ...], width: int):
@@ -606,6 +608,7 @@ class Differentiable:
         suffix = "" if width == 1 else f".width{width}"
         tangent = build_forward(module, module.functions[convention.entry], spec,
                                 f"enzpy.forward{suffix}." + convention.entry)
+        run_derivatives_in_parallel(module)
         return module, tangent, spec
 
 

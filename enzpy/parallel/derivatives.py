@@ -1,0 +1,355 @@
+"""Derivatives of prange loops, run on numba's threading layer.
+
+Both AD modes differentiate across each loop function (launches.py): forward
+mode calls its *tangent function* T(retptr, excinfo, args, dims, steps, data,
+shadow args...), reverse mode its *augmented forward* A (same operands, then
+the shadow args, a frame slot, the tape and the allocation log) and, in the
+reverse sweep, its *reverse function* R(frame, tape, log). Called as they are,
+they run the whole schedule on the calling thread: correct, serial.
+`run_derivatives_in_parallel` makes each such call a launch through
+`numba_parallel_for`, as numba's own launcher does (the GIL released, the
+thread count from `get_num_threads`, so `numba.set_num_threads` holds):
+
+- forward: every call of the threading layer gets a share of the schedule
+  (`args` offset by `steps`) and runs T on it. Its shadow args are offset the
+  same way (each shadow pointer moves by what its primal moved). Tangents
+  write where the primal writes, so they are as race-free as the primal.
+- reverse, forward sweep: every call runs A on its share with a tape and an
+  allocation log of its own, and records (frame, tape, log, thread id) in a
+  block of records (calloc'd, one per schedule entry at most; the caller
+  keeps the block as A's frame).
+- reverse sweep: one work item per thread id of the forward sweep. A thread's
+  shares depend on each other through the reduction arrays numba indexes by
+  thread id, so each work item runs R on that thread's records newest first,
+  on one thread; different thread ids run in parallel. Adjoints that two
+  shares may add to the same element (a shared input, a stencil's
+  neighbours) are added atomically (ReverseSpec.atomic_adjoints).
+
+If the kernel raises between the sweeps, the caller frees the block of records
+(its allocation log holds it as A's frame); the per-share frames and tapes of
+a launch whose reverse sweep never runs are not freed.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..ir import core
+from ..ir.builder import constant_int
+from ..ir.reader import parse_module
+from .launches import LOOP_PREFIX, loop_shape
+
+RECORD_BYTES = 64
+"""One share's record: frame (ptr) at 0, tape at 8, allocation log at 32 (24 bytes each), thread id at 56.
+The block starts with one record's worth of header: the number of records (i64) at 0."""
+
+_DERIVATIVE = re.compile(r"^enzpy\.(tangent\d*|augmented|reverse\.call)\.(" + re.escape(LOOP_PREFIX) + r".*)$")
+
+
+def run_derivatives_in_parallel(module: core.Module) -> int:
+    """Make every call of a loop function's derivative a parallel launch; returns how many."""
+    launched = 0
+    for function in list(module.functions.values()):
+        if LOOP_PREFIX in function.name or function.is_declaration:
+            continue            # the derivatives themselves call each other serially (A's error path)
+        for call in [i for i in function.instructions() if isinstance(i, core.Call)]:
+            match = _DERIVATIVE.match(getattr(call.callee, "name", ""))
+            if match is None or not match.group(2).endswith(".d2.a"):
+                continue        # not a derivative of a loop function, or not for `args` alone
+            shape = loop_shape(match.group(2))
+            if shape is None:
+                continue
+            kind = match.group(1)
+            if kind.startswith("tangent"):
+                helper = _launch_tangent(module, call.callee, shape, lanes=len(call.operands) - 6)
+                _replace(function, call, helper, call.operands[2:])
+            elif kind == "augmented":
+                helper = _launch_augmented(module, call.callee, shape)
+                _replace(function, call, helper, call.operands[2:8])
+            elif len(call.operands) == 3:
+                helper = _launch_reverse(module, call.callee)
+                _replace(function, call, helper, call.operands[:1])
+            else:
+                continue
+            launched += 1
+    return launched
+
+
+def _replace(function: core.Function, call: core.Call, helper: core.Function, operands) -> None:
+    """Call `helper` with `operands` instead of `call`; the status it returned becomes 0 (the loop
+    function never fails: numba's gufunc drops its body's status)."""
+    new = core.Call(type=helper.function_type.return_type, name="", opcode="call", callee=helper,
+                    operands=list(operands), function_type=helper.function_type,
+                    argument_attributes=[() for _ in operands])
+    new.location = call.location
+    block = call.parent
+    block.instructions.insert(block.instructions.index(call), new)
+    new.parent = block
+    block.instructions.remove(call)
+    core.replace_all_uses(function, call, constant_int(call.type, 0))
+
+
+# ---------------------------------------------------------------- generated functions
+
+def _launcher_text() -> str:
+    # numba's launcher, with the function and its data as parameters.
+    return """
+declare void @numba_gil_ensure(ptr)
+declare void @numba_gil_release(ptr)
+declare ptr @PyEval_SaveThread()
+declare void @PyEval_RestoreThread(ptr)
+declare i64 @get_num_threads()
+declare i64 @get_thread_id()
+declare void @numba_parallel_for(ptr, ptr, ptr, ptr, ptr, i64, i64, i64)
+declare ptr @calloc(i64, i64)
+declare void @free(ptr)
+
+define internal void @enzpy.parallel.launch(ptr %function, ptr %args, ptr %dims, ptr %steps, ptr %data,
+                                            i64 %inner_ndim, i64 %array_count) noinline {
+entry:
+  %gil = alloca i32, align 4
+  store i32 0, ptr %gil, align 4
+  call void @numba_gil_ensure(ptr %gil)
+  %state = call ptr @PyEval_SaveThread()
+  %threads = call i64 @get_num_threads()
+  call void @numba_parallel_for(ptr %function, ptr %args, ptr %dims, ptr %steps, ptr %data,
+                                i64 %inner_ndim, i64 %array_count, i64 %threads)
+  call void @PyEval_RestoreThread(ptr %state)
+  call void @numba_gil_release(ptr %gil)
+  ret void
+}
+"""
+
+
+def _shadow_shares(arrays: int, lanes: int, shadow_fields: list[int]) -> tuple[str, list[str]]:
+    """IR that builds each lane's shadow args for this call's share: shadow[j] + (args[j] - base[j])."""
+    lines = ["  %base = load ptr, ptr %closure, align 8"]
+    names = []
+    for lane, field in zip(range(lanes), shadow_fields):
+        lines += [f"  %shadow.field.{lane} = getelementptr ptr, ptr %closure, i64 {field}",
+                  f"  %shadow.base.{lane} = load ptr, ptr %shadow.field.{lane}, align 8",
+                  f"  %shadow.{lane} = alloca ptr, i64 {arrays}, align 8"]
+        names.append(f"%shadow.{lane}")
+    for j in range(arrays):
+        lines += [f"  %arg.slot.{j} = getelementptr ptr, ptr %args, i64 {j}",
+                  f"  %arg.{j} = load ptr, ptr %arg.slot.{j}, align 8",
+                  f"  %base.slot.{j} = getelementptr ptr, ptr %base, i64 {j}",
+                  f"  %base.{j} = load ptr, ptr %base.slot.{j}, align 8",
+                  f"  %arg.int.{j} = ptrtoint ptr %arg.{j} to i64",
+                  f"  %base.int.{j} = ptrtoint ptr %base.{j} to i64",
+                  f"  %offset.{j} = sub i64 %arg.int.{j}, %base.int.{j}"]
+        for lane in range(lanes):
+            lines += [f"  %shadow.slot.{lane}.{j} = getelementptr ptr, ptr %shadow.base.{lane}, i64 {j}",
+                      f"  %shadow.arg.{lane}.{j} = load ptr, ptr %shadow.slot.{lane}.{j}, align 8",
+                      f"  %shadow.share.{lane}.{j} = getelementptr i8, ptr %shadow.arg.{lane}.{j}, i64 %offset.{j}",
+                      f"  %shadow.out.{lane}.{j} = getelementptr ptr, ptr %shadow.{lane}, i64 {j}",
+                      f"  store ptr %shadow.share.{lane}.{j}, ptr %shadow.out.{lane}.{j}, align 8"]
+    lines += ["  %data.field = getelementptr ptr, ptr %closure, i64 1",
+              "  %data = load ptr, ptr %data.field, align 8"]
+    return "\n".join(lines), names
+
+
+def _closure_stores(values: list[str]) -> str:
+    lines = [f"  %closure = alloca ptr, i64 {len(values)}, align 8"]
+    for index, value in enumerate(values):
+        lines += [f"  %closure.{index} = getelementptr ptr, ptr %closure, i64 {index}",
+                  f"  store ptr {value}, ptr %closure.{index}, align 8"]
+    return "\n".join(lines)
+
+
+def _launch_tangent(module: core.Module, tangent: core.Function, shape: tuple[int, int], lanes: int):
+    arrays, inner_ndim = shape
+    name = f"enzpy.parallel.forward.{tangent.name}"
+    if name in module.functions:
+        return module.functions[name]
+    shares, shadows = _shadow_shares(arrays, lanes, [2 + lane for lane in range(lanes)])
+    lane_parameters = ", ".join(f"ptr %shadow.arg{lane}" for lane in range(lanes))
+    text = _launcher_text() + f"""
+declare i32 @"{tangent.name}"(ptr, ptr, ptr, ptr, ptr, ptr{", ptr" * lanes})
+
+define internal void @"{name}.share"(ptr %args, ptr %dims, ptr %steps, ptr %closure) {{
+entry:
+{shares}
+  %status = call i32 @"{tangent.name}"(ptr null, ptr null, ptr %args, ptr %dims, ptr %steps, ptr %data, {", ".join(f"ptr {s}" for s in shadows)})
+  ret void
+}}
+
+define internal void @"{name}"(ptr %args, ptr %dims, ptr %steps, ptr %data, {lane_parameters}) {{
+entry:
+{_closure_stores(["%args", "%data"] + [f"%shadow.arg{lane}" for lane in range(lanes)])}
+  call void @enzpy.parallel.launch(ptr @"{name}.share", ptr %args, ptr %dims, ptr %steps, ptr %closure, i64 {inner_ndim}, i64 {arrays})
+  ret void
+}}
+"""
+    return _merge(module, text, name)
+
+
+def _launch_augmented(module: core.Module, augmented: core.Function, shape: tuple[int, int]):
+    arrays, inner_ndim = shape
+    name = f"enzpy.parallel.augmented.{augmented.name}"
+    if name in module.functions:
+        return module.functions[name]
+    shares, shadows = _shadow_shares(arrays, 1, [2])
+    text = _launcher_text() + f"""
+declare i32 @"{augmented.name}"(ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr)
+
+define internal void @"{name}.share"(ptr %args, ptr %dims, ptr %steps, ptr %closure) {{
+entry:
+{shares}
+  %records.field = getelementptr ptr, ptr %closure, i64 3
+  %records = load ptr, ptr %records.field, align 8
+  %index = atomicrmw add ptr %records, i64 1 monotonic, align 8
+  %record.offset = mul i64 %index, {RECORD_BYTES}
+  %record.start = add i64 %record.offset, {RECORD_BYTES}
+  %record = getelementptr i8, ptr %records, i64 %record.start
+  %tape = getelementptr i8, ptr %record, i64 8
+  %log = getelementptr i8, ptr %record, i64 32
+  %thread.field = getelementptr i8, ptr %record, i64 56
+  %status = call i32 @"{augmented.name}"(ptr null, ptr null, ptr %args, ptr %dims, ptr %steps, ptr %data, ptr {shadows[0]}, ptr %record, ptr %tape, ptr %log)
+  %thread = call i64 @get_thread_id()
+  store i64 %thread, ptr %thread.field, align 8
+  ret void
+}}
+
+define internal void @"{name}"(ptr %args, ptr %dims, ptr %steps, ptr %data, ptr %shadow.args, ptr %frame.out) {{
+entry:
+  %entries = load i64, ptr %dims, align 8
+  %count = add i64 %entries, 1
+  %records = call ptr @calloc(i64 %count, i64 {RECORD_BYTES})
+{_closure_stores(["%args", "%data", "%shadow.args", "%records"])}
+  call void @enzpy.parallel.launch(ptr @"{name}.share", ptr %args, ptr %dims, ptr %steps, ptr %closure, i64 {inner_ndim}, i64 {arrays})
+  store ptr %records, ptr %frame.out, align 8
+  ret void
+}}
+"""
+    return _merge(module, text, name)
+
+
+def _launch_reverse(module: core.Module, reverse: core.Function):
+    name = f"enzpy.parallel.reverse.{reverse.name}"
+    if name in module.functions:
+        return module.functions[name]
+    text = _launcher_text() + f"""
+declare i32 @"{reverse.name}"(ptr, ptr, ptr)
+
+; One work item per thread id of the forward sweep: its records, newest first.
+define internal void @"{name}.share"(ptr %args, ptr %dims, ptr %steps, ptr %closure) {{
+entry:
+  %items = load i64, ptr %dims, align 8
+  %threads = load ptr, ptr %args, align 8
+  %records = load ptr, ptr %closure, align 8
+  %count = load i64, ptr %records, align 8
+  br label %item.loop
+item.loop:
+  %item = phi i64 [ 0, %entry ], [ %item.next, %item.end ]
+  %items.done = icmp eq i64 %item, %items
+  br i1 %items.done, label %exit, label %item.body
+item.body:
+  %thread.slot = getelementptr i64, ptr %threads, i64 %item
+  %thread = load i64, ptr %thread.slot, align 8
+  br label %record.loop
+record.loop:
+  %left = phi i64 [ %count, %item.body ], [ %index, %record.next ]
+  %records.done = icmp eq i64 %left, 0
+  br i1 %records.done, label %item.end, label %record.check
+record.check:
+  %index = sub i64 %left, 1
+  %record.offset = mul i64 %index, {RECORD_BYTES}
+  %record.start = add i64 %record.offset, {RECORD_BYTES}
+  %record = getelementptr i8, ptr %records, i64 %record.start
+  %thread.field = getelementptr i8, ptr %record, i64 56
+  %record.thread = load i64, ptr %thread.field, align 8
+  %mine = icmp eq i64 %record.thread, %thread
+  br i1 %mine, label %record.run, label %record.next
+record.run:
+  %frame = load ptr, ptr %record, align 8
+  %tape = getelementptr i8, ptr %record, i64 8
+  %log = getelementptr i8, ptr %record, i64 32
+  %status = call i32 @"{reverse.name}"(ptr %frame, ptr %tape, ptr %log)
+  %tape.data = load ptr, ptr %tape, align 8
+  call void @free(ptr %tape.data)
+  %log.data = load ptr, ptr %log, align 8
+  call void @free(ptr %log.data)
+  br label %record.next
+record.next:
+  br label %record.loop
+item.end:
+  %item.next = add i64 %item, 1
+  br label %item.loop
+exit:
+  ret void
+}}
+
+define internal void @"{name}"(ptr %records) {{
+entry:
+  %null = icmp eq ptr %records, null
+  br i1 %null, label %done, label %start
+start:
+  %count = load i64, ptr %records, align 8
+  br label %scan
+scan:
+  %index = phi i64 [ 0, %start ], [ %index.next, %scan.body ]
+  %most = phi i64 [ 0, %start ], [ %most.next, %scan.body ]
+  %scanned = icmp eq i64 %index, %count
+  br i1 %scanned, label %launch, label %scan.body
+scan.body:
+  %record.offset = mul i64 %index, {RECORD_BYTES}
+  %thread.offset = add i64 %record.offset, {RECORD_BYTES + 56}
+  %thread.field = getelementptr i8, ptr %records, i64 %thread.offset
+  %thread = load i64, ptr %thread.field, align 8
+  %thread.count = add i64 %thread, 1
+  %larger = icmp ugt i64 %thread.count, %most
+  %most.next = select i1 %larger, i64 %thread.count, i64 %most
+  %index.next = add i64 %index, 1
+  br label %scan
+launch:
+  %threads = call ptr @calloc(i64 %most, i64 8)
+  br label %fill
+fill:
+  %slot = phi i64 [ 0, %launch ], [ %slot.next, %fill.body ]
+  %filled = icmp eq i64 %slot, %most
+  br i1 %filled, label %run, label %fill.body
+fill.body:
+  %thread.slot = getelementptr i64, ptr %threads, i64 %slot
+  store i64 %slot, ptr %thread.slot, align 8
+  %slot.next = add i64 %slot, 1
+  br label %fill
+run:
+  %args = alloca ptr, align 8
+  store ptr %threads, ptr %args, align 8
+  %dims = alloca i64, align 8
+  store i64 %most, ptr %dims, align 8
+  %steps = alloca i64, align 8
+  store i64 8, ptr %steps, align 8
+  %closure = alloca ptr, align 8
+  store ptr %records, ptr %closure, align 8
+  call void @enzpy.parallel.launch(ptr @"{name}.share", ptr %args, ptr %dims, ptr %steps, ptr %closure, i64 0, i64 1)
+  call void @free(ptr %threads)
+  call void @free(ptr %records)
+  br label %done
+done:
+  ret void
+}}
+"""
+    return _merge(module, text, name)
+
+
+def _merge(module: core.Module, text: str, name: str) -> core.Function:
+    """Parse `text` and add its functions to `module`; those the module has already (its libc
+    declarations, the derivative called, the launcher an earlier loop added) are the module's own."""
+    parsed = parse_module(text)
+    same = {}
+    for function_name, function in parsed.functions.items():
+        if function_name in module.functions:
+            same[function] = module.functions[function_name]
+        else:
+            module.functions[function_name] = function
+    for function in parsed.functions.values():
+        if function in same:
+            continue
+        for instruction in function.instructions():
+            if isinstance(instruction, core.Call) and instruction.callee in same:
+                instruction.callee = same[instruction.callee]
+            instruction.operands = [same.get(o, o) if isinstance(o, core.Function) else o
+                                    for o in instruction.operands]
+    return module.functions[name]

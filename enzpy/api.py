@@ -321,6 +321,8 @@ class Differentiable:
     def bound_reverse(self, annotated, seed, distinct: bool | None = None):
         """(compiled gradient, its exploded parameters, shadows copied back after the call, the
         Active outputs) for one reverse call; `enzpy.prepared` keeps them to call again."""
+        given = annotated
+        annotated = self._with_scratch_shadows(annotated)
         primal_args = tuple(a.value for a in annotated)
         # Arrays that share memory get a gradient that never assumes one is unchanged by writes to another.
         if distinct is None:
@@ -342,7 +344,20 @@ class Differentiable:
                 parameters.append(output.ctypes.data)
         if gradient.seeded:
             parameters.append(float(seed))
+        # The scratch shadows live as long as the call's other buffers (copy_back skips them).
+        copied_back += [(a.shadow, a.shadow) for a, b in zip(annotated, given) if a is not b]
         return gradient, parameters, copied_back, active_outputs
+
+    def _with_scratch_shadows(self, annotated) -> list:
+        """A prange kernel's Const float arrays as Duplicated with a zero shadow nobody reads.
+
+        A prange loop's derivative gets all of the loop's arrays through one shadowed array of
+        pointers (parallel/launches.py), so it cannot tell a Const array from the others: each
+        needs a shadow it may add into."""
+        if not getattr(self.dispatcher, "targetoptions", {}).get("parallel"):
+            return list(annotated)
+        return [Duplicated(a.value, shadow_like(a.value)) if isinstance(a, Const) and _is_float_array(a.value)
+                else a for a in annotated]
 
     def _check_shadows_are_separate(self, annotated) -> None:
         """A shadow that shares memory with its own array would have the derivative overwrite the input."""
@@ -456,6 +471,11 @@ class Differentiable:
         `kinds[i]` is Duplicated (float array; lane_tangents[i] is one array per
         lane, updated in place), Active (float scalar; one float per lane) or Const.
         """
+        if getattr(self.dispatcher, "targetoptions", {}).get("parallel"):        # see _with_scratch_shadows
+            scratch = [i for i, (a, kind) in enumerate(zip(args, kinds)) if kind is Const and _is_float_array(a)]
+            kinds = tuple(Duplicated if i in scratch else kind for i, kind in enumerate(kinds))
+            lane_tangents = [[shadow_like(args[i]) for _ in range(width)] if i in scratch else lanes
+                             for i, lanes in enumerate(lane_tangents)]
         types = tuple(self._type_key(a) for a in args)
         key = (types, tuple(k.__name__ for k in kinds), width)
         tangent_function = self._tangents.get(key)
@@ -612,6 +632,10 @@ class Differentiable:
         return module, tangent, spec
 
 
+def _is_float_array(value) -> bool:
+    return isinstance(value, np.ndarray) and value.dtype.kind == "f"
+
+
 def check_kinds(convention, kinds: tuple[type, ...], scalar_duplicated: bool) -> None:
     """Refuse annotations that do not fit the argument (naming it); forward mode may duplicate float scalars."""
     for argument, kind in zip(convention.arguments, kinds):
@@ -669,7 +693,8 @@ def shadow_address(spec, value: np.ndarray, shadow, copied_back: list, role: str
 
 def copy_back(copied_back: list) -> None:
     for shadow, laid_out in copied_back:
-        shadow[...] = laid_out
+        if shadow is not laid_out:
+            shadow[...] = laid_out
 
 
 def annotated_arrays(annotated) -> list:

@@ -21,6 +21,7 @@ import numpy as np
 from .ad.reverse import reverse_report, tape_slots_global_name
 from .ad.tape import SLOT_BYTES
 from .frontend.numba import capture
+from .parallel import is_loop_function
 from .ir.writer import annotated_function, instruction_texts
 
 
@@ -50,6 +51,8 @@ class ExplainReport:
     """Bytes the forward sweep pushed onto the tape for the given arguments (None: not run)."""
     annotated_ir: str = ""
     """The optimized kernel with `; active`, `; reverse: recompute`, ... after each instruction."""
+    parallel_loops: list[str] = field(default_factory=list)
+    """The kernel's prange loops (source line), and whether their derivatives run on numba's threads."""
 
     def __str__(self) -> str:
         lines = [f"reverse mode for {self.kernel}({', '.join(self.activities)})",
@@ -59,6 +62,9 @@ class ExplainReport:
                  f"{len(self.stored)} in stack slots, {len(self.cached_values)} cached on the tape",
                  f"  tape for these arguments: {self.cache_bytes} bytes" if self.cache_bytes is not None
                  else "  tape: give argument values to measure it"]
+        if self.parallel_loops:
+            lines.append("  prange loops:")
+            lines.extend(f"    {text}" for text in self.parallel_loops)
         if self.cached_values:
             lines.append("  cached:")
             lines.extend(f"    {text}" for text in self.cached_values)
@@ -83,7 +89,7 @@ def explain(differentiable, *args) -> ExplainReport:
 
 def explain_compiled(differentiable, captured, kinds: tuple[type, ...], distinct: bool) -> ExplainReport:
     """The report without running anything (`cache_bytes` stays None): from a captured kernel."""
-    _, gradient, _ = differentiable.gradient_module(captured, kinds, distinct)
+    module, gradient, _ = differentiable.gradient_module(captured, kinds, distinct)
     decided = reverse_report(gradient)
     texts = instruction_texts(decided.primal)
     report = ExplainReport(differentiable.__name__, tuple(k.__name__ for k in kinds))
@@ -99,7 +105,23 @@ def explain_compiled(differentiable, captured, kinds: tuple[type, ...], distinct
                 prefix = "shadow of " if source.startswith("shadow ") else ""
                 by_source[kind].append(prefix + texts[instruction])
     report.annotated_ir = annotated_function(decided.primal, decided.annotation)
+    report.parallel_loops = _parallel_loops(module, decided.primal)
     return report
+
+
+def _parallel_loops(module, primal) -> list[str]:
+    launched = {name for name in module.functions if name.startswith("enzpy.parallel.augmented.")}
+    loops = []
+    for instruction in primal.instructions():
+        callee = getattr(instruction, "callee", None)
+        if not is_loop_function(callee):
+            continue
+        where = str(instruction.location) if instruction.location is not None else "line unknown"
+        parallel = any(callee.name in name for name in launched)
+        loops.append(f"prange loop at {where}: " + (
+            "forward and reverse sweeps run in parallel (per-thread tapes, atomic adjoints)" if parallel
+            else "differentiated serially (it carries no derivative, or its derivative cannot be launched)"))
+    return loops
 
 
 def _copied(annotation):

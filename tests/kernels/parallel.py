@@ -117,6 +117,13 @@ def prange_2d_stencil(a, out):
             out[i, j] = 0.25 * (a[i - 1, j] + a[i + 1, j] + a[i, j - 1] + a[i, j + 1]) * a[i, j]
 
 
+@numba.njit(parallel=True)
+def prange_gather(x, index, w, y):
+    # Iterations read x at shared indices: the adjoint scatters into x's shadow from every thread.
+    for i in prange(index.shape[0]):
+        y[i] = w[i] * x[index[i]] * x[index[i]]
+
+
 def _uniform(rng, low, high, size):
     return rng.uniform(low, high, size)
 
@@ -151,6 +158,10 @@ CASES = [
     Case(name="prange_array_reduction", func=prange_array_reduction,
          make_args=lambda rng: (_uniform(rng, -1.0, 1.0, 50), _uniform(rng, -1.0, 1.0, (50, 6))),
          tags=frozenset({"parallel", "reduction", "alloc"})),
+    Case(name="prange_gather", func=prange_gather,
+         make_args=lambda rng: (_uniform(rng, -1.0, 1.0, 8), rng.integers(0, 8, 64), _uniform(rng, 0.5, 1.5, 64),
+                                np.zeros(64)),
+         tags=frozenset({"parallel", "inplace", "gather"})),
     Case(name="prange_2d_stencil", func=prange_2d_stencil,
          make_args=lambda rng: (_uniform(rng, 0.5, 1.5, (24, 20)), np.zeros((24, 20))),
          tags=frozenset({"parallel", "inplace", "2d"})),

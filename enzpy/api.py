@@ -344,7 +344,8 @@ class Differentiable:
                 parameters.append(output.ctypes.data)
         if gradient.seeded:
             parameters.append(float(seed))
-        # The scratch shadows live as long as the call's other buffers (copy_back skips them).
+        # The scratch shadows live as long as the call's other buffers; a pair of one array marks
+        # them (copy_back skips them, enzpy.prepared zeroes them before each call).
         copied_back += [(a.shadow, a.shadow) for a, b in zip(annotated, given) if a is not b]
         return gradient, parameters, copied_back, active_outputs
 

@@ -44,7 +44,9 @@ class PreparedReverse:
         for output in self._outputs:
             output[0] = 0
         for shadow, laid_out in self._copied_back:
-            laid_out[...] = shadow
+            # A pair of one array is a prange kernel's scratch shadow (Differentiable._with_scratch_shadows):
+            # what the last call added into it must not reach this one.
+            laid_out[...] = shadow if shadow is not laid_out else 0
         self._entry.call_raw(self._parameters)
         copy_back(self._copied_back)
         return [output[0].item() for output in self._outputs]

@@ -13,7 +13,9 @@ import numba
 import numpy as np
 import pytest
 
-from enzpy import Const, Duplicated, differentiate
+from numba import prange
+
+from enzpy import Active, Const, Duplicated, Revolve, checkpointed, differentiate
 from enzpy.frontend.numba import capture
 from enzpy.parallel import find_parallel_loops
 from enzpy.ir import read_module
@@ -93,3 +95,38 @@ def test_explain_names_the_prange_loops():
     report = differentiate(parallel.prange_stencil).explain(np.ones(32), np.zeros(32))
     assert len(report.parallel_loops) == 1 and "run in parallel" in report.parallel_loops[0]
     assert "prange loops:" in str(report)
+
+
+@numba.njit(parallel=True)
+def _heat_step(u, scratch, nu):
+    n = u.shape[0]
+    for i in prange(1, n - 1):
+        scratch[i] = u[i] + nu * (u[i + 1] - 2.0 * u[i] + u[i - 1]) - 0.05 * u[i] ** 3
+    for i in prange(1, n - 1):
+        u[i] = scratch[i]
+
+
+@numba.njit
+def _heat_loop(u, nu, steps):
+    scratch = np.zeros_like(u)
+    for _ in range(steps):
+        for i in range(1, u.shape[0] - 1):
+            scratch[i] = u[i] + nu * (u[i + 1] - 2.0 * u[i] + u[i - 1]) - 0.05 * u[i] ** 3
+        for i in range(1, u.shape[0] - 1):
+            u[i] = scratch[i]
+    return np.sum(u * u)
+
+
+def test_a_checkpointed_time_loop_of_prange_steps(threads):
+    u0 = np.random.default_rng(2).uniform(-1.0, 1.0, 500)
+    # The prange loop writes u and scratch through the launch's pointer array: they are state.
+    assert differentiate(_heat_step).written_arguments((u0, u0.copy(), 0.2), floats_only=False) == {0, 1}
+    loop = checkpointed(_heat_step, 40, schedule=Revolve(4))
+    u = u0.copy()
+    loop(u, np.zeros_like(u), 0.2)
+    du = 2.0 * u
+    u = u0.copy()
+    (dnu,) = loop.autodiff(Duplicated(u, du), Const(np.zeros_like(u)), Active(0.2))
+    expected, expected_nu = differentiate(_heat_loop).grad(u0.copy(), 0.2, 40, wrt=(0, 1))
+    np.testing.assert_allclose(du, expected, rtol=1e-12, atol=1e-14)
+    assert dnu == pytest.approx(expected_nu, rel=1e-12)

@@ -10,6 +10,8 @@ a phi that merges two arrays makes both written.
 from __future__ import annotations
 
 from ..ir import core
+from ..parallel.launches import is_loop_function
+from .memory_types import pointer_root
 from ..rules.calls import is_inactive_call, is_memory_transfer, written_operands
 from ..rules.registry import scalar_rule
 
@@ -32,7 +34,13 @@ def written_parameters(function: core.Function) -> set[int]:
                 derived.setdefault(instruction, set()).update(gained)
                 changed = True
     written: set[int] = set()
+    # A prange loop (parallel/launches.py) gets its arrays' pointers in a stack array: what it
+    # may write is whatever is stored there.
+    launch_slots = {pointer_root(o) for i in function.instructions()
+                    if isinstance(i, core.Call) and is_loop_function(i.callee) for o in i.operands}
     for instruction in function.instructions():
+        if isinstance(instruction, core.Store) and pointer_root(instruction.operands[1]) in launch_slots:
+            written |= derived.get(instruction.operands[0], set())
         if isinstance(instruction, core.Store):
             targets = instruction.operands[1:2]
         elif isinstance(instruction, (core.AtomicRMW, core.CmpXchg)):

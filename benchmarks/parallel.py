@@ -7,8 +7,9 @@ into an output array (4M points) and a heat stepper with two prange loops per st
 serial time loop (200k points, 20 steps). Each gradient is checked against the serial gradient
 (the same kernel compiled without parallel=True) before timing. Reported per kernel and thread
 count: primal and gradient times (medians of interleaved rounds), gradient / primal, and each
-one's speed-up from 1 to 2 threads; the issue's target is a gradient speed-up at least 80% of the
-primal's. Written to benchmarks/results/parallel.md.
+one's speed-up from 1 to 2 threads (the issue's target: a gradient speed-up at least 80% of the
+primal's), and, for scale, the same kernel compiled without parallel=True and its gradient (one
+thread). Written to benchmarks/results/parallel.md.
 """
 
 from __future__ import annotations
@@ -87,10 +88,16 @@ def measure(quick: bool) -> list[dict]:
                 "primal": lambda: parallel_kernel(*make_arguments()),
                 "gradient": lambda: parallel_gradient.autodiff(*annotate(make_arguments())),
             }, plan)
+        serial = interleaved_medians({
+            "primal": lambda: serial_kernel(*make_arguments()),
+            "gradient": lambda: serial_gradient.autodiff(*annotate(make_arguments())),
+        }, plan)
         numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
         for threads in THREADS:
             primal, gradient = times[threads]["primal"].median_seconds, times[threads]["gradient"].median_seconds
             rows.append({"kernel": name, "threads": threads, "primal": primal, "gradient": gradient,
+                         "serial_primal": serial["primal"].median_seconds,
+                         "serial_gradient": serial["gradient"].median_seconds,
                          "primal_speedup": times[1]["primal"].median_seconds / primal,
                          "gradient_speedup": times[1]["gradient"].median_seconds / gradient})
     return rows
@@ -98,12 +105,14 @@ def measure(quick: bool) -> list[dict]:
 
 def table(rows: list[dict]) -> str:
     lines = ["| kernel | threads | primal (ms) | gradient (ms) | gradient / primal | primal speed-up | "
-             "gradient speed-up | gradient / primal speed-up |", "|---|---|---|---|---|---|---|---|"]
+             "gradient speed-up | gradient / primal speed-up | serial primal (ms) | serial gradient (ms) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {row['kernel']} | {row['threads']} | {row['primal'] * 1e3:.2f} | "
                      f"{row['gradient'] * 1e3:.2f} | {row['gradient'] / row['primal']:.1f} | "
                      f"{row['primal_speedup']:.2f} | {row['gradient_speedup']:.2f} | "
-                     f"{row['gradient_speedup'] / row['primal_speedup']:.0%} |")
+                     f"{row['gradient_speedup'] / row['primal_speedup']:.0%} | "
+                     f"{row['serial_primal'] * 1e3:.2f} | {row['serial_gradient'] * 1e3:.2f} |")
     return "\n".join(lines)
 
 
@@ -119,7 +128,9 @@ def main(argv=None) -> int:
     text = (f"# prange kernels at 1 and 2 threads (threading layer: {numba.threading_layer()})\n\n"
             "Gradient: enzpy's reverse mode, whose forward and reverse sweeps both launch each prange "
             "loop on numba's threads; adjoints that shares may add to the same element are added "
-            "atomically. Speed-up: time at 1 thread / time at this thread count.\n\n" + table(rows) + "\n")
+            "atomically. Speed-up: time at 1 thread / time at this thread count. Serial: the kernel "
+            "compiled without parallel=True, whose gradient is inlined and needs no atomics.\n\n"
+            + table(rows) + "\n")
     arguments.output.mkdir(parents=True, exist_ok=True)
     (arguments.output / ("parallel-quick.md" if arguments.quick else "parallel.md")).write_text(text)
     print(text)

@@ -22,6 +22,7 @@ from .ad.reverse import reverse_report, tape_slots_global_name
 from .ad.tape import SLOT_BYTES
 from .frontend.numba import capture
 from .parallel import is_loop_function
+from .parallel.launches import serial_reason
 from .ir.writer import annotated_function, instruction_texts
 
 
@@ -117,10 +118,16 @@ def _parallel_loops(module, primal) -> list[str]:
         if not is_loop_function(callee):
             continue
         where = str(instruction.location) if instruction.location is not None else "line unknown"
-        parallel = any(callee.name in name for name in launched)
-        loops.append(f"prange loop at {where}: " + (
-            "forward and reverse sweeps run in parallel (per-thread tapes, atomic adjoints)" if parallel
-            else "differentiated serially (it carries no derivative, or its derivative cannot be launched)"))
+        reasons = [serial_reason(module, name) for name in module.functions
+                   if name.startswith("enzpy.reverse.call." + callee.name)]
+        reason = next((r for r in reasons if r is not None), None)
+        if any(callee.name in name for name in launched):
+            how = "forward and reverse sweeps run in parallel (per-thread tapes, atomic adjoints)"
+        elif reason is not None:
+            how = f"runs on one thread: its reverse sweep adds into shared adjoints without atomics ({reason})"
+        else:
+            how = "runs on one thread: it carries no derivative"
+        loops.append(f"prange loop at {where}: {how}")
     return loops
 
 

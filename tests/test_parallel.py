@@ -130,3 +130,25 @@ def test_a_checkpointed_time_loop_of_prange_steps(threads):
     expected, expected_nu = differentiate(_heat_loop).grad(u0.copy(), 0.2, 40, wrt=(0, 1))
     np.testing.assert_allclose(du, expected, rtol=1e-12, atol=1e-14)
     assert dnu == pytest.approx(expected_nu, rel=1e-12)
+
+
+@numba.njit(parallel=True)
+def _rows_of_a_copy(a, x):
+    out = np.zeros(a.shape[0])
+    for i in prange(a.shape[0]):
+        r = x.copy()                  # a memcpy, whose adjoint adds r's into x's without atomics
+        r[0] += a[i, 0]
+        out[i] = np.sum(r * r) * a[i, 1]
+    return np.sum(out)
+
+
+def test_a_loop_whose_adjoint_cannot_be_atomic_runs_on_one_thread(threads):
+    rng = np.random.default_rng(4)
+    a, x = rng.uniform(-1.0, 1.0, (400, 3)), rng.uniform(-1.0, 1.0, 30)
+    d = differentiate(_rows_of_a_copy)
+    _, x_bar = d.grad(a, x)
+    r = np.tile(x, (400, 1))
+    r[:, 0] += a[:, 0]
+    np.testing.assert_allclose(x_bar, 2.0 * (a[:, 1:2] * r).sum(axis=0), rtol=1e-12)
+    loops = d.explain(a, x).parallel_loops
+    assert any("one thread" in text and "memory copy" in text for text in loops), loops

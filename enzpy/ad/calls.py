@@ -52,7 +52,7 @@ from ..errors import DifferentiationError
 from ..ir import core
 from ..ir.builder import Builder, constant_float, constant_int
 from ..ir.clone import clone_body
-from ..parallel.launches import is_loop_function
+from ..parallel.launches import is_loop_function, keep_serial, serial_reason
 from ..ir.types import I1, I8, I32, I64, PTR, VOID, ArrayType, FunctionType, alignment_of, size_in_bytes
 from ..rules.calls import allocation_rule, is_inactive_call, is_memory_transfer, is_memset, memory_call_rule
 from ..rules.registry import scalar_rule
@@ -312,7 +312,7 @@ def reverse_calls(module: core.Module, blocks, activity, types, caller_spec, err
 
 
 def _reverse_functions(module: core.Module, call: core.Call, signature: _Signature, caller_spec):
-    from .reverse import ReverseSpec, build_reverse
+    from .reverse import ReverseSpec, build_reverse, reverse_report
 
     memo = _memo(module)
     # A prange loop's reverse function runs on several threads: it and what it calls add adjoints atomically.
@@ -341,13 +341,19 @@ def _reverse_functions(module: core.Module, call: core.Call, signature: _Signatu
                        caller_continues=True, atomic_adjoints=atomic)
     try:
         combined = build_reverse(module, primal, spec, f"enzpy.combined.{base}")
+        serial = reverse_report(combined).non_atomic_adjoints or [
+            i.callee.name for i in combined.instructions() if isinstance(i, core.Call)
+            and serial_reason(module, getattr(i.callee, "name", "")) is not None]
         split_gradient(module, combined, augmented, reverse, len(parameters) + len(signature.duplicated),
                        [parameters[i] for i in signature.active])
     except DifferentiationError as error:
         raise _located(error, call) from None
     del module.functions[combined.name], module.functions[primal.name]
     _drop_parameter_labels([augmented, reverse], combined.name)
+    if atomic and serial:
+        keep_serial(module, reverse.name, serial[0])
     return augmented, reverse
+
 
 
 def _primal_copy(module: core.Module, callee: core.Function, name: str) -> core.Function:

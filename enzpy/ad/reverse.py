@@ -105,6 +105,9 @@ class ReverseReport:
     """How the reverse sweep got each primal value it needed: recompute, reload, stored, cache, ..."""
     cached_slots_per_execution: dict[core.Instruction, int]
     """Primal values pushed onto the tape, and in how many blocks' reverse code (slots per execution)."""
+    non_atomic_adjoints: tuple[str, ...] = ()
+    """With `atomic_adjoints`: what still adds into shadow memory without atomics (BLAS, memcpy,
+    aggregates); such a prange loop's reverse sweep must run on one thread."""
 
     def annotation(self, instruction: core.Instruction) -> str:
         """`active; reverse: recompute` and the like, for the annotated-IR printer."""
@@ -124,6 +127,7 @@ def reverse_report(gradient: core.Function) -> ReverseReport:
 class _ReverseBuilder:
     def __init__(self, module, primal, spec, name):
         self.module, self.primal, self.spec = module, primal, spec
+        self.non_atomic_adjoints: list[str] = []
         params = list(primal.function_type.params)
         names = [a.name for a in primal.arguments]
         for index in spec.duplicated:
@@ -235,7 +239,7 @@ class _ReverseBuilder:
             sources.setdefault(original, set()).add(("shadow " if decision.shadow else "") + decision.source)
             if decision.source == "cache":
                 cached[original] = cached.get(original, 0) + 1
-        return ReverseReport(self.primal, activity, sources, cached)
+        return ReverseReport(self.primal, activity, sources, cached, tuple(self.non_atomic_adjoints))
 
     def _moves_derivatives(self, instruction: core.Instruction) -> bool:
         """Stores, copies and frees whose reverse code touches shadow memory."""
@@ -581,6 +585,8 @@ class _ReverseBuilder:
                                                   operands=[shadow, adjoint], ordering="monotonic",
                                                   align=instruction.align))
                     return
+                if self.spec.atomic_adjoints and not isinstance(pointer_root(instruction.operands[0]), core.Alloca):
+                    self.non_atomic_adjoints.append(f"a load of {instruction.type}")
                 old = builder.load(instruction.type, shadow, align=instruction.align)
                 builder.store(_added(builder, old, adjoint), shadow, instruction.align)
         elif isinstance(instruction, core.Store):
@@ -613,6 +619,8 @@ class _ReverseBuilder:
             typed_lists.undo_append(builder, values.shadow(builder, instruction.operands[0]), item,
                                     values.shadow(builder, item), self.entry_block)
         elif instruction in self.memory_calls:
+            if self.spec.atomic_adjoints:
+                self.non_atomic_adjoints.append(f"a call to {instruction.callee.name}")
             self.memory_calls[instruction].reverse(
                 self.operand_copies.context(instruction, builder, values, activity.shadowed))
             self.operand_copies.release(instruction, builder, values)
@@ -621,6 +629,8 @@ class _ReverseBuilder:
             shadow_destination = values.shadow(builder, destination)
             length = values.value(builder, length)
             if source in activity.shadowed:
+                if self.spec.atomic_adjoints:
+                    self.non_atomic_adjoints.append("a memory copy")
                 helper = transfer_adjoint_function(self.module, self.transfer_kind[instruction].kind)
                 builder.call(helper, [shadow_destination, values.shadow(builder, source), length])
             else:                        # copied from constant memory: the old adjoint just dies

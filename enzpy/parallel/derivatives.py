@@ -25,6 +25,10 @@ thread count from `get_num_threads`, so `numba.set_num_threads` holds):
   shares may add to the same element (a shared input, a stencil's
   neighbours) are added atomically (ReverseSpec.atomic_adjoints).
 
+A loop whose reverse function still adds into shadow memory without atomics
+(a BLAS call or a memory copy in the body: `launches.serial_reason`) keeps
+both sweeps serial, which is correct, and `explain` says so.
+
 If the kernel raises between the sweeps, the caller frees the block of records
 (its allocation log holds it as A's frame); the per-share frames and tapes of
 a launch whose reverse sweep never runs are not freed.
@@ -37,7 +41,7 @@ import re
 from ..ir import core
 from ..ir.builder import constant_int
 from ..ir.reader import parse_module
-from .launches import LOOP_PREFIX, loop_shape
+from .launches import LOOP_PREFIX, loop_shape, serial_reason
 
 RECORD_BYTES = 64
 """One share's record: frame (ptr) at 0, tape at 8, allocation log at 32 (24 bytes each), thread id at 56.
@@ -63,6 +67,8 @@ def run_derivatives_in_parallel(module: core.Module) -> int:
             if kind.startswith("tangent"):
                 helper = _launch_tangent(module, call.callee, shape, lanes=len(call.operands) - 6)
                 _replace(function, call, helper, call.operands[2:])
+            elif serial_reason(module, "enzpy.reverse.call." + match.group(2)) is not None:
+                continue        # both sweeps stay serial: the reverse one adds without atomics
             elif kind == "augmented":
                 helper = _launch_augmented(module, call.callee, shape)
                 _replace(function, call, helper, call.operands[2:8])

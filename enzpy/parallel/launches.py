@@ -24,6 +24,7 @@ the body becomes ordinary code of the kernel (the pre-AD pipeline inlines it).
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 from ..ir import core
@@ -172,3 +173,17 @@ def _body_of(gufunc: core.Function) -> core.Function | None:
                 and str(callee.function_type.return_type) == "i32":
             return callee
     return None
+
+
+_SERIAL: "weakref.WeakKeyDictionary[core.Module, dict[str, str]]" = weakref.WeakKeyDictionary()
+
+
+def keep_serial(module: core.Module, reverse_name: str, reason: str) -> None:
+    """Record that the reverse function `reverse_name` of a loop function adds into shared shadow
+    memory without atomics (`reason`): its loop's reverse sweep must run on one thread."""
+    _SERIAL.setdefault(module, {})[reverse_name] = reason
+
+
+def serial_reason(module: core.Module, reverse_name: str) -> str | None:
+    """Why the reverse function `reverse_name` must run on one thread (None: it may run on several)."""
+    return _SERIAL.get(module, {}).get(reverse_name)

@@ -52,7 +52,8 @@ from ..errors import DifferentiationError
 from ..ir import core
 from ..ir.builder import Builder, constant_float, constant_int
 from ..ir.clone import clone_body
-from ..parallel.launches import is_loop_function, keep_serial, serial_reason
+from ..parallel.launches import is_loop_function, keep_serial, record_owned_sites, serial_reason
+from ..parallel.ownership import site_count
 from ..ir.types import I1, I8, I32, I64, PTR, VOID, ArrayType, FunctionType, alignment_of, size_in_bytes
 from ..rules.calls import allocation_rule, is_inactive_call, is_memory_transfer, is_memset, memory_call_rule
 from ..rules.registry import scalar_rule
@@ -352,6 +353,7 @@ def _reverse_functions(module: core.Module, call: core.Call, signature: _Signatu
     _drop_parameter_labels([augmented, reverse], combined.name)
     if atomic and serial:
         keep_serial(module, reverse.name, serial[0])
+    record_owned_sites(module, reverse.name, site_count(combined))
     return augmented, reverse
 
 
@@ -449,7 +451,7 @@ def split_gradient(module: core.Module, combined: core.Function, augmented: core
         if not isinstance(count, core.ConstantInt):
             raise DifferentiationError(f"a variable-sized stack slot of @{combined.name} is needed by its "
                                        "reverse sweep (not supported across calls)")
-        ty = slot.allocated_type if count.value == 1 else ArrayType(slot.allocated_type, count.value)
+        ty = slot.allocated_type if count.value == 1 else ArrayType(count.value, slot.allocated_type)
         align = max(alignment_of(slot.allocated_type), slot.align or 1)
         if align > FRAME_ALIGNMENT:
             raise DifferentiationError(f"a stack slot of @{combined.name} aligned to {align} bytes is needed by "

@@ -48,6 +48,8 @@ from .memory_calls import OperandCopies, active_arrays
 from .recompute import ReverseValues
 from .shadows import check_supported, fill_shadow_phi, make_shadow, memory_roots, stores_zero_bits
 from .tape import AllocationLog, Tape
+from ..parallel.launches import LOOP_PREFIX
+from ..parallel.ownership import OwnedAdds, is_site
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,9 @@ class _ReverseBuilder:
         builder.br(self.forward_entry)
         check_supported(without(self.forward_blocks, self.calls), self.activity, self.float_arguments, self._error,
                         self.primal.name, self._classify_transfer, aggregates=True)
+        # A prange loop's own reverse function decides per add whether it needs an atomic.
+        self.owned_adds = OwnedAdds(self.module, function, function.arguments[5], entry) \
+            if spec.atomic_adjoints and LOOP_PREFIX in primal.name else None
         self.selected_values = self._values_feeding_selects()
         self.original_instructions = {b: list(b.instructions) for b in self.forward_blocks}
         # Kernel-allocated buffers stay alive until the reverse sweep reaches their allocation.
@@ -370,6 +375,8 @@ class _ReverseBuilder:
                         shadow_phis.append((instruction, shadow))
                     if allocation_rule(instruction) is not None:
                         self.allocation_log.record(builder, shadow, allocation_rule(instruction).shadow_release)
+                if self.owned_adds is not None and is_site(instruction, self.activity, self.shadow_of):
+                    self.owned_adds.record(builder, instruction, self.shadow_of[instruction.operands[0]])
                 if instruction in self.calls:
                     self.calls[instruction].augment(builder, self.entry_block, self)
                 if typed_lists.typed_list_operation(instruction) and instruction.operands[0] in self.activity.shadowed:
@@ -507,6 +514,8 @@ class _ReverseBuilder:
         if self.allocation_log is not None:
             self.allocation_log.free(builder)
         builder.ret(builder.load(I32, self.status_slot))
+        if self.owned_adds is not None:
+            self.owned_adds.finish()
 
     def _tape_slots_global(self) -> core.GlobalVariable:
         name = tape_slots_global_name(self.function.name)
@@ -579,6 +588,9 @@ class _ReverseBuilder:
             if activity.is_active(instruction):
                 adjoint = self._take_adjoint(builder, instruction)
                 shadow = values.shadow(builder, instruction.operands[0])
+                if self.owned_adds is not None and instruction in self.owned_adds.sites:
+                    self.owned_adds.add(builder, instruction, shadow, adjoint)
+                    return
                 if self.spec.atomic_adjoints and instruction.type.is_float \
                         and not isinstance(pointer_root(instruction.operands[0]), core.Alloca):
                     builder.insert(core.AtomicRMW(type=instruction.type, opcode="atomicrmw", operation="fadd",

@@ -40,8 +40,10 @@ import re
 
 from ..ir import core
 from ..ir.builder import constant_int
+from ..ir.types import PTR
 from ..ir.reader import parse_module
-from .launches import LOOP_PREFIX, loop_shape, serial_reason
+from .launches import LOOP_PREFIX, loop_shape, owned_sites, serial_reason
+from .ownership import AREA_BYTES_PER_SITE
 
 RECORD_BYTES = 64
 """One share's record: frame (ptr) at 0, tape at 8, allocation log at 32 (24 bytes each), thread id at 56.
@@ -68,12 +70,17 @@ def run_derivatives_in_parallel(module: core.Module) -> int:
                 helper = _launch_tangent(module, call.callee, shape, lanes=len(call.operands) - 6)
                 _replace(function, call, helper, call.operands[2:])
             elif serial_reason(module, "enzpy.reverse.call." + match.group(2)) is not None:
-                continue        # both sweeps stay serial: the reverse one adds without atomics
+                # Both sweeps stay serial: the reverse one adds without atomics. No ownership area
+                # (ownership.py): numba's launch passed null data, which LLVM may have made poison.
+                if kind == "augmented":
+                    call.operands[5] = core.ConstantNull(PTR)
+                continue
             elif kind == "augmented":
-                helper = _launch_augmented(module, call.callee, shape)
+                sites = owned_sites(module, "enzpy.reverse.call." + match.group(2))
+                helper = _launch_augmented(module, call.callee, shape, sites)
                 _replace(function, call, helper, call.operands[2:8])
             elif len(call.operands) == 3:
-                helper = _launch_reverse(module, call.callee)
+                helper = _launch_reverse(module, call.callee, owned_sites(module, call.callee.name))
                 _replace(function, call, helper, call.operands[:1])
             else:
                 continue
@@ -190,8 +197,9 @@ entry:
     return _merge(module, text, name)
 
 
-def _launch_augmented(module: core.Module, augmented: core.Function, shape: tuple[int, int]):
+def _launch_augmented(module: core.Module, augmented: core.Function, shape: tuple[int, int], sites: int):
     arrays, inner_ndim = shape
+    area_bytes = sites * AREA_BYTES_PER_SITE
     name = f"enzpy.parallel.augmented.{augmented.name}"
     if name in module.functions:
         return module.functions[name]
@@ -211,7 +219,12 @@ entry:
   %tape = getelementptr i8, ptr %record, i64 8
   %log = getelementptr i8, ptr %record, i64 32
   %thread.field = getelementptr i8, ptr %record, i64 56
-  %status = call i32 @"{augmented.name}"(ptr null, ptr null, ptr %args, ptr %dims, ptr %steps, ptr %data, ptr {shadows[0]}, ptr %record, ptr %tape, ptr %log)
+  %areas.field = getelementptr ptr, ptr %closure, i64 4
+  %areas = load ptr, ptr %areas.field, align 8
+  %area.offset = mul i64 %index, {area_bytes}
+  %area.start = getelementptr i8, ptr %areas, i64 %area.offset
+  %area = select i1 {"true" if sites else "false"}, ptr %area.start, ptr null
+  %status = call i32 @"{augmented.name}"(ptr null, ptr null, ptr %args, ptr %dims, ptr %steps, ptr %area, ptr {shadows[0]}, ptr %record, ptr %tape, ptr %log)
   %thread = call i64 @get_thread_id()
   store i64 %thread, ptr %thread.field, align 8
   ret void
@@ -222,7 +235,11 @@ entry:
   %entries = load i64, ptr %dims, align 8
   %count = add i64 %entries, 1
   %records = call ptr @calloc(i64 %count, i64 {RECORD_BYTES})
-{_closure_stores(["%args", "%data", "%shadow.args", "%records"])}
+  %area.count = select i1 {"true" if sites else "false"}, i64 %entries, i64 0
+  %areas = call ptr @calloc(i64 %area.count, i64 {max(area_bytes, 8)})
+  %areas.field = getelementptr i8, ptr %records, i64 8
+  store ptr %areas, ptr %areas.field, align 8
+{_closure_stores(["%args", "%data", "%shadow.args", "%records", "%areas"])}
   call void @enzpy.parallel.launch(ptr @"{name}.share", ptr %args, ptr %dims, ptr %steps, ptr %closure, i64 {inner_ndim}, i64 {arrays})
   store ptr %records, ptr %frame.out, align 8
   ret void
@@ -231,7 +248,7 @@ entry:
     return _merge(module, text, name)
 
 
-def _launch_reverse(module: core.Module, reverse: core.Function):
+def _launch_reverse(module: core.Module, reverse: core.Function, sites: int):
     name = f"enzpy.parallel.reverse.{reverse.name}"
     if name in module.functions:
         return module.functions[name]
@@ -309,6 +326,9 @@ scan.body:
   %index.next = add i64 %index, 1
   br label %scan
 launch:
+  %areas.field = getelementptr i8, ptr %records, i64 8
+  %areas = load ptr, ptr %areas.field, align 8
+  call void @enzpy.parallel.private_intervals(ptr %areas, i64 %count, i64 {sites})
   %threads = call ptr @calloc(i64 %most, i64 8)
   br label %fill
 fill:
@@ -331,13 +351,101 @@ run:
   store ptr %records, ptr %closure, align 8
   call void @enzpy.parallel.launch(ptr @"{name}.share", ptr %args, ptr %dims, ptr %steps, ptr %closure, i64 0, i64 1)
   call void @free(ptr %threads)
+  call void @free(ptr %areas)
   call void @free(ptr %records)
   br label %done
 done:
   ret void
 }}
 """
-    return _merge(module, text, name)
+    return _merge(module, _PRIVATE_INTERVALS + text, name)
+
+
+# Each share's private interval per site (ownership.py): its [min, max] shrunk until it meets no
+# other share's [min, max] of any site. An empty range (min > max: the site never ran) meets nothing.
+_PRIVATE_INTERVALS = f"""
+define internal void @enzpy.parallel.private_intervals(ptr %areas, i64 %shares, i64 %sites) {{
+entry:
+  %area.bytes = mul i64 %sites, {AREA_BYTES_PER_SITE}
+  %private.start = mul i64 %sites, 16
+  br label %share.loop
+share.loop:
+  %share = phi i64 [ 0, %entry ], [ %share.next, %site.done ]
+  %shares.done = icmp eq i64 %share, %shares
+  br i1 %shares.done, label %exit, label %share.body
+share.body:
+  %share.offset = mul i64 %share, %area.bytes
+  %area = getelementptr i8, ptr %areas, i64 %share.offset
+  br label %site.loop
+site.loop:
+  %site = phi i64 [ 0, %share.body ], [ %site.next, %other.done ]
+  %sites.done = icmp eq i64 %site, %sites
+  br i1 %sites.done, label %site.done, label %site.body
+site.body:
+  %range.offset = mul i64 %site, 16
+  %range = getelementptr i8, ptr %area, i64 %range.offset
+  %low.0 = load i64, ptr %range, align 8
+  %high.field = getelementptr i8, ptr %range, i64 8
+  %high.0 = load i64, ptr %high.field, align 8
+  br label %other.loop
+other.loop:
+  %other = phi i64 [ 0, %site.body ], [ %other.next, %other.next.block ]
+  %low = phi i64 [ %low.0, %site.body ], [ %low.out, %other.next.block ]
+  %high = phi i64 [ %high.0, %site.body ], [ %high.out, %other.next.block ]
+  %others.done = icmp eq i64 %other, %shares
+  br i1 %others.done, label %other.done, label %other.body
+other.body:
+  %other.offset = mul i64 %other, %area.bytes
+  %other.area = getelementptr i8, ptr %areas, i64 %other.offset
+  %same = icmp eq i64 %other, %share
+  br label %foreign.loop
+foreign.loop:
+  %foreign = phi i64 [ 0, %other.body ], [ %foreign.next, %foreign.body ]
+  %low.in = phi i64 [ %low, %other.body ], [ %low.next, %foreign.body ]
+  %high.in = phi i64 [ %high, %other.body ], [ %high.next, %foreign.body ]
+  %foreign.done = icmp eq i64 %foreign, %sites
+  %skip = or i1 %foreign.done, %same
+  br i1 %skip, label %other.next.block, label %foreign.body
+foreign.body:
+  %foreign.offset = mul i64 %foreign, 16
+  %foreign.range = getelementptr i8, ptr %other.area, i64 %foreign.offset
+  %a = load i64, ptr %foreign.range, align 8
+  %b.field = getelementptr i8, ptr %foreign.range, i64 8
+  %b = load i64, ptr %b.field, align 8
+  %nonempty = icmp ule i64 %a, %b
+  %below.high = icmp ule i64 %a, %high.in
+  %above.low = icmp uge i64 %b, %low.in
+  %meets.0 = and i1 %nonempty, %below.high
+  %meets = and i1 %meets.0, %above.low
+  %from.left = icmp ule i64 %a, %low.in
+  %b.plus = add i64 %b, 1
+  %a.minus = sub i64 %a, 1
+  %cut.low = select i1 %from.left, i64 %b.plus, i64 %low.in
+  %cut.high = select i1 %from.left, i64 %high.in, i64 %a.minus
+  %low.next = select i1 %meets, i64 %cut.low, i64 %low.in
+  %high.next = select i1 %meets, i64 %cut.high, i64 %high.in
+  %foreign.next = add i64 %foreign, 1
+  br label %foreign.loop
+other.next.block:
+  %low.out = phi i64 [ %low.in, %foreign.loop ]
+  %high.out = phi i64 [ %high.in, %foreign.loop ]
+  %other.next = add i64 %other, 1
+  br label %other.loop
+other.done:
+  %private.offset = add i64 %private.start, %range.offset
+  %private = getelementptr i8, ptr %area, i64 %private.offset
+  store i64 %low, ptr %private, align 8
+  %private.high = getelementptr i8, ptr %private, i64 8
+  store i64 %high, ptr %private.high, align 8
+  %site.next = add i64 %site, 1
+  br label %site.loop
+site.done:
+  %share.next = add i64 %share, 1
+  br label %share.loop
+exit:
+  ret void
+}}
+"""
 
 
 def _merge(module: core.Module, text: str, name: str) -> core.Function:

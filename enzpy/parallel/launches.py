@@ -187,3 +187,16 @@ def keep_serial(module: core.Module, reverse_name: str, reason: str) -> None:
 def serial_reason(module: core.Module, reverse_name: str) -> str | None:
     """Why the reverse function `reverse_name` must run on one thread (None: it may run on several)."""
     return _SERIAL.get(module, {}).get(reverse_name)
+
+
+_OWNED_SITES: "weakref.WeakKeyDictionary[core.Module, dict[str, int]]" = weakref.WeakKeyDictionary()
+
+
+def record_owned_sites(module: core.Module, reverse_name: str, count: int) -> None:
+    """The reverse function `reverse_name` of a loop function decides `count` adds by ownership
+    (parallel/ownership.py): each share's area holds that many sites."""
+    _OWNED_SITES.setdefault(module, {})[reverse_name] = count
+
+
+def owned_sites(module: core.Module, reverse_name: str) -> int:
+    return _OWNED_SITES.get(module, {}).get(reverse_name, 0)

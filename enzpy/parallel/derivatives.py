@@ -45,6 +45,16 @@ from ..ir.reader import parse_module
 from .launches import LOOP_PREFIX, loop_shape, owned_sites, serial_reason
 from .ownership import AREA_BYTES_PER_SITE
 
+CACHE_LINES = 128
+"""Each share's ownership area starts on its own pair of cache lines: the forward sweep updates it
+at every load, and areas sharing a line would bounce it between the threads."""
+
+
+def area_stride(sites: int) -> int:
+    """Bytes from one share's ownership area to the next."""
+    return -(-max(sites, 1) * AREA_BYTES_PER_SITE // CACHE_LINES) * CACHE_LINES
+
+
 RECORD_BYTES = 64
 """One share's record: frame (ptr) at 0, tape at 8, allocation log at 32 (24 bytes each), thread id at 56.
 The block starts with one record's worth of header: the number of records (i64) at 0."""
@@ -115,6 +125,7 @@ declare i64 @get_num_threads()
 declare i64 @get_thread_id()
 declare void @numba_parallel_for(ptr, ptr, ptr, ptr, ptr, i64, i64, i64)
 declare ptr @calloc(i64, i64)
+declare ptr @aligned_alloc(i64, i64)
 declare void @free(ptr)
 
 define internal void @enzpy.parallel.launch(ptr %function, ptr %args, ptr %dims, ptr %steps, ptr %data,
@@ -199,7 +210,7 @@ entry:
 
 def _launch_augmented(module: core.Module, augmented: core.Function, shape: tuple[int, int], sites: int):
     arrays, inner_ndim = shape
-    area_bytes = sites * AREA_BYTES_PER_SITE
+    area_bytes = area_stride(sites)
     name = f"enzpy.parallel.augmented.{augmented.name}"
     if name in module.functions:
         return module.functions[name]
@@ -216,15 +227,25 @@ entry:
   %record.offset = mul i64 %index, {RECORD_BYTES}
   %record.start = add i64 %record.offset, {RECORD_BYTES}
   %record = getelementptr i8, ptr %records, i64 %record.start
-  %tape = getelementptr i8, ptr %record, i64 8
-  %log = getelementptr i8, ptr %record, i64 32
+  %tape.field = getelementptr i8, ptr %record, i64 8
+  %log.field = getelementptr i8, ptr %record, i64 32
   %thread.field = getelementptr i8, ptr %record, i64 56
+  ; The share's tape and log live on its own stack while A pushes (records of other shares share
+  ; cache lines with this one's), and move into the record afterwards.
+  %tape = alloca {{ ptr, i64, i64 }}, align 8
+  store {{ ptr, i64, i64 }} zeroinitializer, ptr %tape, align 8
+  %log = alloca {{ ptr, i64, i64 }}, align 8
+  store {{ ptr, i64, i64 }} zeroinitializer, ptr %log, align 8
   %areas.field = getelementptr ptr, ptr %closure, i64 4
   %areas = load ptr, ptr %areas.field, align 8
   %area.offset = mul i64 %index, {area_bytes}
   %area.start = getelementptr i8, ptr %areas, i64 %area.offset
   %area = select i1 {"true" if sites else "false"}, ptr %area.start, ptr null
   %status = call i32 @"{augmented.name}"(ptr null, ptr null, ptr %args, ptr %dims, ptr %steps, ptr %area, ptr {shadows[0]}, ptr %record, ptr %tape, ptr %log)
+  %tape.value = load {{ ptr, i64, i64 }}, ptr %tape, align 8
+  store {{ ptr, i64, i64 }} %tape.value, ptr %tape.field, align 8
+  %log.value = load {{ ptr, i64, i64 }}, ptr %log, align 8
+  store {{ ptr, i64, i64 }} %log.value, ptr %log.field, align 8
   %thread = call i64 @get_thread_id()
   store i64 %thread, ptr %thread.field, align 8
   ret void
@@ -236,7 +257,8 @@ entry:
   %count = add i64 %entries, 1
   %records = call ptr @calloc(i64 %count, i64 {RECORD_BYTES})
   %area.count = select i1 {"true" if sites else "false"}, i64 %entries, i64 0
-  %areas = call ptr @calloc(i64 %area.count, i64 {max(area_bytes, 8)})
+  %area.total = mul i64 %area.count, {area_bytes}
+  %areas = call ptr @aligned_alloc(i64 {CACHE_LINES}, i64 %area.total)
   %areas.field = getelementptr i8, ptr %records, i64 8
   store ptr %areas, ptr %areas.field, align 8
 {_closure_stores(["%args", "%data", "%shadow.args", "%records", "%areas"])}
@@ -258,6 +280,8 @@ declare i32 @"{reverse.name}"(ptr, ptr, ptr)
 ; One work item per thread id of the forward sweep: its records, newest first.
 define internal void @"{name}.share"(ptr %args, ptr %dims, ptr %steps, ptr %closure) {{
 entry:
+  %tape = alloca {{ ptr, i64, i64 }}, align 8
+  %log = alloca {{ ptr, i64, i64 }}, align 8
   %items = load i64, ptr %dims, align 8
   %threads = load ptr, ptr %args, align 8
   %records = load ptr, ptr %closure, align 8
@@ -286,8 +310,12 @@ record.check:
   br i1 %mine, label %record.run, label %record.next
 record.run:
   %frame = load ptr, ptr %record, align 8
-  %tape = getelementptr i8, ptr %record, i64 8
-  %log = getelementptr i8, ptr %record, i64 32
+  %tape.field = getelementptr i8, ptr %record, i64 8
+  %log.field = getelementptr i8, ptr %record, i64 32
+  %tape.value = load {{ ptr, i64, i64 }}, ptr %tape.field, align 8
+  store {{ ptr, i64, i64 }} %tape.value, ptr %tape, align 8
+  %log.value = load {{ ptr, i64, i64 }}, ptr %log.field, align 8
+  store {{ ptr, i64, i64 }} %log.value, ptr %log, align 8
   %status = call i32 @"{reverse.name}"(ptr %frame, ptr %tape, ptr %log)
   %tape.data = load ptr, ptr %tape, align 8
   call void @free(ptr %tape.data)
@@ -328,7 +356,7 @@ scan.body:
 launch:
   %areas.field = getelementptr i8, ptr %records, i64 8
   %areas = load ptr, ptr %areas.field, align 8
-  call void @enzpy.parallel.private_intervals(ptr %areas, i64 %count, i64 {sites})
+  call void @enzpy.parallel.private_intervals(ptr %areas, i64 %count, i64 {sites}, i64 {area_stride(sites)})
   %threads = call ptr @calloc(i64 %most, i64 8)
   br label %fill
 fill:
@@ -364,9 +392,8 @@ done:
 # Each share's private interval per site (ownership.py): its [min, max] shrunk until it meets no
 # other share's [min, max] of any site. An empty range (min > max: the site never ran) meets nothing.
 _PRIVATE_INTERVALS = f"""
-define internal void @enzpy.parallel.private_intervals(ptr %areas, i64 %shares, i64 %sites) {{
+define internal void @enzpy.parallel.private_intervals(ptr %areas, i64 %shares, i64 %sites, i64 %area.bytes) {{
 entry:
-  %area.bytes = mul i64 %sites, {AREA_BYTES_PER_SITE}
   %private.start = mul i64 %sites, 16
   br label %share.loop
 share.loop:

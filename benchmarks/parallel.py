@@ -127,8 +127,8 @@ def main(argv=None) -> int:
     rows = measure(arguments.quick)
     text = (f"# prange kernels at 1 and 2 threads (threading layer: {numba.threading_layer()})\n\n"
             "Gradient: enzpy's reverse mode, whose forward and reverse sweeps both launch each prange "
-            "loop on numba's threads; adjoints that shares may add to the same element are added "
-            "atomically. Speed-up: time at 1 thread / time at this thread count. Serial: the kernel "
+            "loop on numba's threads; an adjoint add is plain where one share alone read the element, "
+            "atomic elsewhere. Speed-up: time at 1 thread / time at this thread count. Serial: the kernel "
             "compiled without parallel=True, whose gradient is inlined and needs no atomics.\n\n"
             + table(rows) + "\n")
     arguments.output.mkdir(parents=True, exist_ok=True)

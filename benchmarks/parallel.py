@@ -24,6 +24,7 @@ from numba import prange
 
 from benchmarks.timing import FULL_PLAN, QUICK_PLAN, interleaved_medians
 from enzpy import Active, Const, Duplicated, differentiate
+from tests.kernels import parallel as parallel_kernels
 
 RESULTS_DIRECTORY = Path(__file__).resolve().parent / "results"
 THREADS = (1, 2)
@@ -36,19 +37,9 @@ def sum_sin(x):
     return s
 
 
-def stencil(u, out):
-    for i in prange(1, u.shape[0] - 1):
-        out[i] = u[i - 1] - 2.0 * u[i] + u[i + 1] + 0.1 * u[i] * u[i]
-
-
-def heat(u, nu, steps):
-    un = np.empty_like(u)
-    for t in range(steps):
-        for i in prange(1, u.shape[0] - 1):
-            un[i] = u[i] + nu * (u[i + 1] - 2.0 * u[i] + u[i - 1]) - 0.05 * u[i] ** 3
-        for i in prange(1, u.shape[0] - 1):
-            u[i] = un[i]
-    return np.sum(u * u)
+# The corpus's kernels (tests/kernels/parallel.py), undecorated: compiled here with and without parallel=True.
+stencil = parallel_kernels.prange_stencil.py_func
+heat = parallel_kernels.prange_heat_steps.py_func
 
 
 def problems(quick: bool):

@@ -355,10 +355,15 @@ class Differentiable:
         A prange loop's derivative gets all of the loop's arrays through one shadowed array of
         pointers (parallel/launches.py), so it cannot tell a Const array from the others: each
         needs a shadow it may add into."""
+        scratch = self._scratch_shadow_positions([a.value for a in annotated], [type(a) for a in annotated])
+        return [Duplicated(a.value, shadow_like(a.value)) if i in scratch else a for i, a in enumerate(annotated)]
+
+    def _scratch_shadow_positions(self, values, kinds) -> set[int]:
+        """Positions of the Const float arrays that get a scratch shadow (a prange kernel's)."""
         if not getattr(self.dispatcher, "targetoptions", {}).get("parallel"):
-            return list(annotated)
-        return [Duplicated(a.value, shadow_like(a.value)) if isinstance(a, Const) and _is_float_array(a.value)
-                else a for a in annotated]
+            return set()
+        return {i for i, (value, kind) in enumerate(zip(values, kinds))
+                if kind is Const and isinstance(value, np.ndarray) and value.dtype.kind == "f"}
 
     def _check_shadows_are_separate(self, annotated) -> None:
         """A shadow that shares memory with its own array would have the derivative overwrite the input."""
@@ -472,11 +477,10 @@ class Differentiable:
         `kinds[i]` is Duplicated (float array; lane_tangents[i] is one array per
         lane, updated in place), Active (float scalar; one float per lane) or Const.
         """
-        if getattr(self.dispatcher, "targetoptions", {}).get("parallel"):        # see _with_scratch_shadows
-            scratch = [i for i, (a, kind) in enumerate(zip(args, kinds)) if kind is Const and _is_float_array(a)]
-            kinds = tuple(Duplicated if i in scratch else kind for i, kind in enumerate(kinds))
-            lane_tangents = [[shadow_like(args[i]) for _ in range(width)] if i in scratch else lanes
-                             for i, lanes in enumerate(lane_tangents)]
+        scratch = self._scratch_shadow_positions(args, kinds)          # see _with_scratch_shadows
+        kinds = tuple(Duplicated if i in scratch else kind for i, kind in enumerate(kinds))
+        lane_tangents = [[shadow_like(args[i]) for _ in range(width)] if i in scratch else lanes
+                         for i, lanes in enumerate(lane_tangents)]
         types = tuple(self._type_key(a) for a in args)
         key = (types, tuple(k.__name__ for k in kinds), width)
         tangent_function = self._tangents.get(key)
@@ -631,10 +635,6 @@ class Differentiable:
                                 f"enzpy.forward{suffix}." + convention.entry)
         run_derivatives_in_parallel(module)
         return module, tangent, spec
-
-
-def _is_float_array(value) -> bool:
-    return isinstance(value, np.ndarray) and value.dtype.kind == "f"
 
 
 def check_kinds(convention, kinds: tuple[type, ...], scalar_duplicated: bool) -> None:

@@ -27,9 +27,10 @@ def to_ir(captured: CapturedKernel) -> Module:
 
     Only what the entry reaches is read: numba links whole libraries (every
     unicode helper of a formatted error message), and a function nobody calls
-    must not refuse the kernel. prange loops run in place on the calling
-    thread (parallel/launches.py), so the AD sees their bodies. Vector code (numba's own optimized IR, for a
-    callee compiled before enzpy was imported) is scalarized where it can be.
+    must not refuse the kernel. Each prange launch becomes a call of a loop
+    function (parallel/launches.py) the AD differentiates across. Vector code
+    (numba's own optimized IR, for a callee compiled before enzpy was
+    imported) is scalarized where it can be.
     """
     module = read_module(captured.module, roots=[captured.convention.entry])
     scalarize_where_possible(module)

@@ -101,23 +101,18 @@ def make_shadow(builder: Builder, instruction: core.Instruction, shadow_of: dict
 def _shadow_alloca(builder: Builder, alloca: core.Alloca, entry_block: core.Block, name: str) -> core.Value:
     """A zeroed stack slot of the same size as `alloca`, which may hold several elements
     (numba's prange launch packs its argument pointers in `alloca ptr, i64 3`)."""
-    count = alloca.operands[0]
-    ty = alloca.allocated_type
+    count, ty = alloca.operands[0], alloca.allocated_type
+    entry = Builder(builder.module).before_instruction(entry_block.terminator)
     if isinstance(count, core.ConstantInt) and count.value == 1:
-        shadow = Builder(builder.module).before_instruction(entry_block.terminator).alloca(ty, name, alloca.align)
+        shadow = entry.alloca(ty, name, alloca.align)
         builder.store(core.ZeroInitializer(ty) if ty.is_aggregate else zero_of(ty), shadow, alloca.align)
         return shadow
-    # A constant count goes to the entry block like the single slots; a dynamic one stays
-    # where the primal's is (its count is only known there).
-    placement = Builder(builder.module).before_instruction(entry_block.terminator) \
-        if isinstance(count, core.ConstantInt) else builder
-    shadow = placement.alloca(ty, name, alloca.align, count=count)
-    element_bytes = constant_int(count.type, size_in_bytes(ty))
-    size = builder.mul(count, element_bytes) if not isinstance(count, core.ConstantInt) \
-        else constant_int(count.type, count.value * size_in_bytes(ty))
-    if count.type != I64:
-        size = builder.cast("zext", size, I64) if not isinstance(size, core.ConstantInt) \
-            else constant_int(I64, size.value)
+    if isinstance(count, core.ConstantInt):
+        shadow = entry.alloca(ty, name, alloca.align, count=count)
+        size = constant_int(I64, count.value * size_in_bytes(ty))
+    else:                   # a dynamic count is known only where the primal's slot is made
+        shadow = builder.alloca(ty, name, alloca.align, count=count)
+        size = builder.mul(builder.cast("zext", count, I64), constant_int(I64, size_in_bytes(ty)))
     memset = builder.declare("llvm.memset.p0.i64", VOID, [PTR, I8, I64, I1])
     builder.call(memset, [shadow, constant_int(I8, 0), size, constant_int(I1, 0)])
     return shadow

@@ -10,4 +10,5 @@ install_capture_hook()   # as early as possible, so kernels compiled from now on
 
 from . import rules  # noqa: E402,F401  (registers the differentiation rules)
 from .api import Active, Const, Duplicated, DuplicatedNoNeed, differentiate  # noqa: E402,F401
-from .checkpointing import Online, Periodic, Revolve, checkpointed  # noqa: E402,F401
+from .checkpointing import Online, Periodic, Revolve, checkpoint_range  # noqa: E402,F401
+from .checkpointing.loop import checkpointed  # noqa: E402,F401

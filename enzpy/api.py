@@ -34,6 +34,8 @@ from .selection import differentiated_positions, selected
 from .ad.forward import ForwardSpec, build_forward
 from .ad.reverse import ReverseSpec, build_reverse
 from .parallel import run_derivatives_in_parallel
+from .checkpointing.outline import outline_checkpointed_loops, remove_markers
+from .checkpointing.generated import run_checkpointed_loops
 from .driver import optimize, to_ir
 from .errors import DifferentiationError
 from .frontend.numba import as_dispatcher, capture, recapture_with_debug_info
@@ -602,6 +604,9 @@ class Differentiable:
         convention = captured.convention
         check_kinds(convention, kinds, scalar_duplicated=False)
         module = optimize(to_ir(captured), "pre_ad" if self.optimize else "none")
+        if self.optimize:
+            outline_checkpointed_loops(module)
+        remove_markers(module)
         duplicated = [convention.arguments[i] for i, kind in enumerate(kinds) if issubclass(kind, Duplicated)]
         active = [convention.arguments[i] for i, kind in enumerate(kinds) if issubclass(kind, Active)]
         spec = ReverseSpec(
@@ -615,12 +620,14 @@ class Differentiable:
         gradient = build_reverse(module, module.functions[convention.entry], spec,
                                  "enzpy.reverse." + convention.entry)
         run_derivatives_in_parallel(module)
+        run_checkpointed_loops(module)
         return module, gradient, spec
 
     def _tangent_module(self, captured, kinds: tuple[type, ...], width: int):
         convention = captured.convention
         check_kinds(convention, kinds, scalar_duplicated=True)
         module = optimize(to_ir(captured), "pre_ad" if self.optimize else "none")
+        remove_markers(module)         # forward mode needs no checkpoints
         arguments = list(zip(convention.arguments, kinds))
         duplicated = [a for a, kind in arguments if issubclass(kind, Duplicated) and a.is_array]
         scalars = [a for a, kind in arguments if issubclass(kind, (Active, Duplicated)) and not a.is_array]

@@ -21,6 +21,7 @@ from .numba_helpers import INACTIVE_HELPERS
 # moves no float (the table in numba_helpers.py says which and why).
 INACTIVE_FUNCTIONS = frozenset({
     "NRT_decref_local", "PyErr_SetString", "PyErr_SetNone", "PyErr_Clear",
+    "enzpy.checkpoint_range",    # checkpointing/marker.py: returns its count
 }) | INACTIVE_HELPERS
 INACTIVE_INTRINSIC_PREFIXES = ("llvm.lifetime.", "llvm.assume", "llvm.experimental.noalias.scope.decl",
                                "llvm.dbg.", "llvm.invariant.", "llvm.prefetch", "llvm.trap",

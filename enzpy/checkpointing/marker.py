@@ -20,7 +20,8 @@ import llvmlite.binding as llvm
 import numba
 from numba.core import cgutils, types
 from numba.core.imputils import lower_constant
-from numba.extending import intrinsic, overload, typeof_impl
+from numba.core.datamodel import models
+from numba.extending import intrinsic, overload, register_model, typeof_impl
 from llvmlite import ir as llvm_ir
 
 from .schedules import Online, Periodic, Revolve
@@ -68,6 +69,9 @@ for _kind in (Revolve, Periodic, Online):
     @typeof_impl.register(_kind)
     def _typeof_schedule(value, context):
         return ScheduleType(schedule_number(value))
+
+
+register_model(ScheduleType)(models.OpaqueModel)
 
 
 @lower_constant(ScheduleType)

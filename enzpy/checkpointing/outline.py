@@ -80,6 +80,8 @@ class CheckpointedLoop:
         return schedule_of(self.schedule_number)
 
 
+_FAILURE_BLOCKS: "weakref.WeakSet[core.Block]" = weakref.WeakSet()
+"""Blocks that return the non-zero status of a loop function's call."""
 _LOOPS: "weakref.WeakKeyDictionary[core.Module, list[CheckpointedLoop]]" = weakref.WeakKeyDictionary()
 
 
@@ -207,6 +209,7 @@ def _outline(module: core.Module, function: core.Function, marker: core.Call, lo
     function.blocks.insert(function.blocks.index(loop.header), done)
     builder.cond_br(builder.icmp("eq", status, constant_int(I32, 0)), done, failed)
     Builder(module).at_end(failed).ret(status)
+    _FAILURE_BLOCKS.add(failed)             # an outer checkpointed loop's step takes it along as a raise path
     builder.at_end(done)
     loaded = {v: builder.load(v.type, slots.address(builder, v, carried, carried_floats), "checkpoint.out")
               for v in live_outs}
@@ -225,6 +228,7 @@ def _outline(module: core.Module, function: core.Function, marker: core.Call, lo
             phi.operands = [phi.operands[i] for i in keep]
             phi.incoming_blocks = [phi.incoming_blocks[i] for i in keep]
     function.blocks = [b for b in function.blocks if b not in loop.blocks]
+    _drop_unreachable(function)             # raise paths only the loop reached
     _erase(function, marker, marker.operands[0])
     return CheckpointedLoop(loop_function, step, schedule, marker.location, function.name)
 
@@ -240,7 +244,8 @@ def _raise_path(target: core.Block) -> list[core.Block] | None:
             status = terminator.operands[0] if terminator.operands else None
             if isinstance(status, core.Phi) and status.parent is block and previous is not None:
                 status = status.operands[status.incoming_blocks.index(previous)]
-            return path if isinstance(status, core.ConstantInt) and status.value != 0 else None
+            raising = isinstance(status, core.ConstantInt) and status.value != 0
+            return path if raising or block in _FAILURE_BLOCKS else None
         if isinstance(terminator, core.Unreachable):
             return path
         successors = list(dict.fromkeys(block.successors()))
@@ -248,6 +253,21 @@ def _raise_path(target: core.Block) -> list[core.Block] | None:
             return None
         previous, block = block, successors[0]
     return None
+
+
+def _drop_unreachable(function: core.Function) -> None:
+    reached, work = set(), [function.entry]
+    while work:
+        block = work.pop()
+        if block not in reached:
+            reached.add(block)
+            work.extend(block.successors())
+    function.blocks = [b for b in function.blocks if b in reached]
+    for block in function.blocks:
+        for phi in block.phis():
+            keep = [i for i, b in enumerate(phi.incoming_blocks) if b in reached]
+            phi.operands = [phi.operands[i] for i in keep]
+            phi.incoming_blocks = [phi.incoming_blocks[i] for i in keep]
 
 
 def _live_outs(function: core.Function, loop_blocks, cloned) -> list[core.Value]:
@@ -419,16 +439,16 @@ def _written_roots(step: core.Function) -> list[core.Value]:
 def _check_state(function, marker, step: core.Function) -> None:
     """Every write of the step must land in its parameters' memory or in memory it allocates."""
     for root in _written_roots(step):
-        if isinstance(root, core.Argument) or isinstance(root, core.Alloca):
+        if isinstance(root, (core.Argument, core.Alloca, core.ConstantNull)):
             continue
         if isinstance(root, core.Call) and allocation_rule(root) is not None:
             continue
         if isinstance(root, core.Load) and isinstance(pointer_root(root.operands[0]), core.Call) \
                 and allocation_rule(pointer_root(root.operands[0])) is not None:
             continue        # the data of an array the step allocates
-        raise _refuse(function, marker, "the loop writes memory through a pointer it loads or selects "
-                                        "(arrays swapped between steps?); checkpointing needs the written "
-                                        "arrays to be the same in every step")
+        raise _refuse(function, marker, f"the loop writes memory through a pointer it loads or selects "
+                                        f"(%{root.name or root.opcode}: arrays swapped between steps?); "
+                                        "checkpointing needs the written arrays to be the same in every step")
 
 
 _ARRAY_FIELD = re.compile(r"^(?P<array>.+)\.(?P<field>\d+)$")
@@ -476,6 +496,8 @@ def _extent(builder: Builder, function: core.Function, marker: core.Call, root: 
                 and isinstance(meminfo_field.operands[1], core.ConstantInt) \
                 and meminfo_field.operands[1].value == MEMINFO_DATA:
             meminfo = meminfo_field.operands[0]
+            if isinstance(meminfo, core.Call) and allocation_rule(meminfo) is not None:
+                return meminfo.operands[0]         # the allocator's size (argument 0 of every NRT allocator)
             size_field = builder.gep(I64, meminfo, [constant_int(I64, MEMINFO_SIZE // 8)], "checkpoint.meminfo.size")
             return builder.load(I64, size_field, "checkpoint.bytes", align=8)
     raise _refuse(function, marker, f"the loop writes memory whose size enzpy cannot tell ({root.name or root})")

@@ -12,6 +12,7 @@ from . import (
     branches,
     calls,
     calls_that_stay_calls,
+    checkpointed,
     float32,
     integers,
     linear_algebra,
@@ -43,6 +44,7 @@ ALL_CASES: list[Case] = [
     *linear_algebra.CASES,
     *lists.CASES,
     *parallel.CASES,
+    *checkpointed.CASES,
 ]
 
 CASES_BY_NAME: dict[str, Case] = {case.name: case for case in ALL_CASES}

@@ -21,6 +21,8 @@ import numpy as np
 from .ad.reverse import reverse_report, tape_slots_global_name
 from .ad.tape import SLOT_BYTES
 from .frontend.numba import capture
+from .checkpointing.outline import checkpointed_loops
+from .checkpointing.plan import LAST_RUNS
 from .parallel import is_loop_function
 from .parallel.launches import serial_reason
 from .ir.writer import annotated_function, instruction_texts
@@ -54,6 +56,12 @@ class ExplainReport:
     """The optimized kernel with `; active`, `; reverse: recompute`, ... after each instruction."""
     parallel_loops: list[str] = field(default_factory=list)
     """The kernel's prange loops (source line), and whether their derivatives run on numba's threads."""
+    checkpointed_loops: list[str] = field(default_factory=list)
+    """The kernel's `checkpoint_range` loops: schedule and, once run, steps recomputed and snapshot bytes."""
+    checkpoint_runs: list = field(default_factory=list)
+    """`checkpointing.driver.LoopReport` of each checkpointed loop's run while measuring the tape."""
+    checkpointed_names: list[str] = field(default_factory=list)
+    """The loop function of each checkpointed loop (what its run reports are filed under)."""
 
     def __str__(self) -> str:
         lines = [f"reverse mode for {self.kernel}({', '.join(self.activities)})",
@@ -66,6 +74,9 @@ class ExplainReport:
         if self.parallel_loops:
             lines.append("  prange loops:")
             lines.extend(f"    {text}" for text in self.parallel_loops)
+        if self.checkpointed_loops:
+            lines.append("  checkpointed loops:")
+            lines.extend(f"    {line}" for text in self.checkpointed_loops for line in text.splitlines())
         if self.cached_values:
             lines.append("  cached:")
             lines.extend(f"    {text}" for text in self.cached_values)
@@ -84,7 +95,12 @@ def explain(differentiable, *args) -> ExplainReport:
     kinds = tuple(type(a) for a in annotated)
     captured = capture(differentiable.dispatcher, args=tuple(a.value for a in annotated))
     report = explain_compiled(differentiable, captured, kinds, distinct)
+    for name in report.checkpointed_names:
+        LAST_RUNS.pop(name, None)
     report.cache_bytes = _measured_tape_bytes(differentiable, annotated, distinct)
+    report.checkpoint_runs = [LAST_RUNS[name] for name in report.checkpointed_names if name in LAST_RUNS]
+    report.checkpointed_loops = [f"{text}\n{run}" if run is not None else text for text, run in zip(
+        report.checkpointed_loops, (LAST_RUNS.get(name) for name in report.checkpointed_names))]
     return report
 
 
@@ -107,6 +123,11 @@ def explain_compiled(differentiable, captured, kinds: tuple[type, ...], distinct
                 by_source[kind].append(prefix + texts[instruction])
     report.annotated_ir = annotated_function(decided.primal, decided.annotation)
     report.parallel_loops = _parallel_loops(module, decided.primal)
+    loops = checkpointed_loops(module)
+    report.checkpointed_names = [loop.loop_function.name for loop in loops]
+    report.checkpointed_loops = [
+        f"checkpoint_range loop {index + 1}" + (f" at {loop.location}" if loop.location else "")
+        + f": {loop.schedule!r}" for index, loop in enumerate(loops)]
     return report
 
 

@@ -17,6 +17,8 @@ import struct
 import llvmlite.binding as llvm
 import numpy as np
 
+from .checkpointing.marker import STEP_COUNT_MISMATCH
+from .checkpointing.plan import left_over_snapshots, remove_left_over_snapshots
 from .errors import EnzpyError, KernelError
 from .frontend.numba import ArgumentSpec, CallingConvention
 from .passes import load_pipeline, target_machine
@@ -174,6 +176,8 @@ class NumbaEntryPoint:
         result = ctypes.create_string_buffer(16)
         exception_info = ctypes.c_void_p(0)
         status = self.function(ctypes.addressof(result), ctypes.addressof(exception_info), *parameters)
+        if left_over_snapshots():
+            remove_left_over_snapshots()       # a checkpointed loop's disk files, if the kernel raised
         if status not in (_STATUS_OK, _STATUS_NONE):
             raise_kernel_exception(status, exception_info.value)
         return decode_return(self.convention.return_type, result) if status == _STATUS_OK else None
@@ -205,6 +209,9 @@ def raise_kernel_exception(status: int, exception_info: int | None):
     """Re-raise the exception numba's kernel described through excinfo."""
     if status == -3:
         raise StopIteration
+    if status == STEP_COUNT_MISMATCH:
+        raise KernelError("a checkpoint_range loop's step did not run the loop's trips one by one "
+                          "(an enzpy bug: please report it with the kernel)")
     if status >= 1 and exception_info:
         info = _ExceptionInfo.from_address(exception_info)
         payload = ctypes.string_at(info.serialized, info.size)

@@ -32,7 +32,8 @@ from __future__ import annotations
 from ..errors import DifferentiationError
 from ..ir import core
 from ..parallel.derivatives import _merge, _replace
-from .outline import EXIT_FLAG_SLOT, STEP_COUNT_MISMATCH, checkpointed_loops
+from .marker import STEP_COUNT_MISMATCH
+from .outline import EXIT_FLAG_SLOT, checkpointed_loops
 from .plan import (ADVANCE, AUGMENT, DISK_SYMBOL, END_FORWARD, HEADER, LOAD, LOAD_DISK, LOAD_FILE,
                    PLAN_SYMBOL, RELEASE_SYMBOL, REMOVE_FILES, REVERSE, SAVE, SAVE_DISK, SAVE_FILE,
                    register_loop)
@@ -49,8 +50,7 @@ def run_checkpointed_loops(module: core.Module) -> int:
         prefix = f"enzpy.augmented.{loop.loop_function.name}."
         for augmented in [f for name, f in list(module.functions.items()) if name.startswith(prefix)]:
             reverse = module.functions["enzpy.reverse.call." + augmented.name[len("enzpy.augmented."):]]
-            description = f"@{loop.function}" + (f", Python source {loop.location}" if loop.location else "")
-            number = register_loop(loop.schedule_number, description)
+            number = register_loop(loop.schedule_number, loop.loop_function.name)
             forward_half, reverse_half = _drivers(module, loop, augmented, number)
             for function in list(module.functions.values()):
                 if function in (augmented, reverse) or function.is_declaration:

@@ -29,6 +29,9 @@ from .schedules import Online, Periodic, Revolve
 MARKER = "enzpy.checkpoint_range"
 """The external function whose result bounds a checkpointed loop."""
 
+STEP_COUNT_MISMATCH = -71
+"""Status of a checkpointed loop whose step did not run range(n)'s trips (an enzpy bug; jit.py names it)."""
+
 _SCHEDULES: list = []
 _LOCK = threading.Lock()
 

@@ -46,7 +46,7 @@ from ..ir.clone import clone_body
 from ..ir.types import I8, I32, I64, PTR, ArrayType, FunctionType, size_in_bytes
 from ..rules.calls import allocation_rule, is_inactive_call, is_memory_transfer, written_operands
 from ..rules.registry import scalar_rule
-from .marker import MARKER, schedule_of
+from .marker import MARKER, STEP_COUNT_MISMATCH, schedule_of
 
 LOOP_PREFIX = "enzpy.checkpointed_loop."
 STEP_PREFIX = "enzpy.checkpoint_step."
@@ -126,8 +126,17 @@ def _refuse(function: core.Function, marker: core.Call, what: str) -> Differenti
 
 def _marked_loop(function: core.Function, marker: core.Call):
     info = LoopInfo(function.blocks, function.entry, function.name)
+    # The count as the loop reads it: the marker, or what LLVM made of it before the loop (smax, casts).
+    counts, grew = {marker}, True
+    around = set(info.loops_of(marker.parent))
+    while grew:
+        derived = {i for i in function.instructions() if set(info.loops_of(i.parent)) <= around
+                   and isinstance(i, (core.Cast, core.BinaryOperator, core.Compare, core.Select, core.Call))
+                   and i not in counts and any(o in counts for o in i.operands)}
+        grew = bool(derived)
+        counts |= derived
     candidates = [loop for loop in info.loops if marker.parent not in loop.blocks
-                  and any(marker in i.operands for b in loop.blocks for i in b.instructions)]
+                  and any(o in counts for b in loop.blocks for i in b.instructions for o in i.operands)]
     if not candidates:
         raise _refuse(function, marker, "no loop runs over its range (was the loop body empty?)")
     loop = max(candidates, key=lambda c: len(c.blocks))
@@ -409,10 +418,6 @@ def _loop_function(module: core.Module, name: str, step: core.Function) -> core.
     # The step ran a trip more or less than range(n): an enzpy bug, named by jit.py.
     Builder(module).at_end(mismatch).ret(constant_int(I32, STEP_COUNT_MISMATCH))
     return loop
-
-
-STEP_COUNT_MISMATCH = -71
-"""Status of a checkpointed loop whose step did not run range(n)'s trips (jit.py names it)."""
 
 
 # ---------------------------------------------------------------- what a snapshot holds

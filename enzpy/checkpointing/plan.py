@@ -132,10 +132,17 @@ class LoopEntry:
     """A checkpointed loop some compiled gradient contains."""
 
     schedule_number: int
-    description: str
-    """Function and source line, for reports."""
-    last_report: LoopReport | None = None
-    """What its last run did."""
+    loop_function: str
+    """The loop function's name: the same for every compile of one kernel's loop."""
+
+    @property
+    def last_report(self) -> LoopReport | None:
+        """What the last run of this loop (of any compile of its kernel) did."""
+        return LAST_RUNS.get(self.loop_function)
+
+
+LAST_RUNS: dict[str, LoopReport] = {}
+"""The report of each loop's last run, by loop function name."""
 
 
 _LOOPS: list[LoopEntry] = []
@@ -145,10 +152,10 @@ _KEPT_PLANS = 64
 _LOCK = threading.Lock()
 
 
-def register_loop(schedule_number: int, description: str) -> int:
+def register_loop(schedule_number: int, loop_function: str) -> int:
     """The number a generated driver passes to the callback for this loop."""
     with _LOCK:
-        _LOOPS.append(LoopEntry(schedule_number, description))
+        _LOOPS.append(LoopEntry(schedule_number, loop_function))
         return len(_LOOPS) - 1
 
 
@@ -174,7 +181,8 @@ def _plan_for(loop: int, steps: int, regions: int) -> int:
     report = LoopReport(**{**plan.report.__dict__, "notes": list(plan.report.notes)})
     report.snapshot_bytes = snapshot_bytes
     report.peak_memory_bytes = snapshot_bytes * int(operations[1])
-    entry.last_report = report
+    report.peak_disk_bytes = snapshot_bytes * int(operations[4])
+    LAST_RUNS[entry.loop_function] = report
     _RUNNING[operations.ctypes.data] = operations
     return operations.ctypes.data
 
@@ -233,6 +241,11 @@ def _disk(operation: int, record: int, loop: int, slot: int, regions: int) -> No
         with open(path, "rb") as file:
             for address, size in pieces:
                 ctypes.memmove(address, file.read(size), size)
+
+
+def left_over_snapshots() -> bool:
+    """Whether some driver's disk snapshots are still there (its run did not end)."""
+    return bool(_DISK_RUNS)
 
 
 def remove_left_over_snapshots() -> None:

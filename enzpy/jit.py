@@ -18,7 +18,7 @@ import llvmlite.binding as llvm
 import numpy as np
 
 from .checkpointing.marker import STEP_COUNT_MISMATCH
-from .checkpointing.plan import left_over_snapshots, remove_left_over_snapshots
+from .checkpointing.plan import PLAN_FAILED, left_over_snapshots, raise_plan_failure, remove_left_over_snapshots
 from .errors import EnzpyError, KernelError
 from .frontend.numba import ArgumentSpec, CallingConvention
 from .passes import load_pipeline, target_machine
@@ -209,6 +209,8 @@ def raise_kernel_exception(status: int, exception_info: int | None):
     """Re-raise the exception numba's kernel described through excinfo."""
     if status == -3:
         raise StopIteration
+    if status == PLAN_FAILED:
+        raise_plan_failure()
     if status == STEP_COUNT_MISMATCH:
         raise KernelError("a checkpoint_range loop's step did not run the loop's trips one by one "
                           "(an enzpy bug: please report it with the kernel)")

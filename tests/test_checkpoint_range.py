@@ -210,3 +210,22 @@ def test_a_schedule_read_from_a_global():
 
 
 SCHEDULE = Periodic(4)
+
+
+def test_arrays_the_loop_writes_end_as_the_primal_leaves_them():
+    @numba.njit
+    def heat(field, steps):
+        new = field.copy()
+        for t in checkpoint_range(steps, 2):
+            for i in range(1, field.shape[0] - 1):
+                new[i] = field[i] + 0.2 * (field[i - 1] - 2.0 * field[i] + field[i + 1])
+            field[:] = new
+        return np.sum(field ** 3)
+
+    start = np.sin(np.linspace(0.0, 3.0, 12))
+    after_primal = start.copy()
+    heat(after_primal, 9)
+    field, shadow = start.copy(), np.zeros(12)
+    enzpy.differentiate(heat).autodiff(enzpy.Duplicated(field, shadow), enzpy.Const(9))
+    np.testing.assert_array_equal(field, after_primal)
+    np.testing.assert_allclose(shadow, differentiate(plain(heat)).grad(start.copy(), 9)[0], rtol=1e-12)

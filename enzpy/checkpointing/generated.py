@@ -35,7 +35,7 @@ from ..parallel.derivatives import _merge, _replace
 from .marker import STEP_COUNT_MISMATCH
 from .outline import EXIT_FLAG_SLOT, checkpointed_loops
 from .plan import (ADVANCE, AUGMENT, DISK_SYMBOL, END_FORWARD, HEADER, LOAD, LOAD_DISK, LOAD_FILE,
-                   PLAN_SYMBOL, RELEASE_SYMBOL, REMOVE_FILES, REVERSE, SAVE, SAVE_DISK, SAVE_FILE,
+                   PLAN_FAILED, PLAN_SYMBOL, RELEASE_SYMBOL, REMOVE_FILES, REVERSE, SAVE, SAVE_DISK, SAVE_FILE,
                    register_loop)
 
 RECORD_HEADER = 64
@@ -155,13 +155,20 @@ entry:
   %number.at = getelementptr i8, ptr %record, i64 56
   store i64 {number}, ptr %number.at, align 8
   %plan = call ptr @{PLAN_SYMBOL}(i64 {number}, i64 %p2, ptr %regions)
+  %no.plan = icmp eq ptr %plan, null
+  br i1 %no.plan, label %plan.failed, label %planned
+plan.failed:
+  call void @free(ptr %regions)
+  call void @free(ptr %record)
+  store ptr null, ptr {frame_slot}, align 8
+  ret i32 {PLAN_FAILED}
+planned:
   store ptr %plan, ptr %record, align 8
   %slots.at = getelementptr i64, ptr %plan, i64 1
   %slots = load i64, ptr %slots.at, align 8
   %kept.at = getelementptr i64, ptr %plan, i64 2
   %kept = load i64, ptr %kept.at, align 8
-  %bytes.at = getelementptr i64, ptr %plan, i64 3
-  %bytes = load i64, ptr %bytes.at, align 8
+  %bytes = call i64 @"{name}.snapshot.bytes"(ptr %regions)
   %snapshot.bytes = mul i64 %slots, %bytes
   %snapshot.some = add i64 %snapshot.bytes, 8
   %snapshots = call ptr @malloc(i64 %snapshot.some)
@@ -222,6 +229,28 @@ release:
   call void @free(ptr %regions)
   call void @free(ptr %record)
   ret void
+}}
+
+; Bytes of one snapshot: the regions' sum.
+define internal i64 @"{name}.snapshot.bytes"(ptr %regions) {{
+entry:
+  %count = load i64, ptr %regions, align 8
+  br label %region
+region:
+  %index = phi i64 [ 0, %entry ], [ %index.next, %add ]
+  %sum = phi i64 [ 0, %entry ], [ %sum.next, %add ]
+  %more = icmp ult i64 %index, %count
+  br i1 %more, label %add, label %exit
+add:
+  %pair = mul i64 %index, 2
+  %bytes.index = add i64 %pair, 2
+  %bytes.at = getelementptr i64, ptr %regions, i64 %bytes.index
+  %bytes = load i64, ptr %bytes.at, align 8
+  %sum.next = add i64 %sum, %bytes
+  %index.next = add i64 %index, 1
+  br label %region
+exit:
+  ret i64 %sum
 }}
 
 ; Copy the state into (save) or out of (load) one memory snapshot slot.

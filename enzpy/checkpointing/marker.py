@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 
 import llvmlite.binding as llvm
+import numpy as np
 import numba
 from numba.core import cgutils, types
 from numba.core.imputils import lower_constant
@@ -38,7 +39,7 @@ _LOCK = threading.Lock()
 
 def schedule_number(schedule) -> int:
     """The schedule's number in the table (an int `s` is `Revolve(s)`); the same spec, the same number."""
-    spec = Revolve(int(schedule)) if isinstance(schedule, int) else schedule
+    spec = Revolve(int(schedule)) if isinstance(schedule, (int, np.integer)) else schedule
     if not isinstance(spec, (Revolve, Periodic, Online)):
         raise TypeError(f"checkpoint_range's schedule must be an int (snapshots) or a Revolve, Periodic "
                         f"or Online, got {schedule!r}")

@@ -5,8 +5,12 @@ plan once per run of the loop, when n is known, through a C callback
 (`enzpy_checkpoint_plan`, registered with LLVM under that name). The plan
 is an int64 array:
 
-    [operations, memory slots, most pending frames, bytes of one snapshot,
-     disk slots, 0, 0, 0,  then (operation, a, b) per operation]
+    [operations, memory slots, most pending frames, 0, disk slots, 0, 0, 0,
+     then (operation, a, b) per operation]
+
+The last memory slot keeps the loop's final state (saved at END_FORWARD,
+loaded at END), so that the arrays the loop wrote end as the primal leaves
+them, not as the recomputation left them.
 
 with the operations
 
@@ -36,9 +40,11 @@ import numpy as np
 from checkpoint_schedules import Copy, EndForward, EndReverse, Forward, Move, Reverse, StorageType
 
 from .driver import LoopReport
-from .marker import schedule_of
+from .marker import schedule_number, schedule_of
 
 END, ADVANCE, AUGMENT, REVERSE, SAVE, LOAD, END_FORWARD, SAVE_DISK, LOAD_DISK = range(9)
+FINAL_SLOT = -1
+"""Stands for the memory slot after the schedule's own, which keeps the loop's final state."""
 HEADER = 8
 """int64 fields before the operations."""
 PLAN_SYMBOL = "enzpy_checkpoint_plan"
@@ -108,19 +114,22 @@ def plan_operations(schedule, steps: int) -> Plan:
                 free[on_disk].append(slot)
                 del slots[action.n, on_disk]
         elif isinstance(action, EndForward):
-            operations.append((END_FORWARD, 0, 0))
+            # The loop's final state, put back at the end: the kernel's arrays end as the primal leaves them.
+            operations.extend([(SAVE, FINAL_SLOT, 0), (END_FORWARD, 0, 0)])
         elif isinstance(action, EndReverse):
             break
         if isinstance(action, Reverse) and action.n0 == 0:
             break                               # online schedules never end on their own
-    operations.append((END, 0, 0))
+    operations.extend([(LOAD, FINAL_SLOT, 0), (END, 0, 0)])
     report.peak_snapshots = used[False] + used[True]
-    return _plan(operations, used[False], most_pending, used[True], report)
+    final = used[False]
+    operations = [(kind, final if kind in (SAVE, LOAD) and a == FINAL_SLOT else a, b) for kind, a, b in operations]
+    return _plan(operations, used[False] + 1, most_pending, used[True], report)
 
 
 def _plan(operations, memory_slots, most_pending, disk_slots, report) -> Plan:
     array = np.zeros(HEADER + 3 * len(operations), dtype=np.int64)
-    array[:5] = [len(operations), memory_slots, most_pending, 0, disk_slots]
+    array[:5] = [len(operations), memory_slots, most_pending, 0, disk_slots]     # (3: unused)
     array[HEADER:] = np.asarray(operations, dtype=np.int64).reshape(-1)
     return Plan(array, report)
 
@@ -163,36 +172,75 @@ def loop_entry(number: int) -> LoopEntry:
     return _LOOPS[number]
 
 
-def _plan_for(loop: int, steps: int, regions: int) -> int:
-    entry = _LOOPS[loop]
-    key = (entry.schedule_number, steps)
+def cached_plan(schedule, steps: int) -> Plan:
+    """The plan of `schedule` (an int or a spec, as `checkpoint_range` takes) for `steps` steps,
+    built on first need. Building costs Python time and memory (the library's schedule: about
+    18 MB and 0.3 s for Revolve(20) over 20,000 steps); a gradient that runs again with the same
+    length reuses it, and calling this first takes the cost out of the first gradient."""
+    return _cached_plan(schedule_number(schedule), steps)
+
+
+def _cached_plan(number: int, steps: int) -> Plan:
+    key = (number, steps)
     with _LOCK:
         plan = _PLANS.pop(key, None)
         if plan is None:
-            plan = plan_operations(schedule_of(entry.schedule_number), steps)
+            plan = plan_operations(schedule_of(key[0]), steps)
         _PLANS[key] = plan
         while len(_PLANS) > _KEPT_PLANS:
             _PLANS.popitem(last=False)
+    return plan
+
+
+PLAN_FAILED = -72
+"""Status of a driver whose plan could not be built; `raise_plan_failure` raises why."""
+_FAILURES: list[BaseException] = []
+
+
+def raise_plan_failure() -> None:
+    """Raise the exception building a driver's plan raised (jit.py, on status PLAN_FAILED)."""
+    error = _FAILURES.pop() if _FAILURES else RuntimeError("building a checkpoint plan failed")
+    _FAILURES.clear()
+    raise error
+
+
+def _plan_for(loop: int, steps: int, regions: int) -> int:
+    # An exception must not cross into generated code: it is kept, and the driver returns PLAN_FAILED.
+    try:
+        return _plan_address(loop, steps, regions)
+    except BaseException as error:          # noqa: BLE001 (re-raised by raise_plan_failure)
+        _FAILURES.append(error)
+        return 0
+
+
+def _plan_address(loop: int, steps: int, regions: int) -> int:
+    entry = _LOOPS[loop]
+    plan = _cached_plan(entry.schedule_number, steps)
     count = ctypes.c_int64.from_address(regions).value
     sizes = np.ctypeslib.as_array((ctypes.c_int64 * (2 * count)).from_address(regions + 8))[1::2]
     snapshot_bytes = int(sizes.sum())
-    operations = plan.operations.copy()             # per run: the header's byte count is this run's
-    operations[3] = snapshot_bytes
+    operations = plan.operations
     report = LoopReport(**{**plan.report.__dict__, "notes": list(plan.report.notes)})
     report.snapshot_bytes = snapshot_bytes
     report.peak_memory_bytes = snapshot_bytes * int(operations[1])
     report.peak_disk_bytes = snapshot_bytes * int(operations[4])
     LAST_RUNS[entry.loop_function] = report
-    _RUNNING[operations.ctypes.data] = operations
+    with _LOCK:
+        held, count = _RUNNING.get(operations.ctypes.data, (operations, 0))
+        _RUNNING[operations.ctypes.data] = (held, count + 1)
     return operations.ctypes.data
 
 
-_RUNNING: dict[int, np.ndarray] = {}
-"""Plans handed to drivers still running, by address; `release_plan` drops one."""
+_RUNNING: dict[int, tuple[np.ndarray, int]] = {}
+"""Plans handed to drivers still running, by address, with how many hold each: a plan the cache
+drops stays alive while a driver follows it."""
 
 
 def release_plan(address: int) -> None:
-    _RUNNING.pop(address, None)
+    with _LOCK:
+        held, count = _RUNNING.pop(address, (None, 0))
+        if count > 1:
+            _RUNNING[address] = (held, count - 1)
 
 
 _PLAN_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)(

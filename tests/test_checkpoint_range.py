@@ -229,3 +229,23 @@ def test_arrays_the_loop_writes_end_as_the_primal_leaves_them():
     enzpy.differentiate(heat).autodiff(enzpy.Duplicated(field, shadow), enzpy.Const(9))
     np.testing.assert_array_equal(field, after_primal)
     np.testing.assert_allclose(shadow, differentiate(plain(heat)).grad(start.copy(), 9)[0], rtol=1e-12)
+
+
+def test_schedules_built_inside_the_kernel():
+    @numba.njit
+    def three_loops(x, n):
+        s = 0.0
+        for t in checkpoint_range(n, Periodic(3)):
+            s = s * 0.9 + x[t % x.shape[0]]
+        for t in checkpoint_range(n, Revolve(2, disk_snapshots=1)):
+            s = s * 0.8 + x[t % x.shape[0]] ** 2
+        for t in checkpoint_range(n, Online(2, period=5)):
+            s = s * 0.7 + x[t % x.shape[0]] ** 3
+        return s
+
+    x = np.linspace(0.1, 1.0, 5)
+    report = differentiate(three_loops).explain(x, 11)
+    assert [run.schedule for run in report.checkpoint_runs] == [
+        repr(Periodic(3)), repr(Revolve(2, disk_snapshots=1)), repr(Online(2, period=5))]
+    np.testing.assert_allclose(differentiate(three_loops).grad(x, 11)[0],
+                               differentiate(plain(three_loops)).grad(x, 11)[0], rtol=1e-13)

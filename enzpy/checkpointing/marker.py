@@ -7,9 +7,9 @@ name, so plain `numba.njit` code links and runs at full speed: one call per
 loop, not per step). enzpy's pre-AD pass (`outline.py`) finds the loop whose
 trip count is that call's result. The second operand is the schedule's number
 in a table kept here: an int `s` stands for `Revolve(s)`; a `Revolve`,
-`Periodic` or `Online` object for itself (numba freezes it as a constant when
-it is a global or a closure variable of the kernel, or built in the kernel
-from integer literals).
+`Periodic` or `Online` object for itself: a global or closure variable of the
+kernel (numba freezes it as a constant), or built in the kernel from literals
+(`checkpoint_range(n, Periodic(10))`).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import llvmlite.binding as llvm
 import numpy as np
 import numba
 from numba.core import cgutils, types
-from numba.core.imputils import lower_constant
+from numba.core.imputils import lower_builtin, lower_constant
 from numba.core.datamodel import models
-from numba.extending import intrinsic, overload, register_model, typeof_impl
+from numba.extending import intrinsic, overload, register_model, type_callable, typeof_impl
 from llvmlite import ir as llvm_ir
 
 from .schedules import Online, Periodic, Revolve
@@ -76,6 +76,57 @@ for _kind in (Revolve, Periodic, Online):
 
 
 register_model(ScheduleType)(models.OpaqueModel)
+
+
+def _literal(value_type):
+    """The Python value of a literal argument type (None for an omitted one), else raise."""
+    if value_type is None or isinstance(value_type, (types.NoneType, types.Omitted)):
+        return getattr(value_type, "value", None)
+    if isinstance(value_type, types.Literal):
+        return value_type.literal_value
+    raise numba.core.errors.TypingError(
+        "a checkpointing schedule built in a kernel takes constants (integer or string literals)")
+
+
+def _schedule_typer(kind, make):
+    """A numba typer for `kind(...)` in a kernel: `make` builds the spec from the literal values
+    (explicit parameters: numba folds keyword arguments by the typer's signature)."""
+    def typer(*literals):
+        try:
+            spec = make(*map(_literal, literals))
+        except numba.core.errors.TypingError:
+            return None        # numba tries again with literal types
+        return ScheduleType(schedule_number(spec))
+    return typer
+
+
+def _type_revolve(context):
+    def typer(snapshots, disk_snapshots=None, directory=None):
+        return _schedule_typer(Revolve, lambda s, d, path: Revolve(s, d or 0, path))(
+            snapshots, disk_snapshots, directory)
+    return typer
+
+
+def _type_periodic(context):
+    def typer(every, directory=None):
+        return _schedule_typer(Periodic, Periodic)(every, directory)
+    return typer
+
+
+def _type_online(context):
+    def typer(snapshots, period=None, directory=None):
+        return _schedule_typer(Online, lambda s, p, path: Online(s, 100 if p is None else p, path))(
+            snapshots, period, directory)
+    return typer
+
+
+# `checkpoint_range(n, Revolve(20))` written in the kernel: the spec is known when it compiles.
+for _kind, _typer in ((Revolve, _type_revolve), (Periodic, _type_periodic), (Online, _type_online)):
+    type_callable(_kind)(_typer)
+
+    @lower_builtin(_kind, types.VarArg(types.Any))
+    def _lower_schedule_call(context, builder, signature, args):
+        return context.get_dummy_value()
 
 
 @lower_constant(ScheduleType)

@@ -232,12 +232,8 @@ def _outline(module: core.Module, function: core.Function, marker: core.Call, lo
             continue
         for instruction in block.instructions:
             instruction.operands = [loaded.get(o, o) for o in instruction.operands]
-        for phi in block.phis():            # raise paths shared with code outside the loop
-            keep = [i for i, b in enumerate(phi.incoming_blocks) if b not in loop.blocks]
-            phi.operands = [phi.operands[i] for i in keep]
-            phi.incoming_blocks = [phi.incoming_blocks[i] for i in keep]
     function.blocks = [b for b in function.blocks if b not in loop.blocks]
-    _drop_unreachable(function)             # raise paths only the loop reached
+    _drop_unreachable(function)             # raise paths only the loop reached; phis of shared ones
     _erase(function, marker, marker.operands[0])
     return CheckpointedLoop(loop_function, step, schedule, marker.location, function.name)
 
@@ -274,9 +270,14 @@ def _drop_unreachable(function: core.Function) -> None:
     function.blocks = [b for b in function.blocks if b in reached]
     for block in function.blocks:
         for phi in block.phis():
-            keep = [i for i, b in enumerate(phi.incoming_blocks) if b in reached]
-            phi.operands = [phi.operands[i] for i in keep]
-            phi.incoming_blocks = [phi.incoming_blocks[i] for i in keep]
+            _keep_incoming(phi, reached)
+
+
+def _keep_incoming(phi: core.Phi, blocks) -> None:
+    """Drop the phi's entries from predecessors not in `blocks`."""
+    keep = [i for i, b in enumerate(phi.incoming_blocks) if b in blocks]
+    phi.operands = [phi.operands[i] for i in keep]
+    phi.incoming_blocks = [phi.incoming_blocks[i] for i in keep]
 
 
 def _live_outs(function: core.Function, loop_blocks, cloned) -> list[core.Value]:
@@ -365,9 +366,7 @@ def _step_function(module, name, function, loop, order, header_phis, carried_val
     for original in order:
         block = value_map[original]
         for phi in block.phis():
-            keep = [i for i, b in enumerate(phi.incoming_blocks) if b in cloned_blocks]
-            phi.operands = [phi.operands[i] for i in keep]
-            phi.incoming_blocks = [phi.incoming_blocks[i] for i in keep]
+            _keep_incoming(phi, cloned_blocks)
     for latch in loop.latches:
         next_trip = step.append_block(f"next.{latch.name}")
         tail = Builder(module).at_end(next_trip)

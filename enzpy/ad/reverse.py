@@ -803,15 +803,9 @@ def _split_edge(function: core.Function, source: core.Block, target: core.Block)
     """Put a new block on the edge source -> target (every branch case of it)."""
     middle = function.append_block(f"{source.name}.to.{target.name}")
     middle.append(core.Branch(type=VOID, opcode="br", targets=[target]))
-    terminator = source.terminator
-    if isinstance(terminator, core.Branch):
-        terminator.targets = [middle if t is target else t for t in terminator.targets]
-    elif isinstance(terminator, core.Switch):
-        terminator.default = middle if terminator.default is target else terminator.default
-        terminator.cases = [(value, middle if b is target else b) for value, b in terminator.cases]
-    else:
+    if not core.retarget(source, target, middle):
         raise DifferentiationError(f"cannot split the edge out of block {source.name!r} "
-                                   f"({terminator.opcode}) (function @{function.name})")
+                                   f"({source.terminator.opcode}) (function @{function.name})")
     for phi in target.phis():
         phi.incoming_blocks = [middle if b is source else b for b in phi.incoming_blocks]
     return middle

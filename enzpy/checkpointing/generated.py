@@ -109,6 +109,40 @@ def _operand_text(source, types, prefix: str, lines: list[str]) -> str:
     return f"{source.type} {constant_text(source)}"
 
 
+_KEEP_FRAME = """  %kept = load i64, ptr %kept.at, align 8
+  %frame.slot = getelementptr ptr, ptr %frames, i64 %kept
+  %kept.next = add i64 %kept, 1
+  store i64 %kept.next, ptr %kept.at, align 8
+"""
+"""AUGMENT's step frame goes to the next free place of the kept frames."""
+
+
+def _steps_loop(label: str, before: str, operand_lines: str, call: str) -> str:
+    """IR running steps a..b-1 with `call` (the primal step or its augmented forward): a step that
+    fails returns its status; each checks the exit flag against k + 1 == n."""
+    return f"""{label}:
+  %{label}.k = phi i64 [ %a, %next ], [ %{label}.k.next, %{label}.checked ]
+  %{label}.more = icmp slt i64 %{label}.k, %b
+  br i1 %{label}.more, label %{label}.step, label %next
+{label}.step:
+{before}{operand_lines}
+  %{label}.status = {call}
+  %{label}.k.next = add i64 %{label}.k, 1
+  %{label}.failed = icmp ne i32 %{label}.status, 0
+  br i1 %{label}.failed, label %{label}.error, label %{label}.flag
+{label}.flag:
+  %{label}.exited = load i64, ptr %exit.flag, align 8
+  %{label}.last = icmp eq i64 %{label}.k.next, %n
+  %{label}.expected = zext i1 %{label}.last to i64
+  %{label}.right = icmp eq i64 %{label}.exited, %{label}.expected
+  br i1 %{label}.right, label %{label}.checked, label %mismatch
+{label}.checked:
+  br label %{label}
+{label}.error:
+  ret i32 %{label}.status
+"""
+
+
 def _drivers(module: core.Module, loop, augmented: core.Function, number: int):
     step_augmented, sources, step_reverse = _step_calls(loop, augmented)
     primal_count = len(loop.step.function_type.params)
@@ -128,6 +162,11 @@ def _drivers(module: core.Module, loop, augmented: core.Function, number: int):
     frame_slot, tape, log = (f"%p{i}" for i in range(parameters, parameters + 3))
     primal_lines_text = "\n".join(primal_lines)
     augmented_lines_text = "\n".join(augmented_lines)
+    advance_loop = _steps_loop("advance", "", primal_lines_text,
+                               f'call i32 @"{loop.step.name}"({primal_operands})')
+    augment_loop = _steps_loop(
+        "augment", _KEEP_FRAME, augmented_lines_text,
+        f'call i32 @"{step_augmented.name}"({augmented_operands}, ptr %frame.slot, ptr %tape, ptr %log)')
     text = f"""
 declare ptr @calloc(i64, i64)
 declare ptr @malloc(i64)
@@ -333,52 +372,8 @@ finish:
 end.forward:
   br i1 %forward.half, label %finish, label %next
 
-advance:
-  %advance.k = phi i64 [ %a, %next ], [ %advance.k.next, %advance.checked ]
-  %advance.more = icmp slt i64 %advance.k, %b
-  br i1 %advance.more, label %advance.step, label %next
-advance.step:
-{primal_lines_text}
-  %advance.status = call i32 @"{loop.step.name}"({primal_operands})
-  %advance.k.next = add i64 %advance.k, 1
-  %advance.failed = icmp ne i32 %advance.status, 0
-  br i1 %advance.failed, label %advance.error, label %advance.flag
-advance.flag:
-  %advance.exited = load i64, ptr %exit.flag, align 8
-  %advance.last = icmp eq i64 %advance.k.next, %n
-  %advance.expected = zext i1 %advance.last to i64
-  %advance.right = icmp eq i64 %advance.exited, %advance.expected
-  br i1 %advance.right, label %advance.checked, label %mismatch
-advance.checked:
-  br label %advance
-advance.error:
-  ret i32 %advance.status
-
-augment:
-  %augment.k = phi i64 [ %a, %next ], [ %augment.k.next, %augment.checked ]
-  %augment.more = icmp slt i64 %augment.k, %b
-  br i1 %augment.more, label %augment.step, label %next
-augment.step:
-  %kept = load i64, ptr %kept.at, align 8
-  %frame.slot = getelementptr ptr, ptr %frames, i64 %kept
-  %kept.next = add i64 %kept, 1
-  store i64 %kept.next, ptr %kept.at, align 8
-{augmented_lines_text}
-  %augment.status = call i32 @"{step_augmented.name}"({augmented_operands}, ptr %frame.slot, ptr %tape, ptr %log)
-  %augment.k.next = add i64 %augment.k, 1
-  %augment.failed = icmp ne i32 %augment.status, 0
-  br i1 %augment.failed, label %augment.error, label %augment.flag
-augment.flag:
-  %augment.exited = load i64, ptr %exit.flag, align 8
-  %augment.last = icmp eq i64 %augment.k.next, %n
-  %augment.expected = zext i1 %augment.last to i64
-  %augment.right = icmp eq i64 %augment.exited, %augment.expected
-  br i1 %augment.right, label %augment.checked, label %mismatch
-augment.checked:
-  br label %augment
-augment.error:
-  ret i32 %augment.status
-
+{advance_loop}
+{augment_loop}
 reverse:
   %reverse.k = phi i64 [ %b, %next ], [ %reverse.k.next, %reverse.step ]
   %reverse.more = icmp sgt i64 %reverse.k, %a

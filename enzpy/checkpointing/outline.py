@@ -224,7 +224,7 @@ def _outline(module: core.Module, function: core.Function, marker: core.Call, lo
               for v in live_outs}
     builder.br(after)
 
-    _retarget(preheader, loop.header, call_block)
+    core.retarget(preheader, loop.header, call_block)
     for phi in after.phis():
         phi.incoming_blocks = [done if b is exiting else b for b in phi.incoming_blocks]
     for block in function.blocks:
@@ -318,15 +318,6 @@ def _first_non_alloca(block: core.Block) -> int:
     return next(i for i, instruction in enumerate(block.instructions) if not isinstance(instruction, core.Alloca))
 
 
-def _retarget(block: core.Block, old: core.Block, new: core.Block) -> None:
-    terminator = block.terminator
-    if isinstance(terminator, core.Branch):
-        terminator.targets = [new if t is old else t for t in terminator.targets]
-    elif isinstance(terminator, core.Switch):
-        terminator.default = new if terminator.default is old else terminator.default
-        terminator.cases = [(v, new if t is old else t) for v, t in terminator.cases]
-
-
 def _erase(function: core.Function, instruction: core.Instruction, replacement: core.Value) -> None:
     core.replace_all_uses(function, instruction, replacement)
     instruction.parent.instructions.remove(instruction)
@@ -375,14 +366,14 @@ def _step_function(module, name, function, loop, order, header_phis, carried_val
             tail.store(value_map.get(value, value), slots.address(tail, phi, carried, carried_floats))
         tail.store(constant_int(I64, 0), _slot(tail, carried, EXIT_FLAG_SLOT))
         tail.ret(constant_int(I32, 0))
-        _retarget(value_map[latch], header, next_trip)
+        core.retarget(value_map[latch], header, next_trip)
     done = step.append_block("loop.done")
     tail = Builder(module).at_end(done)
     for value in live_outs:
         tail.store(value_map.get(value, value), slots.address(tail, value, carried, carried_floats))
     tail.store(constant_int(I64, 1), _slot(tail, carried, EXIT_FLAG_SLOT))
     tail.ret(constant_int(I32, 0))
-    _retarget(value_map[exiting], after, done)
+    core.retarget(value_map[exiting], after, done)
     return step
 
 

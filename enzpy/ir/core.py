@@ -615,6 +615,19 @@ class Module:
         return self.add_function(function)
 
 
+def retarget(block: Block, old: Block, new: Block) -> bool:
+    """Make `block`'s branch or switch go to `new` wherever it went to `old`; False for other terminators."""
+    terminator = block.terminator
+    if isinstance(terminator, Branch):
+        terminator.targets = [new if t is old else t for t in terminator.targets]
+    elif isinstance(terminator, Switch):
+        terminator.default = new if terminator.default is old else terminator.default
+        terminator.cases = [(value, new if t is old else t) for value, t in terminator.cases]
+    else:
+        return False
+    return True
+
+
 def uses_of(function: Function) -> dict[Value, list[Instruction]]:
     """Map each used value to the instructions using it (a fresh snapshot)."""
     uses: dict[Value, list[Instruction]] = {}

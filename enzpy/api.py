@@ -33,6 +33,7 @@ from .messages import for_user
 from .selection import differentiated_positions, selected
 from .ad.forward import ForwardSpec, build_forward
 from .ad.reverse import ReverseSpec, build_reverse
+from .mpi.ranks import on_every_rank, replicated_result
 from .parallel import run_derivatives_in_parallel
 from .checkpointing.outline import outline_checkpointed_loops, remove_markers
 from .checkpointing.generated import run_checkpointed_loops
@@ -617,10 +618,12 @@ class Differentiable:
             distinct_arguments=distinct_arguments,
             minimize_cache=self.cache_minimization,
             loose_types=self.loose_types)
-        gradient = build_reverse(module, module.functions[convention.entry], spec,
-                                 "enzpy.reverse." + convention.entry)
+        primal = module.functions[convention.entry]
+        replicated = replicated_result(primal)           # before the AD changes the primal
+        gradient = build_reverse(module, primal, spec, "enzpy.reverse." + convention.entry)
         run_derivatives_in_parallel(module)
         run_checkpointed_loops(module)
+        gradient = on_every_rank(module, gradient, primal, spec, replicated)
         return module, gradient, spec
 
     def _tangent_module(self, captured, kinds: tuple[type, ...], width: int):

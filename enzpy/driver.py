@@ -16,6 +16,7 @@ from .frontend.vectors import scalarize_where_possible
 from .ir import Module, core, parse_module, read_module, write_module
 from .ir.types import VOID
 from .jit import CompiledModule, NumbaEntryPoint
+from .mpi import name_mpi_calls
 from .parallel import run_loops_in_place
 from .passes import load_pipeline
 
@@ -35,6 +36,7 @@ def to_ir(captured: CapturedKernel) -> Module:
     module = read_module(captured.module, roots=[captured.convention.entry])
     scalarize_where_possible(module)
     call_functions_directly(module)
+    name_mpi_calls(module)
     run_loops_in_place(module)
     mark_array_extents(module.functions[captured.convention.entry], captured.convention)
     return module

@@ -186,7 +186,7 @@ class _ReverseBuilder:
         # BLAS calls that touch differentiable arrays, and their rules.
         self.memory_calls = {i: rule for b in self.forward_blocks for i in b.instructions
                              if (rule := memory_call_rule(i)) is not None
-                             and active_arrays(i, rule, self.activity.shadowed)}
+                             and (active_arrays(i, rule, self.activity.shadowed) or rule.communicates)}
         # Calls to defined functions that stay calls: their derivatives are functions of their own.
         self.calls = reverse_calls(self.module, self.forward_blocks, self.activity, self.types, spec, self._error)
         self.tape = Tape(self.module, function.arguments[-2]) if spec.caller_continues \

@@ -182,6 +182,9 @@ class MemoryCallRule:
 
     names: tuple[str, ...] = ()
     """The callee names the rule is registered under."""
+    communicates = False
+    """The derivative code must run even where no operand has a shadow: it exchanges messages with
+    other processes, which run theirs (MPI, rules/mpi.py)."""
 
     def unsupported(self, call: core.Call) -> str | None:
         """Why the rule cannot differentiate this call (complex kinds, ...), or None."""

@@ -213,7 +213,8 @@ def test_a_callee_compiled_before_enzpy_was_imported_differentiates():
         x = np.linspace(1.0, 2.0, 37)
         _, captured = kernel_ir(energy, args=(x,), stage="raw")
         assert captured.source == "numba-optimized", captured.source
-        assert "<4 x double>" in captured.text or "<2 x double>" in captured.text
+        import re
+        assert re.search(r"<\d+ x double>", captured.text)     # the vector width depends on the CPU
         kernel = enzpy.differentiate(energy)
         value, (gradient,) = kernel.value_and_grad(x)
         assert np.isclose(value, energy(x))

@@ -27,6 +27,7 @@ from ..analysis.memory_types import pointer_root
 from ..ir import core
 from ..ir.builder import Builder, constant_int
 from ..ir.types import I32, I64, PTR
+from ..rules.calls import allocation_rule, is_inactive_call
 from ..rules.registry import scalar_rule
 from .recognition import handles, mpi_routines_in
 
@@ -39,33 +40,78 @@ def replicated_result(function: core.Function) -> bool:
     retptr = function.arguments[0]
     stored = [i.operands[0] for i in function.instructions()
               if isinstance(i, core.Store) and i.operands[1] is retptr and i.operands[0].type.is_float]
-    if not stored:
-        return False
-    collective = {pointer_root(i.operands[_COLLECTIVE_RESULTS[i.callee.name]]) for i in function.instructions()
-                  if isinstance(i, core.Call) and getattr(i.callee, "name", "") in _COLLECTIVE_RESULTS}
-    seen: set[core.Value] = set()
-    work = list(stored)
+    return bool(stored) and _Replication(function).of_all(stored)
+
+
+class _Replication:
+    """Which values and memory of one function are the same on every rank (optimistic on cycles)."""
+
+    def __init__(self, function: core.Function):
+        instructions = list(function.instructions())
+        self.collective = {pointer_root(i.operands[_COLLECTIVE_RESULTS[i.callee.name]]) for i in instructions
+                           if isinstance(i, core.Call) and getattr(i.callee, "name", "") in _COLLECTIVE_RESULTS}
+        self.stores: dict[core.Value, list[core.Value]] = {}
+        self.written_otherwise: set[core.Value] = set()
+        for instruction in instructions:
+            if isinstance(instruction, core.Store):
+                for root in _roots(instruction.operands[1]):
+                    self.stores.setdefault(root, []).append(instruction.operands[0])
+            elif isinstance(instruction, core.Call) and not is_inactive_call(instruction) \
+                    and getattr(instruction.callee, "name", "") not in _COLLECTIVE_RESULTS:
+                for operand in instruction.operands:
+                    if operand.type.is_pointer:
+                        self.written_otherwise |= _roots(operand)
+        self.values: dict[core.Value, bool] = {}
+
+    def of_all(self, values) -> bool:
+        return all(self.value(v) for v in values)
+
+    def memory(self, root: core.Value) -> bool:
+        """Memory every rank holds alike: a collective's result, or a buffer of the function's own
+        that only stores of such values fill (numba's temporaries: np.sum(result * result))."""
+        if root in self.collective:
+            return True
+        own = isinstance(root, core.Load) or (isinstance(root, core.Call) and allocation_rule(root) is not None)
+        return own and root not in self.written_otherwise and root in self.stores \
+            and self.of_all(self.stores[root])
+
+    def value(self, value: core.Value) -> bool:
+        if value in self.values:
+            return self.values[value]
+        self.values[value] = True                  # optimistic on cycles (loop phis)
+        if isinstance(value, (core.Constant, core.Argument)):
+            result = True
+        elif isinstance(value, core.Load):
+            result = all(self.memory(root) for root in _roots(value.operands[0]))
+        elif isinstance(value, core.Cast) and value.opcode in ("sitofp", "uitofp"):
+            result = True                       # counts and sizes: the same everywhere in SPMD code
+        elif isinstance(value, core.Select):
+            result = self.of_all(value.operands[1:])
+        elif isinstance(value, (core.BinaryOperator, core.UnaryOperator, core.Cast, core.Phi)) \
+                or (isinstance(value, core.Call) and scalar_rule(value) is not None):
+            result = self.of_all(value.operands)
+        else:
+            result = False
+        self.values[value] = result
+        return result
+
+
+def _roots(pointer: core.Value) -> set[core.Value]:
+    """The roots `pointer` may derive from, through GEPs, casts, phis and selects (numba's
+    reductions walk an array with a pointer phi)."""
+    roots, seen, work = set(), set(), [pointer]
     while work:
-        value = work.pop()
+        value = pointer_root(work.pop())
         if value in seen:
             continue
         seen.add(value)
-        if isinstance(value, (core.Constant, core.Argument)):
-            continue
-        if isinstance(value, core.Load):
-            if pointer_root(value.operands[0]) not in collective:
-                return False
-            continue
-        if isinstance(value, core.Cast) and value.opcode in ("sitofp", "uitofp"):
-            continue                       # counts and sizes: the same everywhere in SPMD code
-        if isinstance(value, (core.BinaryOperator, core.UnaryOperator, core.Cast, core.Phi)) \
-                or (isinstance(value, core.Call) and scalar_rule(value) is not None):
+        if isinstance(value, core.Phi):
             work.extend(value.operands)
         elif isinstance(value, core.Select):
             work.extend(value.operands[1:])
         else:
-            return False
-    return True
+            roots.add(value)
+    return roots
 
 
 def on_every_rank(module: core.Module, gradient: core.Function, primal: core.Function, spec,

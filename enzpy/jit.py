@@ -20,6 +20,7 @@ import numpy as np
 from .checkpointing.marker import STEP_COUNT_MISMATCH
 from .checkpointing.plan import PLAN_FAILED, left_over_snapshots, raise_plan_failure, remove_left_over_snapshots
 from .errors import EnzpyError, KernelError
+from .mpi import requests as mpi_requests
 from .frontend.numba import ArgumentSpec, CallingConvention
 from .passes import load_pipeline, target_machine
 
@@ -178,6 +179,8 @@ class NumbaEntryPoint:
         status = self.function(ctypes.addressof(result), ctypes.addressof(exception_info), *parameters)
         if left_over_snapshots():
             remove_left_over_snapshots()       # a checkpointed loop's disk files, if the kernel raised
+        if mpi_requests.ERRORS:
+            mpi_requests.raise_pending_error()      # a nonblocking MPI derivative's callback failed
         if status not in (_STATUS_OK, _STATUS_NONE):
             raise_kernel_exception(status, exception_info.value)
         return decode_return(self.convention.return_type, result) if status == _STATUS_OK else None

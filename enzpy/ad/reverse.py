@@ -44,7 +44,7 @@ from ..rules import typed_lists
 from ..rules.calls import allocation_rule, is_memset, memory_call_rule, transfer_adjoint_function
 from ..rules.registry import scalar_rule
 from .calls import operand_seeds, result_slots, reverse_calls, without
-from .memory_calls import OperandCopies, active_arrays
+from .memory_calls import ForwardMemoryCall, OperandCopies, active_arrays
 from .recompute import ReverseValues
 from .shadows import check_supported, fill_shadow_phi, make_shadow, memory_roots, stores_zero_bits
 from .tape import AllocationLog, Tape
@@ -384,6 +384,8 @@ class _ReverseBuilder:
                 if instruction in self.memory_calls:
                     # Inputs the adjoint reads that the kernel may overwrite later: copied before the call.
                     self.operand_copies.save(instruction, self.memory_calls[instruction], self.activity.shadowed)
+                    self.memory_calls[instruction].augment(ForwardMemoryCall(
+                        instruction, builder, self.shadow_of, self.activity.shadowed, self.entry_block))
                 if isinstance(instruction, core.Store):
                     value, pointer = instruction.operands
                     if value in self.activity.shadowed and pointer in self.activity.shadowed:

@@ -63,9 +63,14 @@ DERIVATIVE_ROUTINES = ("MPI_Send", "MPI_Recv", "MPI_Sendrecv", "MPI_Allreduce", 
 """Routines derivative code calls, whether or not the kernel does."""
 
 
+LIBRARY: list[str] = []
+"""Path of the MPI library the kernels call (the last one registered)."""
+
+
 @functools.lru_cache(maxsize=None)
 def _register_library(path: str) -> None:
     """Make LLVM link the derivative code's MPI calls to the library the kernel calls."""
+    LIBRARY.append(path)
     library = ctypes.CDLL(path)
     for name in DERIVATIVE_ROUTINES:
         routine = getattr(library, name, None)

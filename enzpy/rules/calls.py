@@ -220,6 +220,10 @@ class MemoryCallRule:
         holding the adjoint of what they held before the call."""
         raise NotImplementedError
 
+    def augment(self, context: "MemoryCallContext") -> None:
+        """Reverse mode's forward sweep, right after the call (a forward-mode context): what the
+        adjoint needs that no copy gives (MPI's nonblocking calls record their requests). None here."""
+
 
 class MemoryCallContext:
     """What a memory-call rule's code may ask for (implemented by each mode's driver)."""

@@ -501,5 +501,104 @@ class Bcast(_MpiRule):
         _free_scratch(context, scratch)
 
 
-for _rule in (Send(), Recv(), Sendrecv(), Allreduce(), Reduce(), Bcast()):
+# -- MPI_Isend / MPI_Irecv(buffer, count, datatype, peer, tag, comm, request); MPI_Wait(request, status);
+#    MPI_Waitall(count, requests, statuses): the derivative requests live in mpi/requests.py
+
+def _request_slots(position: int, count) -> ArrayOperand:
+    return ArrayOperand(position, count, constant_int(I64, 1), count, None, reads=True, writes=True,
+                        element_type=I32)
+
+
+def _callback(builder: Builder, name: str, arguments) -> None:
+    from ..mpi import requests  # noqa: F401  (registers the callbacks with LLVM)
+    builder.call(builder.declare(name, VOID, [a.type for a in arguments]), list(arguments))
+
+
+class _Nonblocking(_MpiRule):
+    communicates = True
+    kind = 0
+    reads, writes = True, False
+
+    def arrays(self, call):
+        return [self.buffer(call, 0, 1, reads=self.reads, writes=self.writes),
+                _request_slots(6, constant_int(I64, 1))]
+
+    def results_needed(self, call, active):
+        return {6}                    # the request's handle: what the Wait that completes it names
+
+    def _post(self, context, callback: str, handle_pointer) -> None:
+        if self.float_type(context.call) is None:
+            return
+        shadow = context.shadow(0) or core.ConstantNull(PTR)
+        _callback(context.builder, callback, [constant_int(I32, self.kind), shadow,
+                                              *(context.value(i) for i in range(1, 6)), handle_pointer])
+
+    def forward(self, context):
+        self._post(context, "enzpy_mpi_tangent_post", context.value(6))
+
+    def augment(self, context):
+        self._post(context, "enzpy_mpi_record", context.value(6))
+
+    def reverse(self, context):
+        if self.float_type(context.call) is not None:
+            _callback(context.builder, "enzpy_mpi_complete_adjoint", [context.result(6)])
+
+
+class Isend(_Nonblocking):
+    names = ("MPI_Isend",)
+    kind = 0
+
+
+class Irecv(_Nonblocking):
+    names = ("MPI_Irecv",)
+    kind = 1
+    reads, writes = False, True
+
+
+class _Completion(_MpiRule):
+    """Wait and Waitall: forward mode waits for the tangents too; the reverse sweep opens the
+    group of requests whose calls it meets next."""
+
+    communicates = True
+    requests_position = 0
+
+    def unsupported(self, call):
+        return None
+
+    def count(self, call) -> core.Value:
+        return constant_int(I32, 1)
+
+    def arrays(self, call):
+        return [_request_slots(self.requests_position, self.count(call))]
+
+    def contents_needed(self, call, active):
+        return {self.requests_position}            # the handles, before the call nulls them
+
+    def forward(self, context):
+        _callback(context.builder, "enzpy_mpi_tangent_wait",
+                  [context.contents(self.requests_position), self._count(context)])
+        context.done()
+
+    def reverse(self, context):
+        _callback(context.builder, "enzpy_mpi_post_adjoints",
+                  [context.contents(self.requests_position), self._count(context)])
+
+    def _count(self, context):
+        count = self.count(context.call)
+        return count if isinstance(count, core.Constant) else context.value(0)
+
+
+class Wait(_Completion):
+    names = ("MPI_Wait",)
+
+
+class Waitall(_Completion):
+    names = ("MPI_Waitall",)
+    requests_position = 1
+
+    def count(self, call):
+        return call.operands[0]
+
+
+for _rule in (Send(), Recv(), Sendrecv(), Allreduce(), Reduce(), Bcast(), Isend(), Irecv(), Wait(), Waitall()):
     register_memory_call_rule(_rule)

@@ -61,6 +61,8 @@ class _Pending:
     def __init__(self, kind, shadow, count, datatype, peer, tag, communicator):
         self.dtype = _FLOAT_TYPES[handle_name(datatype)]
         self.kind, self.count, self.datatype = kind, count, datatype
+        self.key = (kind, shadow or 0, count, peer, tag, communicator)
+        """What the call's reverse names it by (MPICH shares one handle among requests complete at once)."""
         self.peer, self.tag, self.communicator = peer, tag, communicator
         if not shadow or not count:
             # No shadow on this rank (a Const array): a zero stand-in keeps the messages matched.
@@ -141,7 +143,7 @@ def tangent_post(kind, shadow, count, datatype, peer, tag, communicator, handle_
 def tangent_wait(handles_pointer, count) -> None:
     for handle in _handles(handles_pointer, count):
         stack = _TANGENTS.get(handle)
-        if stack:
+        if stack:                        # (shared handles: any of them, all are waited for here)
             stack.pop().complete()
 
 
@@ -151,31 +153,37 @@ def record(kind, shadow, count, datatype, peer, tag, communicator, handle_pointe
 
 
 def post_adjoints(handles_pointer, count) -> None:
-    for handle in _handles(handles_pointer, count):
-        stack = _RECORDS.get(handle)
-        if stack:                        # (a request of a call without float data has no record)
-            _POSTED.setdefault(handle, []).append(stack.pop().post(adjoint=True))
+    handles = _handles(handles_pointer, count)
+    for handle in dict.fromkeys(handles):
+        # The newest records of this handle, one per time it appears (MPICH may give one handle to
+        # several requests), posted in the order of the calls.
+        stack = _RECORDS.get(handle, [])
+        taken = stack[len(stack) - min(handles.count(handle), len(stack)):]
+        del stack[len(stack) - len(taken):]
+        _POSTED.setdefault(handle, []).extend(pending.post(adjoint=True) for pending in taken)
 
 
-def complete_adjoint(handle_pointer) -> None:
+def complete_adjoint(kind, shadow, count, datatype, peer, tag, communicator, handle_pointer) -> None:
     handle = _handle(handle_pointer)
-    stack = _POSTED.get(handle)
-    if not stack:
-        raise RuntimeError(f"enzpy: the reverse of a nonblocking MPI call found no Wait for its request "
-                           f"{handle} (was it completed by a routine without a rule, e.g. MPI_Test?)")
-    stack.pop().complete()
+    stack = _POSTED.get(handle, [])
+    key = (kind, shadow or 0, count, peer, tag, communicator)
+    for position in range(len(stack) - 1, -1, -1):
+        if stack[position].key == key:
+            stack.pop(position).complete()
+            return
+    raise RuntimeError(f"enzpy: the reverse of a nonblocking MPI call found no Wait for its request "
+                       f"{handle} (was it completed by a routine without a rule, e.g. MPI_Test?)")
 
 
 _POST = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int,
                          ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
 _WAIT = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int)
-_HANDLE = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 CALLBACKS = {
     "enzpy_mpi_tangent_post": _POST(_guarded(tangent_post)),
     "enzpy_mpi_tangent_wait": _WAIT(_guarded(tangent_wait)),
     "enzpy_mpi_record": _POST(_guarded(record)),
     "enzpy_mpi_post_adjoints": _WAIT(_guarded(post_adjoints)),
-    "enzpy_mpi_complete_adjoint": _HANDLE(_guarded(complete_adjoint)),
+    "enzpy_mpi_complete_adjoint": _POST(_guarded(complete_adjoint)),
 }
 for _name, _callback in CALLBACKS.items():
     llvm.add_symbol(_name, ctypes.cast(_callback, ctypes.c_void_p).value)

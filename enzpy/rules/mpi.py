@@ -540,8 +540,7 @@ class _Nonblocking(_MpiRule):
         self._post(context, "enzpy_mpi_record", context.value(6))
 
     def reverse(self, context):
-        if self.float_type(context.call) is not None:
-            _callback(context.builder, "enzpy_mpi_complete_adjoint", [context.result(6)])
+        self._post(context, "enzpy_mpi_complete_adjoint", context.result(6))
 
 
 class Isend(_Nonblocking):

@@ -193,3 +193,48 @@ def test_distributed_burgers_equals_the_serial_gradient():
     direction = np.cos(np.arange(points))
     fd = mpi_burgers.finite_difference(mpi_burgers.serial_burgers_energy, u0, nu, steps, dx, direction)
     assert serial @ direction == pytest.approx(fd, rel=1e-7)
+
+
+@numba.njit
+def ring_nonblocking(x, scale):
+    # Both neighbours' arrays at once: irecv, irecv, isend, isend, then waitall.
+    rank, size = mpi.rank(), mpi.size()
+    from_left = np.zeros(x.shape[0])
+    from_right = np.zeros(x.shape[0])
+    requests = np.zeros(4, dtype=mpi.RequestType)
+    status, requests[0:1] = mpi.irecv(from_left, (rank - 1) % size, 11)
+    status, requests[1:2] = mpi.irecv(from_right, (rank + 1) % size, 12)
+    scaled = x * scale
+    status, requests[2:3] = mpi.isend(scaled, (rank + 1) % size, 11)
+    status, requests[3:4] = mpi.isend(np.sin(x), (rank - 1) % size, 12)
+    mpi.waitall(requests)
+    local = np.zeros(1)
+    local[0] = np.sum(from_left * x + from_right * from_right)
+    result = np.zeros(1)
+    mpi.allreduce(local, result)
+    return result[0]
+
+
+def serial_ring_nonblocking(x, scale):
+    pieces = x.reshape(SIZE, -1)
+    return sum(np.sum(scale * pieces[(r - 1) % SIZE] * pieces[r] + np.sin(pieces[(r + 1) % SIZE]) ** 2)
+               for r in range(SIZE))
+
+
+CASES.append((ring_nonblocking, serial_ring_nonblocking))
+
+
+def test_distributed_burgers_with_nonblocking_halos():
+    points = 8 * SIZE
+    u0 = mpi_burgers.initial_state(points)
+    nu, dx, steps = 0.05, 2 * np.pi / points, 17
+    energy, (gradient, nu_bar, _, _) = enzpy.differentiate(mpi_burgers.burgers_energy_nonblocking).value_and_grad(
+        piece(u0), nu, steps, dx)
+    _, (serial, serial_nu, _, _) = enzpy.differentiate(mpi_burgers.serial_burgers_energy).value_and_grad(
+        u0.copy(), nu, steps, dx)
+    np.testing.assert_allclose(gathered(gradient), serial, rtol=1e-12, atol=1e-14)
+    assert nu_bar == pytest.approx(serial_nu, rel=1e-12)
+    direction = np.cos(np.arange(points))
+    _, tangent = enzpy.differentiate(mpi_burgers.burgers_energy_nonblocking).jvp(
+        (piece(u0), nu, steps, dx), (piece(direction), 1.0, None, None))
+    assert tangent == pytest.approx(serial @ direction + serial_nu, rel=1e-11)

@@ -84,8 +84,10 @@ def test_every_rank_passes_the_rank_checks(ranks):
 
 
 @pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec (the mpi extra installs MPICH's)")
-def test_the_distributed_burgers_example_runs_on_two_ranks():
-    command = [MPIEXEC, "-n", "2", sys.executable, str(ROOT / "examples" / "mpi_burgers.py"), "--steps", "30"]
+@pytest.mark.parametrize("halos", [[], ["--nonblocking"]], ids=["sendrecv", "nonblocking"])
+def test_the_distributed_burgers_example_runs_on_two_ranks(halos):
+    command = [MPIEXEC, "-n", "2", sys.executable, str(ROOT / "examples" / "mpi_burgers.py"), "--steps", "30",
+               *halos]
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "OK" in run.stdout

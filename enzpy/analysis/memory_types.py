@@ -23,6 +23,24 @@ def pointer_root(pointer: core.Value) -> core.Value:
     return pointer
 
 
+def merged_roots(pointer: core.Value) -> set[core.Value]:
+    """The roots of every pointer a phi or select may pass on as `pointer` (numba's reductions
+    walk an array with a pointer phi)."""
+    roots, seen, pending = set(), set(), [pointer]
+    while pending:
+        value = pointer_root(pending.pop())
+        if value in seen:
+            continue
+        seen.add(value)
+        if isinstance(value, core.Phi):
+            pending.extend(value.operands)
+        elif isinstance(value, core.Select):
+            pending.extend(value.operands[1:])
+        else:
+            roots.add(value)
+    return roots
+
+
 def memory_float_type(function: core.Function, pointer: core.Value,
                       declared: dict[core.Value, Type]) -> Type | None:
     """The float type stored behind `pointer`'s root; None when only non-floats are seen."""

@@ -19,7 +19,7 @@ from ..rules.lists import reallocation_rule
 from ..rules.typed_lists import NEW, typed_list_operation
 from ..rules.registry import scalar_rule
 from .loops import reachable_blocks
-from .memory_types import pointer_root
+from .memory_types import merged_roots, pointer_root
 
 _EVERYTHING = object()
 """The root of a write enzpy cannot place: it may alias any memory."""
@@ -125,19 +125,7 @@ def _written_roots(instruction: core.Instruction) -> list[object]:
 
 def _merged_roots(pointer: core.Value) -> set[object]:
     """The roots of every pointer a phi / select merge may pass on as `pointer`."""
-    roots, seen, pending = set(), set(), [pointer]
-    while pending:
-        value = pointer_root(pending.pop())
-        if value in seen:
-            continue
-        seen.add(value)
-        if isinstance(value, core.Phi):
-            pending.extend(value.operands)
-        elif isinstance(value, core.Select):
-            pending.extend(value.operands[1:])
-        else:
-            roots.add(_root(value))
-    return roots
+    return {_root(value) for value in merged_roots(pointer)}
 
 
 def _root(pointer: core.Value) -> object:

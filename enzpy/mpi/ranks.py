@@ -23,7 +23,7 @@ which gathered equal the serial program's.
 
 from __future__ import annotations
 
-from ..analysis.memory_types import pointer_root
+from ..analysis.memory_types import merged_roots, pointer_root
 from ..ir import core
 from ..ir.builder import Builder, constant_int
 from ..ir.types import I32, I64, PTR
@@ -54,13 +54,13 @@ class _Replication:
         self.written_otherwise: set[core.Value] = set()
         for instruction in instructions:
             if isinstance(instruction, core.Store):
-                for root in _roots(instruction.operands[1]):
+                for root in merged_roots(instruction.operands[1]):
                     self.stores.setdefault(root, []).append(instruction.operands[0])
             elif isinstance(instruction, core.Call) and not is_inactive_call(instruction) \
                     and getattr(instruction.callee, "name", "") not in _COLLECTIVE_RESULTS:
                 for operand in instruction.operands:
                     if operand.type.is_pointer:
-                        self.written_otherwise |= _roots(operand)
+                        self.written_otherwise |= merged_roots(operand)
         self.values: dict[core.Value, bool] = {}
 
     def of_all(self, values) -> bool:
@@ -82,7 +82,7 @@ class _Replication:
         if isinstance(value, (core.Constant, core.Argument)):
             result = True
         elif isinstance(value, core.Load):
-            result = all(self.memory(root) for root in _roots(value.operands[0]))
+            result = all(self.memory(root) for root in merged_roots(value.operands[0]))
         elif isinstance(value, core.Cast) and value.opcode in ("sitofp", "uitofp"):
             result = True                       # counts and sizes: the same everywhere in SPMD code
         elif isinstance(value, core.Select):
@@ -94,24 +94,6 @@ class _Replication:
             result = False
         self.values[value] = result
         return result
-
-
-def _roots(pointer: core.Value) -> set[core.Value]:
-    """The roots `pointer` may derive from, through GEPs, casts, phis and selects (numba's
-    reductions walk an array with a pointer phi)."""
-    roots, seen, work = set(), set(), [pointer]
-    while work:
-        value = pointer_root(work.pop())
-        if value in seen:
-            continue
-        seen.add(value)
-        if isinstance(value, core.Phi):
-            work.extend(value.operands)
-        elif isinstance(value, core.Select):
-            work.extend(value.operands[1:])
-        else:
-            roots.add(value)
-    return roots
 
 
 def on_every_rank(module: core.Module, gradient: core.Function, primal: core.Function, spec,

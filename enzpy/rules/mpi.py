@@ -14,6 +14,9 @@ mode runs the adjoint communication (Enzyme's rules):
                             ones) gets the summed adjoint: Allreduce(ybar, t, SUM); xbar += [won] t
     Reduce(x, y, SUM, root) Bcast(t = ybar from root); xbar += t; ybar = 0 at root
     Bcast(x, root)          Reduce(xbar, t, SUM, root); xbar = t at root, 0 elsewhere
+    Isend(x -> dest)        posted at the reverse of its Wait: Irecv(t <- dest); completed here: xbar += t
+    Irecv(y <- source)      posted at the reverse of its Wait: Isend(ybar -> source); completed here: ybar = 0
+    Wait(all)(requests)     posts the adjoint calls of the requests (mpi/requests.py keeps them)
 
 Every rank runs the same sequence of calls in reverse, so the adjoint
 messages match as the primal ones did. Handles are MPICH's ints (the
@@ -38,6 +41,7 @@ _MPICH_SOURCE, _MPICH_TAG = 8, 12
 class _MpiRule(MemoryCallRule):
     """What the routines share: the datatype at `datatype_position`, helper calls."""
 
+    communicates = True              # every rank runs the adjoint messages, shadow or not
     datatype_position = 2
     operation_position: int | None = None
     operations = ("MPI_SUM",)
@@ -76,6 +80,21 @@ class _MpiRule(MemoryCallRule):
 
     def contents_needed(self, call, active):
         return set()
+
+    def repeat_on_shadows(self, context, buffers: dict[int, int], status: int | None = None) -> None:
+        """Forward mode: the same call with each buffer (position: its count's position) replaced by
+        its shadow, or a zeroed stand-in where it has none, so the tangent travels with the message."""
+        element = self.float_type(context.call)
+        if element is None:
+            return
+        scratch = []
+        operands = [context.value(i) for i in range(len(context.call.operands))]
+        for position, count in buffers.items():
+            operands[position] = _adjoint_or_scratch(context, position, context.value(count), element, scratch)
+        if status is not None:
+            operands[status] = _status(context)
+        _mpi(context.builder, self.names[0], operands)
+        _free_scratch(context, scratch)
 
 
 # -- helpers the derivative code calls
@@ -212,19 +231,12 @@ def _free_scratch(context: MemoryCallContext, scratch: list) -> None:
 
 class Send(_MpiRule):
     names = ("MPI_Send",)
-    communicates = True
 
     def arrays(self, call):
         return [self.buffer(call, 0, 1, reads=True, writes=False)]
 
     def forward(self, context):
-        element = self.float_type(context.call)
-        if element is None:
-            return
-        scratch = []
-        shadow = _adjoint_or_scratch(context, 0, context.value(1), element, scratch)
-        _mpi(context.builder, "MPI_Send", [shadow, *(context.value(i) for i in range(1, 6))])
-        _free_scratch(context, scratch)
+        self.repeat_on_shadows(context, {0: 1})
 
     def reverse(self, context):
         element = self.float_type(context.call)
@@ -251,7 +263,6 @@ def _actual(context: MemoryCallContext, value: core.Value, wildcard: str, status
 
 class Recv(_MpiRule):
     names = ("MPI_Recv",)
-    communicates = True
 
     def arrays(self, call):
         status = ArrayOperand(6, constant_int(I64, 16), constant_int(I64, 1), constant_int(I64, 16), None,
@@ -262,13 +273,7 @@ class Recv(_MpiRule):
         return {6}                    # who sent it, with which tag: the adjoint goes back there
 
     def forward(self, context):
-        element = self.float_type(context.call)
-        if element is None:
-            return
-        scratch = []
-        shadow = _adjoint_or_scratch(context, 0, context.value(1), element, scratch)
-        _mpi(context.builder, "MPI_Recv", [shadow, *(context.value(i) for i in range(1, 6)), _status(context)])
-        _free_scratch(context, scratch)
+        self.repeat_on_shadows(context, {0: 1}, status=6)
 
     def reverse(self, context):
         element = self.float_type(context.call)
@@ -289,7 +294,6 @@ class Recv(_MpiRule):
 
 class Sendrecv(_MpiRule):
     names = ("MPI_Sendrecv",)
-    communicates = True
 
     def float_type(self, call):
         types = {_FLOATS.get(self.datatype(call, p)) for p in (2, 7)}
@@ -310,16 +314,7 @@ class Sendrecv(_MpiRule):
         return {11}
 
     def forward(self, context):
-        element = self.float_type(context.call)
-        if element is None:
-            return
-        scratch = []
-        sent = _adjoint_or_scratch(context, 0, context.value(1), element, scratch)
-        received = _adjoint_or_scratch(context, 5, context.value(6), element, scratch)
-        operands = [context.value(i) for i in range(12)]
-        operands[0], operands[5], operands[11] = sent, received, _status(context)
-        _mpi(context.builder, "MPI_Sendrecv", operands)
-        _free_scratch(context, scratch)
+        self.repeat_on_shadows(context, {0: 1, 5: 6}, status=11)
 
     def reverse(self, context):
         element = self.float_type(context.call)
@@ -347,7 +342,6 @@ class Sendrecv(_MpiRule):
 
 class Allreduce(_MpiRule):
     names = ("MPI_Allreduce",)
-    communicates = True
     datatype_position, operation_position = 3, 4
     operations = ("MPI_SUM", "MPI_MAX", "MPI_MIN")
 
@@ -382,22 +376,22 @@ class Allreduce(_MpiRule):
         element = self.float_type(context.call)
         if element is None:
             return
+        if self.operation(context.call) == "MPI_SUM":
+            self.repeat_on_shadows(context, {0: 2, 1: 2})
+            return
         builder, count = context.builder, context.value(2)
         scratch = []
         sent = _adjoint_or_scratch(context, 0, count, element, scratch)
         received = _adjoint_or_scratch(context, 1, count, element, scratch)
-        if self.operation(context.call) == "MPI_SUM":
-            _mpi(builder, "MPI_Allreduce", [sent, received, *(context.value(i) for i in range(2, 6))])
-        else:
-            # The winner's tangent, to every rank: a sum of (won ? tangent : 0).
-            won, rank = self._winners(context, context.value(0), context.value(1))
-            mine = _temporary(builder, count, element)
-            _zero(builder, mine, count, element)
-            _accumulate(context, mine, sent, count, element, won, rank)
-            _mpi(builder, "MPI_Allreduce", [mine, received, count, context.value(3),
-                                            constant_int(I32, handles()["MPI_SUM"]), context.value(5)])
-            _free(builder, mine)
-            _free(builder, won)
+        # Max, min: the winner's tangent, to every rank: a sum of (won ? tangent : 0).
+        won, rank = self._winners(context, context.value(0), context.value(1))
+        mine = _temporary(builder, count, element)
+        _zero(builder, mine, count, element)
+        _accumulate(context, mine, sent, count, element, won, rank)
+        _mpi(builder, "MPI_Allreduce", [mine, received, count, context.value(3),
+                                        constant_int(I32, handles()["MPI_SUM"]), context.value(5)])
+        _free(builder, mine)
+        _free(builder, won)
         _free_scratch(context, scratch)
 
     def reverse(self, context):
@@ -427,7 +421,6 @@ class Allreduce(_MpiRule):
 
 class Reduce(_MpiRule):
     names = ("MPI_Reduce",)
-    communicates = True
     datatype_position, operation_position = 3, 4
 
     def arrays(self, call):
@@ -435,14 +428,7 @@ class Reduce(_MpiRule):
                 self.buffer(call, 1, 2, reads=False, writes=True)]
 
     def forward(self, context):
-        element = self.float_type(context.call)
-        if element is None:
-            return
-        scratch = []
-        sent = _adjoint_or_scratch(context, 0, context.value(2), element, scratch)
-        received = _adjoint_or_scratch(context, 1, context.value(2), element, scratch)
-        _mpi(context.builder, "MPI_Reduce", [sent, received, *(context.value(i) for i in range(2, 7))])
-        _free_scratch(context, scratch)
+        self.repeat_on_shadows(context, {0: 2, 1: 2})
 
     def reverse(self, context):
         element = self.float_type(context.call)
@@ -468,19 +454,12 @@ class Reduce(_MpiRule):
 
 class Bcast(_MpiRule):
     names = ("MPI_Bcast",)
-    communicates = True
 
     def arrays(self, call):
         return [self.buffer(call, 0, 1, reads=True, writes=True)]
 
     def forward(self, context):
-        element = self.float_type(context.call)
-        if element is None:
-            return
-        scratch = []
-        shadow = _adjoint_or_scratch(context, 0, context.value(1), element, scratch)
-        _mpi(context.builder, "MPI_Bcast", [shadow, *(context.value(i) for i in range(1, 5))])
-        _free_scratch(context, scratch)
+        self.repeat_on_shadows(context, {0: 1})
 
     def reverse(self, context):
         element = self.float_type(context.call)
@@ -515,7 +494,6 @@ def _callback(builder: Builder, name: str, arguments) -> None:
 
 
 class _Nonblocking(_MpiRule):
-    communicates = True
     kind = 0
     reads, writes = True, False
 
@@ -555,10 +533,9 @@ class Irecv(_Nonblocking):
 
 
 class _Completion(_MpiRule):
-    """Wait and Waitall: forward mode waits for the tangents too; the reverse sweep opens the
-    group of requests whose calls it meets next."""
+    """Wait and Waitall: forward mode waits for the tangents too; the reverse sweep posts the
+    adjoint calls of the requests waited for (mpi/requests.py)."""
 
-    communicates = True
     requests_position = 0
 
     def unsupported(self, call):

@@ -576,5 +576,24 @@ class Waitall(_Completion):
         return call.operands[0]
 
 
-for _rule in (Send(), Recv(), Sendrecv(), Allreduce(), Reduce(), Bcast(), Isend(), Irecv(), Wait(), Waitall()):
+# -- MPI_Barrier(comm): no data; mirrored in the reverse sweep, as Enzyme does (the ranks keep in step)
+
+class Barrier(_MpiRule):
+    names = ("MPI_Barrier",)
+
+    def unsupported(self, call):
+        return None
+
+    def arrays(self, call):
+        return []
+
+    def forward(self, context):
+        pass
+
+    def reverse(self, context):
+        _mpi(context.builder, "MPI_Barrier", [context.value(0)])
+
+
+for _rule in (Send(), Recv(), Sendrecv(), Allreduce(), Reduce(), Bcast(), Isend(), Irecv(), Wait(), Waitall(),
+              Barrier()):
     register_memory_call_rule(_rule)

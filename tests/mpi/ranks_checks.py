@@ -8,8 +8,11 @@ against forward mode (<J t, 1> = <t, J^T 1>, the dot products summed over
 ranks).
 """
 
+import ctypes
+
 import numba
 import numba_mpi as mpi
+from mpi4py import MPI
 import numpy as np
 import pytest
 
@@ -238,3 +241,49 @@ def test_distributed_burgers_with_nonblocking_halos():
     _, tangent = enzpy.differentiate(mpi_burgers.burgers_energy_nonblocking).jvp(
         (piece(u0), nu, steps, dx), (piece(direction), 1.0, None, None))
     assert tangent == pytest.approx(serial @ direction + serial_nu, rel=1e-11)
+
+
+# numba-mpi 1.3.1 has no float32 (its datatype table maps float64 only): float32 buffers go to
+# MPI_Allreduce and MPI_Sendrecv through ctypes, as numba-mpi itself calls them.
+_LIBRARY = ctypes.CDLL(__import__("numba_mpi").common.LIB)
+_ALLREDUCE = _LIBRARY.MPI_Allreduce
+_ALLREDUCE.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+_ALLREDUCE.restype = ctypes.c_int
+_SENDRECV = _LIBRARY.MPI_Sendrecv
+_SENDRECV.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p,
+                      ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
+_SENDRECV.restype = ctypes.c_int
+_FLOAT, _SUM, _WORLD = (MPI._handleof(h) for h in (MPI.FLOAT, MPI.SUM, MPI.COMM_WORLD))
+
+
+@numba.njit
+def float32_energy(x, scale):
+    # float32 buffers (MPI_FLOAT) through sendrecv and allreduce, and a barrier.
+    rank, size = mpi.rank(), mpi.size()
+    left = np.zeros(1, dtype=np.float32)
+    status = np.zeros(16, dtype=np.int32)
+    _SENDRECV(x[-1:].ctypes.data, 1, _FLOAT, (rank + 1) % size, 4, left.ctypes.data, 1, _FLOAT,
+              (rank - 1) % size, 4, _WORLD, status.ctypes.data)
+    mpi.barrier()
+    local = np.zeros(1, dtype=np.float32)
+    local[0] = np.sum(x * x) * scale + left[0] * x[0]
+    result = np.zeros(1, dtype=np.float32)
+    _ALLREDUCE(local.ctypes.data, result.ctypes.data, 1, _FLOAT, _SUM, _WORLD)
+    return result[0]
+
+
+def test_float32_buffers():
+    x = global_input().astype(np.float32)
+    scale = np.float32(0.8)
+    value, (local_gradient, scale_bar) = enzpy.differentiate(float32_energy).value_and_grad(piece(x), scale)
+    pieces = x.astype(np.float64).reshape(SIZE, -1)
+    expected = 2 * 0.8 * pieces
+    for r in range(SIZE):
+        expected[r, 0] += pieces[(r - 1) % SIZE, -1]
+        expected[(r - 1) % SIZE, -1] += pieces[r, 0]
+    assert local_gradient.dtype == np.float32
+    np.testing.assert_allclose(gathered(local_gradient.astype(np.float64)), expected.ravel(), rtol=1e-5)
+    assert scale_bar == pytest.approx(np.sum(pieces ** 2), rel=1e-5)
+    direction = np.cos(np.arange(x.shape[0])).astype(np.float32)
+    _, tangent = enzpy.differentiate(float32_energy).jvp((piece(x), scale), (piece(direction), 0.0))
+    assert tangent == pytest.approx(total(float(local_gradient.astype(np.float64) @ piece(direction))), rel=1e-5)

@@ -91,3 +91,37 @@ def test_the_distributed_burgers_example_runs_on_two_ranks(halos):
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "OK" in run.stdout
+
+
+@numba.njit
+def local_energy(x):
+    return np.sum(x * x)
+
+
+@numba.njit
+def partly_local(x):
+    total, local = np.zeros(1), np.zeros(1)
+    local[0] = np.sum(x)
+    numba_mpi.allreduce(local, total)
+    return total[0] + x[0]
+
+
+@numba.njit
+def summed_in_a_loop(x, scale):
+    # A loop over the collective's result: its phi stays "the same on every rank".
+    total, local = np.zeros(x.shape[0]), x * scale
+    numba_mpi.allreduce(local, total)
+    s = 0.0
+    for value in total:
+        s = s * 0.5 + np.tanh(value)
+    return s
+
+
+@pytest.mark.parametrize("kernel, arguments, replicated", [
+    (halo_and_sum, (np.ones(4),), True), (local_energy, (np.ones(4),), False),
+    (partly_local, (np.ones(4),), False), (summed_in_a_loop, (np.ones(4), 0.5), True)],
+    ids=["allreduced", "local", "partly-local", "loop-over-allreduced"])
+def test_which_results_are_seeded_once(kernel, arguments, replicated):
+    from enzpy.mpi.ranks import replicated_result
+    module, captured = kernel_ir(kernel, arguments)
+    assert replicated_result(module.functions[captured.convention.entry]) is replicated

@@ -40,11 +40,17 @@ def replicated_result(function: core.Function) -> bool:
     retptr = function.arguments[0]
     stored = [i.operands[0] for i in function.instructions()
               if isinstance(i, core.Store) and i.operands[1] is retptr and i.operands[0].type.is_float]
-    return bool(stored) and _Replication(function).of_all(stored)
+    replication = _Replication(function)
+    return bool(stored) and all(replication.holds(v) for v in stored)
 
 
 class _Replication:
-    """Which values and memory of one function are the same on every rank (optimistic on cycles)."""
+    """Which values and memory of one function are the same on every rank.
+
+    A greatest fixpoint: everything is assumed alike, and a value that reads
+    anything not alike (a local array, an unknown call) is dropped, with what
+    uses it, until nothing changes; so a loop's phi stays alike when all that
+    flows into it is."""
 
     def __init__(self, function: core.Function):
         instructions = list(function.instructions())
@@ -61,39 +67,39 @@ class _Replication:
                 for operand in instruction.operands:
                     if operand.type.is_pointer:
                         self.written_otherwise |= merged_roots(operand)
-        self.values: dict[core.Value, bool] = {}
+        self.different: set[core.Value] = set()
+        changed = True
+        while changed:
+            changed = False
+            for instruction in instructions:
+                if instruction not in self.different and not self._alike(instruction):
+                    self.different.add(instruction)
+                    changed = True
 
-    def of_all(self, values) -> bool:
-        return all(self.value(v) for v in values)
+    def holds(self, value: core.Value) -> bool:
+        """Whether `value` is the same on every rank."""
+        return value not in self.different
 
-    def memory(self, root: core.Value) -> bool:
+    def _memory(self, root: core.Value) -> bool:
         """Memory every rank holds alike: a collective's result, or a buffer of the function's own
         that only stores of such values fill (numba's temporaries: np.sum(result * result))."""
         if root in self.collective:
             return True
         own = isinstance(root, core.Load) or (isinstance(root, core.Call) and allocation_rule(root) is not None)
         return own and root not in self.written_otherwise and root in self.stores \
-            and self.of_all(self.stores[root])
+            and all(self.holds(v) for v in self.stores[root])
 
-    def value(self, value: core.Value) -> bool:
-        if value in self.values:
-            return self.values[value]
-        self.values[value] = True                  # optimistic on cycles (loop phis)
-        if isinstance(value, (core.Constant, core.Argument)):
-            result = True
-        elif isinstance(value, core.Load):
-            result = all(self.memory(root) for root in merged_roots(value.operands[0]))
-        elif isinstance(value, core.Cast) and value.opcode in ("sitofp", "uitofp"):
-            result = True                       # counts and sizes: the same everywhere in SPMD code
-        elif isinstance(value, core.Select):
-            result = self.of_all(value.operands[1:])
-        elif isinstance(value, (core.BinaryOperator, core.UnaryOperator, core.Cast, core.Phi)) \
+    def _alike(self, value: core.Instruction) -> bool:
+        if isinstance(value, core.Load):
+            return all(self._memory(root) for root in merged_roots(value.operands[0]))
+        if isinstance(value, core.Cast) and value.opcode in ("sitofp", "uitofp"):
+            return True                        # counts and sizes: the same everywhere in SPMD code
+        if isinstance(value, core.Select):
+            return all(self.holds(v) for v in value.operands[1:])
+        if isinstance(value, (core.BinaryOperator, core.UnaryOperator, core.Cast, core.Phi)) \
                 or (isinstance(value, core.Call) and scalar_rule(value) is not None):
-            result = self.of_all(value.operands)
-        else:
-            result = False
-        self.values[value] = result
-        return result
+            return all(self.holds(v) for v in value.operands)
+        return False
 
 
 def on_every_rank(module: core.Module, gradient: core.Function, primal: core.Function, spec,

@@ -33,6 +33,7 @@ from .messages import for_user
 from .selection import differentiated_positions, selected
 from .ad.forward import ForwardSpec, build_forward
 from .ad.reverse import ReverseSpec, build_reverse
+from .mpi import mpi_routines_in
 from .mpi.ranks import on_every_rank, replicated_result
 from .parallel import run_derivatives_in_parallel
 from .checkpointing.outline import outline_checkpointed_loops, remove_markers
@@ -619,7 +620,8 @@ class Differentiable:
             minimize_cache=self.cache_minimization,
             loose_types=self.loose_types)
         primal = module.functions[convention.entry]
-        replicated = replicated_result(primal)           # before the AD changes the primal
+        # Whether the result is the same on every rank, before the AD changes the primal (MPI only).
+        replicated = bool(mpi_routines_in(module)) and replicated_result(primal)
         gradient = build_reverse(module, primal, spec, "enzpy.reverse." + convention.entry)
         run_derivatives_in_parallel(module)
         run_checkpointed_loops(module)

@@ -41,21 +41,23 @@ def written_parameters(function: core.Function) -> set[int]:
     for instruction in function.instructions():
         if isinstance(instruction, core.Store) and pointer_root(instruction.operands[1]) in launch_slots:
             written |= derived.get(instruction.operands[0], set())
-        if isinstance(instruction, core.Store):
-            targets = instruction.operands[1:2]
-        elif isinstance(instruction, (core.AtomicRMW, core.CmpXchg)):
-            targets = instruction.operands[:1]
-        elif isinstance(instruction, core.Call):
-            if is_inactive_call(instruction) or scalar_rule(instruction) is not None:
-                targets = []
-            elif is_memory_transfer(instruction):
-                targets = instruction.operands[:1]      # the source is only read
-            elif written_operands(instruction) is not None:
-                targets = written_operands(instruction)  # BLAS writes only its outputs
-            else:
-                targets = instruction.operands
-        else:
-            continue
-        for target in targets:
+        for target in write_targets(instruction):
             written |= derived.get(target, set())
     return written
+
+
+def write_targets(instruction: core.Instruction) -> list[core.Value]:
+    """The pointers `instruction` may write through (a call that is neither inactive nor a known
+    read: all its operands)."""
+    if isinstance(instruction, core.Store):
+        return instruction.operands[1:2]
+    if isinstance(instruction, (core.AtomicRMW, core.CmpXchg)):
+        return instruction.operands[:1]
+    if not isinstance(instruction, core.Call) or is_inactive_call(instruction) \
+            or scalar_rule(instruction) is not None:
+        return []
+    if is_memory_transfer(instruction):
+        return instruction.operands[:1]          # the source is only read
+    if written_operands(instruction) is not None:
+        return written_operands(instruction)     # BLAS writes only its outputs
+    return instruction.operands

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from ..errors import DifferentiationError
 from ..ir import core
-from ..parallel.derivatives import _merge, _replace
+from ..parallel.derivatives import merge_text
 from .marker import STEP_COUNT_MISMATCH
 from .outline import EXIT_FLAG_SLOT, checkpointed_loops
 from .plan import (ADVANCE, AUGMENT, DISK_SYMBOL, END_FORWARD, HEADER, LOAD, LOAD_DISK, LOAD_FILE,
@@ -405,5 +405,5 @@ mismatch:
   ret i32 {STEP_COUNT_MISMATCH}
 }}
 """
-    forward_half = _merge(module, text, f"{name}.forward")
+    forward_half = merge_text(module, text, f"{name}.forward")
     return forward_half, module.functions[f"{name}.reverse"]

@@ -38,14 +38,13 @@ from dataclasses import dataclass
 
 from ..analysis.loops import LoopInfo
 from ..analysis.memory_types import pointer_root
-from ..analysis.writes import written_parameters
+from ..analysis.writes import write_targets, written_parameters
 from ..errors import DifferentiationError
 from ..ir import core
 from ..ir.builder import Builder, constant_int
 from ..ir.clone import clone_body
 from ..ir.types import I8, I32, I64, PTR, ArrayType, FunctionType, size_in_bytes
-from ..rules.calls import allocation_rule, is_inactive_call, is_memory_transfer, written_operands
-from ..rules.registry import scalar_rule
+from ..rules.calls import allocation_rule
 from .marker import MARKER, STEP_COUNT_MISMATCH, schedule_of
 
 LOOP_PREFIX = "enzpy.checkpointed_loop."
@@ -413,22 +412,10 @@ def _loop_function(module: core.Module, name: str, step: core.Function) -> core.
 # ---------------------------------------------------------------- what a snapshot holds
 
 def _written_roots(step: core.Function) -> list[core.Value]:
-    """Roots (in the step) of the memory the step writes that outlives it."""
-    targets = []
-    for instruction in step.instructions():
-        if isinstance(instruction, core.Store):
-            targets.append(instruction.operands[1])
-        elif isinstance(instruction, (core.AtomicRMW, core.CmpXchg)):
-            targets.append(instruction.operands[0])
-        elif isinstance(instruction, core.Call) and not is_inactive_call(instruction) \
-                and allocation_rule(instruction) is None and scalar_rule(instruction) is None:
-            if is_memory_transfer(instruction):
-                targets.append(instruction.operands[0])
-            elif written_operands(instruction) is not None:
-                targets.extend(written_operands(instruction))
-            else:
-                targets.extend(o for o in instruction.operands if o.type.is_pointer)
-    return [pointer_root(t) for t in targets]
+    """Roots (in the step) of the memory the step writes (what allocators return is the step's own)."""
+    return [pointer_root(target) for i in step.instructions()
+            if not (isinstance(i, core.Call) and allocation_rule(i) is not None)
+            for target in write_targets(i) if target.type.is_pointer]
 
 
 def _check_state(function, marker, step: core.Function) -> None:

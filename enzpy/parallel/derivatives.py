@@ -205,7 +205,7 @@ entry:
   ret void
 }}
 """
-    return _merge(module, text, name)
+    return merge_text(module, text, name)
 
 
 def _launch_augmented(module: core.Module, augmented: core.Function, shape: tuple[int, int], sites: int):
@@ -267,7 +267,7 @@ entry:
   ret void
 }}
 """
-    return _merge(module, text, name)
+    return merge_text(module, text, name)
 
 
 def _launch_reverse(module: core.Module, reverse: core.Function, sites: int):
@@ -386,7 +386,7 @@ done:
   ret void
 }}
 """
-    return _merge(module, _PRIVATE_INTERVALS + text, name)
+    return merge_text(module, _PRIVATE_INTERVALS + text, name)
 
 
 # Each share's private interval per site (ownership.py): its [min, max] shrunk until it meets no
@@ -475,7 +475,7 @@ exit:
 """
 
 
-def _merge(module: core.Module, text: str, name: str) -> core.Function:
+def merge_text(module: core.Module, text: str, name: str) -> core.Function:
     """Parse `text` and add its functions to `module`; those the module has already (its libc
     declarations, the derivative called, the launcher an earlier loop added) are the module's own."""
     parsed = parse_module(text)

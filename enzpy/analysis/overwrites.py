@@ -14,7 +14,7 @@ to overlap only when the caller has checked that the arrays it passes do not
 from __future__ import annotations
 
 from ..ir import core
-from ..rules.calls import allocation_rule, is_memory_transfer, is_memset, written_operands
+from ..rules.calls import allocation_rule, is_memory_transfer, is_memset, memory_call_rule, written_operands
 from ..rules.lists import reallocation_rule
 from ..rules.typed_lists import NEW, typed_list_operation
 from ..rules.registry import scalar_rule
@@ -100,6 +100,8 @@ def _written_roots(instruction: core.Instruction) -> list[object]:
         return []
     if is_memset(instruction) or is_memory_transfer(instruction):
         return [_root(instruction.operands[0])]
+    if getattr(memory_call_rule(instruction), "synchronizes", False):
+        return [_EVERYTHING]               # a barrier: other threads write what they like
     if (outputs := written_operands(instruction)) is not None:
         return [_root(pointer) for pointer in outputs]       # BLAS: only its outputs
     if typed_list_operation(instruction) is not None:

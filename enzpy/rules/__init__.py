@@ -6,6 +6,6 @@
 `lists` the allocators and reallocation of numba's resizable buffers (reflected lists).
 """
 
-from . import arithmetic, blas, lapack, lists, math, mpi, special, typed_lists  # noqa: F401  (registers the rules)
+from . import arithmetic, blas, cuda, lapack, lists, math, mpi, special, typed_lists  # noqa: F401  (registers the rules)
 from .registry import (ScalarRule, choices, missing_rule_error, partials, registered_rules, rule_key,  # noqa: F401
                        scalar_rule)

@@ -25,7 +25,8 @@ INACTIVE_FUNCTIONS = frozenset({
 }) | INACTIVE_HELPERS
 INACTIVE_INTRINSIC_PREFIXES = ("llvm.lifetime.", "llvm.assume", "llvm.experimental.noalias.scope.decl",
                                "llvm.dbg.", "llvm.invariant.", "llvm.prefetch", "llvm.trap",
-                               "llvm.expect", "llvm.donothing", "llvm.sideeffect")
+                               "llvm.expect", "llvm.donothing", "llvm.sideeffect",
+                               "llvm.nvvm.read.ptx.sreg.")       # CUDA thread indices (enzpy/cuda/)
 
 
 def callee_name(call: core.Call) -> str:
@@ -185,6 +186,9 @@ class MemoryCallRule:
     communicates = False
     """The derivative code must run even where no operand has a shadow: it exchanges messages with
     other processes, which run theirs (MPI, rules/mpi.py)."""
+    synchronizes = False
+    """Other threads may write any memory but the caller's stack here (a CUDA barrier,
+    rules/cuda.py): nothing read before the call is re-loaded after it."""
 
     def unsupported(self, call: core.Call) -> str | None:
         """Why the rule cannot differentiate this call (complex kinds, ...), or None."""

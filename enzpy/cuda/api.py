@@ -1,0 +1,305 @@
+"""`on_cpu(kernel)[grid, block](*args)` and `differentiate(kernel)[grid, block](*annotated)`.
+
+A kernel is compiled once per argument types (and annotations, for a
+derivative): capture (cuda/capture.py) -> enzpy IR -> the checks and atomics of
+cuda/threads.py -> the pre-AD pipeline -> the AD of the per-thread function
+(reverse: ReverseSpec.atomic_adjoints, since blocks run in parallel and several
+threads read one element; forward: a tangent function) -> the barrier lowering
+of what runs (cuda/barriers.py) -> a block driver (cuda/launch.py) -> the
+post-AD pipeline and the JIT. The shared memory and its shadow are buffers the
+driver makes per block; an Active scalar's adjoint is summed by each thread
+into its worker's accumulator, and the workers' sums are added here.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..ad.forward import ForwardSpec, build_forward
+from ..ad.reverse import ReverseSpec, build_reverse
+from ..aliasing import arrays_are_distinct
+from ..api import Active, Const, Duplicated, float_type
+from ..driver import optimize, to_ir
+from ..errors import DifferentiationError
+from ..ir import write_module
+from ..ir.reader import parse_module
+from ..ir.types import DOUBLE, FLOAT
+from ..jit import CompiledModule, _ctype, array_parameters, check_array, scalar_parameter
+from ..rules.cuda import ATOMIC_ADD
+from .barriers import lower_barriers
+from .capture import CapturedCudaKernel, capture, python_function
+from .launch import DRIVER_DECLARATIONS, block_driver, grid_shape, run_grid, worker_count
+from .threads import atomic_adds_as_calls, check_primitives_inlined, refuse_unsupported
+
+_ATOMIC_ADD_BODY = """
+define internal void @"{name}"(ptr %target, ptr %value) alwaysinline {{
+entry:
+  %v = load {ty}, ptr %value
+  %old = atomicrmw fadd ptr %target, {ty} %v monotonic
+  ret void
+}}
+"""
+
+
+@dataclass
+class _Compiled:
+    """One compiled launchable function (primal, tangent or gradient) and its layout."""
+
+    compiled: CompiledModule
+    driver: object
+    """ctypes function: i32 (i64 first, i64 last, ptr launch, parameters...)."""
+    kernel: CapturedCudaKernel
+    duplicated: tuple[int, ...] = ()
+    """Argument positions with shadows, in the order of their shadow parameters."""
+    active: tuple[int, ...] = ()
+    """Argument positions of Active scalars (reverse: adjoint outputs; forward: tangents)."""
+    shadowed_shared: bool = False
+    module_text: str = ""
+
+
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""Python function -> key -> _Compiled."""
+
+
+def on_cpu(kernel) -> "CpuKernel":
+    """The kernel run on CPU threads: `on_cpu(kernel)[griddim, blockdim](*args)` as numba.cuda runs
+    it, on numpy arrays (each block on one CPU thread, blocks in parallel)."""
+    return CpuKernel(kernel)
+
+
+def differentiate(kernel) -> "DifferentiableKernel":
+    """Derivatives of a kernel: `differentiate(kernel)[griddim, blockdim](*annotated, mode="reverse")`.
+
+    Arguments are `Duplicated(array, shadow)`, `Const(value)` (plain values are Const) or
+    `Active(float)`. Reverse mode adds each array's adjoint into its shadow (the shadow of an
+    array the kernel writes holds the adjoint of its final contents on entry) and returns the
+    Active scalars' derivatives in order. Forward mode (`mode="forward"`) writes into each shadow
+    the tangent of what its array holds after the kernel, given the shadows' tangents of the
+    inputs on entry (Active scalars have tangent 1, `Duplicated(x, dx)` for a scalar tangent
+    dx), and returns None.
+    """
+    return DifferentiableKernel(kernel)
+
+
+class CpuKernel:
+    def __init__(self, kernel):
+        self.function = python_function(kernel)
+        self.__name__ = self.function.__name__
+
+    def __getitem__(self, configuration) -> "_Configured":
+        return _Configured(self, configuration)
+
+    def _run(self, grid, block, dynamic_shared, args):
+        compiled = _compiled_for(self.function, "primal", args, tuple(Const for _ in args))
+        parameters = _primal_parameters(compiled.kernel, args)
+        shared = compiled.kernel.static_shared_bytes + dynamic_shared
+        run_grid(compiled.driver, grid, block, shared, lambda worker: parameters)
+
+
+class DifferentiableKernel(CpuKernel):
+    def _run(self, grid, block, dynamic_shared, args, mode="reverse"):
+        annotated = [a if isinstance(a, (Const, Active, Duplicated)) else Const(a) for a in args]
+        values = [a.value for a in annotated]
+        kinds = tuple(type(a) for a in annotated)
+        if mode not in ("reverse", "forward"):
+            raise ValueError(f"mode must be 'reverse' or 'forward', not {mode!r}")
+        _check_shadows(self.function, annotated)
+        compiled = _compiled_for(self.function, mode, values, kinds,
+                                 distinct=arrays_are_distinct(_arrays(annotated)))
+        convention = compiled.kernel.captured.convention
+        parameters = _primal_parameters(compiled.kernel, values)
+        for position in compiled.duplicated:
+            parameters.append(annotated[position].shadow.ctypes.data)
+        if compiled.shadowed_shared:
+            parameters.append(None)               # the driver's per-block shadow of the shared memory
+        shared = compiled.kernel.static_shared_bytes + dynamic_shared
+        if mode == "forward":
+            for position in compiled.active:
+                annotation = annotated[position]
+                parameters.append(float(annotation.shadow) if isinstance(annotation, Duplicated) else 1.0)
+            run_grid(compiled.driver, grid, block, shared, lambda worker: parameters)
+            return None
+        blocks = grid[0] * grid[1] * grid[2]
+        outputs = np.zeros((worker_count(blocks), len(compiled.active)),
+                           dtype=[convention.arguments[p].dtype for p in compiled.active][0]
+                           if compiled.active else np.float64)
+        itemsize = outputs.itemsize
+
+        def parameters_for(worker):
+            base = outputs.ctypes.data + worker * outputs.shape[1] * itemsize
+            return parameters + [base + k * itemsize for k in range(len(compiled.active))]
+
+        run_grid(compiled.driver, grid, block, shared, parameters_for)
+        return tuple(outputs.sum(axis=0).tolist())
+
+
+class _Configured:
+    """A kernel with its launch configuration, as `kernel[griddim, blockdim]` is in numba.cuda."""
+
+    def __init__(self, kernel: CpuKernel, configuration):
+        if not isinstance(configuration, tuple) or not 2 <= len(configuration) <= 4:
+            raise ValueError("launch as kernel[griddim, blockdim] (or [griddim, blockdim, stream, "
+                             f"sharedmem]), got {configuration!r}")
+        self.kernel = kernel
+        self.grid = grid_shape(configuration[0], "griddim")
+        self.block = grid_shape(configuration[1], "blockdim")
+        self.dynamic_shared = int(configuration[3]) if len(configuration) == 4 else 0
+
+    def __call__(self, *args, **options):
+        return self.kernel._run(self.grid, self.block, self.dynamic_shared, args, **options)
+
+
+def _arrays(annotated) -> list:
+    arrays = [a.value for a in annotated if isinstance(a.value, np.ndarray)]
+    return arrays + [a.shadow for a in annotated if isinstance(a, Duplicated) and isinstance(a.shadow, np.ndarray)]
+
+
+def _check_shadows(function, annotated) -> None:
+    for index, annotation in enumerate(annotated):
+        if isinstance(annotation, Duplicated) and isinstance(annotation.value, np.ndarray):
+            shadow = annotation.shadow
+            if not isinstance(shadow, np.ndarray) or shadow.shape != annotation.value.shape \
+                    or shadow.dtype != annotation.value.dtype or shadow.strides != annotation.value.strides:
+                raise ValueError(f"argument {index} of {function.__name__!r}: the shadow must be an array of "
+                                 f"the array's shape, dtype and layout ({annotation.value.dtype} "
+                                 f"{annotation.value.shape}); use np.zeros_like")
+            if np.may_share_memory(shadow, annotation.value):
+                raise ValueError(f"argument {index} of {function.__name__!r}: the shadow shares memory with "
+                                 "the array itself; pass a separate array (np.zeros_like(x))")
+
+
+def _argument_types(values) -> tuple:
+    from numba import typeof
+
+    try:
+        return tuple(typeof(v) for v in values)
+    except Exception as error:
+        raise TypeError(f"cannot type the kernel's arguments for numba: {error}") from None
+
+
+def _primal_parameters(kernel: CapturedCudaKernel, values) -> list:
+    convention = kernel.captured.convention
+    if len(values) != len(convention.arguments):
+        raise TypeError(f"kernel {kernel.name!r} takes {len(convention.arguments)} arguments, got {len(values)}")
+    parameters = []
+    for spec, value in zip(convention.arguments, values):
+        if spec.is_array:
+            check_array(spec, value)
+            parameters.extend(array_parameters(spec, value)[:])
+        else:
+            parameters.append(scalar_parameter(spec, value))
+    parameters.append(None)                     # the shared memory: the driver's, per block
+    return parameters
+
+
+def _compiled_for(function, mode: str, values, kinds, distinct: bool = True) -> _Compiled:
+    types = _argument_types(values)
+    key = (mode, types, tuple(k.__name__ for k in kinds), distinct)
+    cache = _COMPILED.setdefault(function, {})
+    if key not in cache:
+        cache[key] = _compile(function, mode, types, kinds, distinct)
+    return cache[key]
+
+
+def _compile(function, mode: str, types, kinds, distinct: bool) -> _Compiled:
+    kernel = capture(function, types)
+    convention = kernel.captured.convention
+    module = to_ir(kernel.captured)
+    refuse_unsupported(module, kernel.name)
+    atomic_adds_as_calls(module, kernel.name)
+    module = optimize(module, "pre_ad")
+    check_primitives_inlined(module, convention.entry, kernel.name)
+    primal = module.functions[convention.entry]
+    shared = kernel.shared_parameter
+    duplicated, active, shadowed_shared = (), (), False
+    if mode == "primal":
+        thread_function = primal
+    else:
+        for position, (spec, kind) in enumerate(zip(convention.arguments, kinds)):
+            if issubclass(kind, Duplicated) and spec.is_array and spec.is_float:
+                duplicated += (position,)
+            elif issubclass(kind, (Active, Duplicated)) and not spec.is_array and spec.is_float:
+                active += (position,)
+            elif issubclass(kind, (Active, Duplicated)):
+                raise DifferentiationError(f"argument {position} ({spec.name!r}) of {kernel.name!r} is "
+                                           f"{spec.numba_type}: only float arrays and scalars have derivatives")
+        shadowed_shared = kernel.has_float_shared_memory
+        pointers = tuple(convention.arguments[p].data_parameter() for p in duplicated)
+        pointer_types = tuple(float_type(convention.arguments[p].dtype) for p in duplicated)
+        if shadowed_shared:
+            element = next(a.element for a in kernel.shared_arrays if a.element in ("double", "float"))
+            pointers += (shared,)
+            pointer_types += (DOUBLE if element == "double" else FLOAT,)
+        scalars = tuple(convention.arguments[p].first_parameter for p in active)
+        try:
+            if mode == "reverse":
+                spec = ReverseSpec(duplicated=pointers, active=scalars, return_type=None,
+                                   duplicated_types=pointer_types, distinct_arguments=distinct,
+                                   atomic_adjoints=True)
+                thread_function = build_reverse(module, primal, spec, "enzpy.cuda.reverse." + convention.entry)
+            else:
+                spec = ForwardSpec(duplicated=pointers, active=scalars, return_type=None,
+                                   duplicated_types=pointer_types)
+                thread_function = build_forward(module, primal, spec, "enzpy.cuda.forward." + convention.entry)
+        except DifferentiationError as error:
+            raise DifferentiationError(f"CUDA kernel {kernel.name!r}: {error}") from None
+    parameter_types = tuple(str(t) for t in thread_function.function_type.params)
+    per_block = (shared,) + ((len(convention.parameter_types) + len(duplicated),) if shadowed_shared else ())
+    stepped = lower_barriers(module, thread_function, f"enzpy.cuda.step.{mode}.{convention.entry}")
+    for name in list(module.functions):
+        if name != stepped.step.name and not module.functions[name].is_declaration \
+                and name not in _reachable(module, stepped.step):
+            del module.functions[name]
+    _define_atomic_adds(module)
+    driver_name = f"enzpy.cuda.blocks.{mode}.{convention.entry}"
+    text = write_module(module)
+    text += "".join(line + "\n" for line in DRIVER_DECLARATIONS.strip().splitlines()
+                    if not re.search(rf'^(declare|define)[^@]*@"?{_declared_name(line)}"?\(', text, re.M))
+    text += block_driver(driver_name, stepped, parameter_types, per_block)
+    compiled = CompiledModule(text, pipeline="post_ad")
+    # The driver takes retptr and excinfo too (it makes its own): they are passed as None.
+    prototype = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
+                                 *[_ctype(t) for t in parameter_types])
+    driver = prototype(compiled.address(driver_name))
+    return _Compiled(compiled, _with_private_parameters(driver), kernel, duplicated, active, shadowed_shared, text)
+
+
+def _with_private_parameters(driver):
+    """The driver called without retptr and excinfo (it makes its own)."""
+    def call(first, last, launch, *parameters):
+        return driver(first, last, launch, None, None, *parameters)
+    return call
+
+
+def _declared_name(line: str) -> str:
+    return re.escape(line.split("@", 1)[1].split("(", 1)[0])
+
+
+def _reachable(module, function) -> set[str]:
+    seen, stack = set(), [function]
+    while stack:
+        current = stack.pop()
+        for instruction in current.instructions():
+            for value in [getattr(instruction, "callee", None), *instruction.operands]:
+                if hasattr(value, "blocks") and value.name not in seen:
+                    seen.add(value.name)
+                    stack.append(value)
+    return seen
+
+
+def _define_atomic_adds(module) -> None:
+    """The atomic-add calls get their bodies (after the AD, which needed them opaque)."""
+    for float_type_, name in ATOMIC_ADD.items():
+        declared = module.functions.get(name)
+        if declared is not None and declared.is_declaration:
+            body = parse_module(_ATOMIC_ADD_BODY.format(name=name, ty=str(float_type_))).functions[name]
+            module.functions[name] = body
+            for function in module.functions.values():
+                for instruction in function.instructions():
+                    if getattr(instruction, "callee", None) is declared:
+                        instruction.callee = body

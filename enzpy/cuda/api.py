@@ -98,7 +98,7 @@ class CpuKernel:
         compiled = _compiled_for(self.function, "primal", args, tuple(Const for _ in args))
         parameters = _primal_parameters(compiled.kernel, args)
         shared = compiled.kernel.static_shared_bytes + dynamic_shared
-        run_grid(compiled.driver, grid, block, shared, lambda worker: parameters)
+        run_grid(compiled.driver, grid, block, shared, lambda worker: parameters, dynamic_shared)
 
 
 class DifferentiableKernel(CpuKernel):
@@ -122,7 +122,7 @@ class DifferentiableKernel(CpuKernel):
             for position in compiled.active:
                 annotation = annotated[position]
                 parameters.append(float(annotation.shadow) if isinstance(annotation, Duplicated) else 1.0)
-            run_grid(compiled.driver, grid, block, shared, lambda worker: parameters)
+            run_grid(compiled.driver, grid, block, shared, lambda worker: parameters, dynamic_shared)
             return None
         blocks = grid[0] * grid[1] * grid[2]
         outputs = np.zeros((worker_count(blocks), len(compiled.active)),
@@ -134,7 +134,7 @@ class DifferentiableKernel(CpuKernel):
             base = outputs.ctypes.data + worker * outputs.shape[1] * itemsize
             return parameters + [base + k * itemsize for k in range(len(compiled.active))]
 
-        run_grid(compiled.driver, grid, block, shared, parameters_for)
+        run_grid(compiled.driver, grid, block, shared, parameters_for, dynamic_shared)
         return tuple(outputs.sum(axis=0).tolist())
 
 

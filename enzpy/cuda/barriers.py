@@ -16,7 +16,7 @@ machine: the values live across a barrier (SSA liveness at the point after
 it) are kept per thread in `frame` (stored where defined, loaded where used),
 and so are the stack slots a barrier separates from their uses; everything
 else stays in registers. `context` holds the thread's indices, in the order
-of `threads.THREAD_INDICES` (12 i32). The block driver (cuda/launch.py) owns
+of `threads.CONTEXT` (13 i32: the indices, the dynamic shared bytes). The block driver (cuda/launch.py) owns
 the frames: FRAME_HEADER bytes of its own (status, resume point), then the
 spilled values.
 """
@@ -30,7 +30,7 @@ from ..ir import core
 from ..ir.builder import Builder, constant_int
 from ..ir.types import I8, I32, I64, PTR, FunctionType, alignment_of, size_in_bytes
 from ..rules.cuda import BARRIER
-from .threads import THREAD_INDICES
+from .threads import CONTEXT
 
 FRAME_HEADER = 16
 """Bytes at the start of a thread's frame: i32 status at 0, i32 resume point at 4 (the driver's)."""
@@ -207,9 +207,9 @@ def _read_thread_indices(module: core.Module, step: core.Function, entry_builder
     for block in step.blocks[1:]:
         for instruction in list(block.instructions):
             callee = instruction.callee if isinstance(instruction, core.Call) else None
-            if isinstance(callee, core.Function) and callee.name in THREAD_INDICES:
+            if isinstance(callee, core.Function) and callee.name in CONTEXT:
                 if callee.name not in loaded:
-                    field = entry_builder.gep(I8, context, [constant_int(I64, 4 * THREAD_INDICES.index(callee.name))])
+                    field = entry_builder.gep(I8, context, [constant_int(I64, 4 * CONTEXT.index(callee.name))])
                     loaded[callee.name] = entry_builder.load(I32, field, name=callee.name.split(".", 4)[-1])
                 core.replace_all_uses(step, instruction, loaded[callee.name])
                 block.instructions.remove(instruction)

@@ -33,6 +33,8 @@ from ..passes import target_machine
 
 BARRIER = "enzpy.cuda.barrier"
 """`cuda.syncthreads()` between capture and the lowering (an opaque call LLVM keeps in place)."""
+DYNAMIC_SHARED_BYTES = "enzpy.cuda.dynamic_shared_bytes"
+"""The bytes of dynamic shared memory of the launch (PTX reads `%dynamic_smem_size` by inline asm)."""
 SHARED_PARAMETER = "enzpy.shared"
 SHARED_ALIGNMENT = 16
 
@@ -232,6 +234,10 @@ def _for_the_host(text: str) -> str:
                   text, flags=re.M)
     if f'@"{BARRIER}"()' in text:
         text += f'\ndeclare void @"{BARRIER}"()\n'
+    dynamic_size = re.compile(r'call i32 asm sideeffect "mov\.u32 \$0, %dynamic_smem_size;", "=r"\(\)')
+    if dynamic_size.search(text):
+        text = dynamic_size.sub(f'call i32 @"{DYNAMIC_SHARED_BYTES}"()', text)
+        text += f'\ndeclare i32 @"{DYNAMIC_SHARED_BYTES}"()\n'
     text = _LIBDEVICE.sub(lambda m: f'@"{m.group(1)}"(', text)
     # nvvm metadata means nothing on the host.
     return re.sub(r'^!nvvm[^\n]*$', "", text, flags=re.M)

@@ -8,7 +8,7 @@ which runs blocks first .. last - 1 one after another. Per block it zeroes the
 block's shared buffers (the shared memory, and its shadows in a derivative:
 a shadow starts at zero), then runs the threads in rounds through the step
 function (cuda/barriers.py) until every thread has finished. `launch` holds
-i64 grid x, y, z, block x, y, z and the shared bytes per block. Threads that
+i64 grid x, y, z, block x, y, z, the shared bytes per block and the dynamic shared bytes among them. Threads that
 stop at different barriers in one round is the divergent barrier CUDA leaves
 undefined: the driver stops with DIVERGENT_BARRIER.
 
@@ -61,13 +61,13 @@ def block_driver(name: str, stepped: SteppedFunction, parameter_types: tuple[str
                      for k in range(len(per_block)))
     free = "\n".join(f"  call void @free(ptr %buffer{k})" for k in range(len(per_block)))
     field = "\n".join(f"  %f{i}.p = getelementptr i64, ptr %launch, i64 {i}\n  %f{i} = load i64, ptr %f{i}.p"
-                      for i in range(7))
+                      for i in range(8))
     return f"""
 define i32 @"{name}"(i64 %first, i64 %last, ptr %launch, {parameters}) {{
 entry:
   %retptr = alloca [16 x i8], align 16
   %excinfo = alloca ptr, align 8
-  %context = alloca [12 x i32], align 16
+  %context = alloca [13 x i32], align 16
 {field}
   %threads.xy = mul i64 %f3, %f4
   %threads = mul i64 %threads.xy, %f5
@@ -94,6 +94,9 @@ entry:
   store i32 %gx32, ptr %c9
   store i32 %gy32, ptr %c10
   store i32 %gz32, ptr %c11
+  %c12 = getelementptr i32, ptr %context, i64 12
+  %dynamic32 = trunc i64 %f7 to i32
+  store i32 %dynamic32, ptr %c12
   %no.frames = icmp eq ptr %frames, null
   br i1 %no.frames, label %out.of.memory, label %blocks
 
@@ -237,12 +240,12 @@ def worker_count(blocks: int) -> int:
     return max(1, min(blocks, threads))
 
 
-def run_grid(driver, grid, block, shared_bytes: int, parameters_for) -> None:
+def run_grid(driver, grid, block, shared_bytes: int, parameters_for, dynamic_shared: int = 0) -> None:
     """Run every block through `driver` (a ctypes function), on `worker_count` threads.
 
     `parameters_for(worker)` gives the parameters after the launch pointer for one worker (each
     worker may get its own accumulators)."""
-    launch = (ctypes.c_int64 * 8)(*grid, *block, shared_bytes, 0)
+    launch = (ctypes.c_int64 * 8)(*grid, *block, shared_bytes, dynamic_shared)
     blocks = grid[0] * grid[1] * grid[2]
     workers = worker_count(blocks)
     bounds = [blocks * k // workers for k in range(workers + 1)]

@@ -22,6 +22,8 @@ from ..rules.cuda import ATOMIC_ADD, BARRIER
 THREAD_INDICES = tuple(f"llvm.nvvm.read.ptx.sreg.{register}.{axis}"
                        for register in ("tid", "ntid", "ctaid", "nctaid") for axis in "xyz")
 """The thread-index registers the lowering provides, in the order of a thread's context."""
+CONTEXT = THREAD_INDICES + ("enzpy.cuda.dynamic_shared_bytes",)
+"""What a thread's context holds (i32 each): its indices, then the launch's dynamic shared bytes."""
 
 _CONSTRUCTS = (
     ("llvm.nvvm.shfl.", "a warp shuffle (cuda.shfl_sync, shfl_up_sync, shfl_down_sync, shfl_xor_sync)"),
@@ -116,7 +118,7 @@ def check_primitives_inlined(module: core.Module, entry: str, kernel_name: str) 
             continue
         for instruction in function.instructions():
             if isinstance(instruction, core.Call) and isinstance(instruction.callee, core.Function) \
-                    and (instruction.callee.name == BARRIER or instruction.callee.name in THREAD_INDICES):
+                    and (instruction.callee.name == BARRIER or instruction.callee.name in CONTEXT):
                 raise FrontendError(_message(
                     kernel_name, f"a device function '{function.name}' that stays a call (recursive or "
                     "noinline) and reads thread indices or synchronizes", instruction))

@@ -22,6 +22,7 @@ from .numba_helpers import INACTIVE_HELPERS
 INACTIVE_FUNCTIONS = frozenset({
     "NRT_decref_local", "PyErr_SetString", "PyErr_SetNone", "PyErr_Clear",
     "enzpy.checkpoint_range",    # checkpointing/marker.py: returns its count
+    "enzpy.cuda.dynamic_shared_bytes",   # cuda/capture.py: the launch's dynamic shared memory size
 }) | INACTIVE_HELPERS
 INACTIVE_INTRINSIC_PREFIXES = ("llvm.lifetime.", "llvm.assume", "llvm.experimental.noalias.scope.decl",
                                "llvm.dbg.", "llvm.invariant.", "llvm.prefetch", "llvm.trap",

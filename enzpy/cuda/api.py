@@ -1,11 +1,8 @@
 """`on_cpu(kernel)[grid, block](*args)` and `differentiate(kernel)[grid, block](*annotated)`.
 
 A kernel is compiled once per argument types (and annotations, for a
-derivative): capture (cuda/capture.py) -> enzpy IR -> the checks and atomics of
-cuda/threads.py -> the pre-AD pipeline -> the AD of the per-thread function
-(reverse: ReverseSpec.atomic_adjoints, since blocks run in parallel and several
-threads read one element; forward: a tangent function) -> the barrier lowering
-of what runs (cuda/barriers.py) -> a block driver (cuda/launch.py) -> the
+derivative): the per-thread function of the mode (cuda/compile.py) -> the
+barrier lowering (cuda/barriers.py) -> a block driver (cuda/launch.py) -> the
 post-AD pipeline and the JIT. The shared memory and its shadow are buffers the
 driver makes per block; an Active scalar's adjoint is summed by each thread
 into its worker's accumulator, and the workers' sums are added here.
@@ -20,31 +17,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ad.forward import ForwardSpec, build_forward
-from ..ad.reverse import ReverseSpec, build_reverse
 from ..aliasing import arrays_are_distinct
-from ..api import Active, Const, Duplicated, float_type
-from ..driver import optimize, to_ir
-from ..errors import DifferentiationError
+from ..api import Active, Const, Duplicated
 from ..ir import write_module
-from ..ir.reader import parse_module
-from ..ir.types import DOUBLE, FLOAT
 from ..jit import CompiledModule, _ctype, array_parameters, check_array, scalar_parameter
-from ..rules.cuda import ATOMIC_ADD
 from .barriers import lower_barriers
-from .capture import CapturedCudaKernel, capture, python_function
+from .capture import CapturedCudaKernel, python_function
+from .compile import define_atomic_adds, keep_only_reachable, thread_function
 from .launch import DRIVER_DECLARATIONS, block_driver, grid_shape, run_grid, worker_count
-from .threads import atomic_adds_as_calls, check_primitives_inlined, refuse_unsupported
-
-_ATOMIC_ADD_BODY = """
-define internal void @"{name}"(ptr %target, ptr %value) alwaysinline {{
-entry:
-  %v = load {ty}, ptr %value
-  %old = atomicrmw fadd ptr %target, {ty} %v monotonic
-  ret void
-}}
-"""
-
 
 @dataclass
 class _Compiled:
@@ -207,66 +187,24 @@ def _compiled_for(function, mode: str, values, kinds, distinct: bool = True) -> 
 
 
 def _compile(function, mode: str, types, kinds, distinct: bool) -> _Compiled:
-    kernel = capture(function, types)
-    convention = kernel.captured.convention
-    module = to_ir(kernel.captured)
-    refuse_unsupported(module, kernel.name)
-    atomic_adds_as_calls(module, kernel.name)
-    module = optimize(module, "pre_ad")
-    check_primitives_inlined(module, convention.entry, kernel.name)
-    primal = module.functions[convention.entry]
-    shared = kernel.shared_parameter
-    duplicated, active, shadowed_shared = (), (), False
-    if mode == "primal":
-        thread_function = primal
-    else:
-        for position, (spec, kind) in enumerate(zip(convention.arguments, kinds)):
-            if issubclass(kind, Duplicated) and spec.is_array and spec.is_float:
-                duplicated += (position,)
-            elif issubclass(kind, (Active, Duplicated)) and not spec.is_array and spec.is_float:
-                active += (position,)
-            elif issubclass(kind, (Active, Duplicated)):
-                raise DifferentiationError(f"argument {position} ({spec.name!r}) of {kernel.name!r} is "
-                                           f"{spec.numba_type}: only float arrays and scalars have derivatives")
-        shadowed_shared = kernel.has_float_shared_memory
-        pointers = tuple(convention.arguments[p].data_parameter() for p in duplicated)
-        pointer_types = tuple(float_type(convention.arguments[p].dtype) for p in duplicated)
-        if shadowed_shared:
-            element = next(a.element for a in kernel.shared_arrays if a.element in ("double", "float"))
-            pointers += (shared,)
-            pointer_types += (DOUBLE if element == "double" else FLOAT,)
-        scalars = tuple(convention.arguments[p].first_parameter for p in active)
-        try:
-            if mode == "reverse":
-                spec = ReverseSpec(duplicated=pointers, active=scalars, return_type=None,
-                                   duplicated_types=pointer_types, distinct_arguments=distinct,
-                                   atomic_adjoints=True)
-                thread_function = build_reverse(module, primal, spec, "enzpy.cuda.reverse." + convention.entry)
-            else:
-                spec = ForwardSpec(duplicated=pointers, active=scalars, return_type=None,
-                                   duplicated_types=pointer_types)
-                thread_function = build_forward(module, primal, spec, "enzpy.cuda.forward." + convention.entry)
-        except DifferentiationError as error:
-            raise DifferentiationError(f"CUDA kernel {kernel.name!r}: {error}") from None
-    parameter_types = tuple(str(t) for t in thread_function.function_type.params)
-    per_block = (shared,) + ((len(convention.parameter_types) + len(duplicated),) if shadowed_shared else ())
-    stepped = lower_barriers(module, thread_function, f"enzpy.cuda.step.{mode}.{convention.entry}")
-    for name in list(module.functions):
-        if name != stepped.step.name and not module.functions[name].is_declaration \
-                and name not in _reachable(module, stepped.step):
-            del module.functions[name]
-    _define_atomic_adds(module)
+    built = thread_function(function, mode, types, kinds, distinct)
+    module, convention = built.module, built.kernel.captured.convention
+    parameter_types = tuple(str(t) for t in built.function.function_type.params)
+    stepped = lower_barriers(module, built.function, f"enzpy.cuda.step.{mode}.{convention.entry}")
+    keep_only_reachable(module, stepped.step)
+    define_atomic_adds(module)
     driver_name = f"enzpy.cuda.blocks.{mode}.{convention.entry}"
     text = write_module(module)
     text += "".join(line + "\n" for line in DRIVER_DECLARATIONS.strip().splitlines()
                     if not re.search(rf'^(declare|define)[^@]*@"?{_declared_name(line)}"?\(', text, re.M))
-    text += block_driver(driver_name, stepped, parameter_types, per_block)
+    text += block_driver(driver_name, stepped, parameter_types, built.shared_parameters)
     compiled = CompiledModule(text, pipeline="post_ad")
     # The driver takes retptr and excinfo too (it makes its own): they are passed as None.
     prototype = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
                                  *[_ctype(t) for t in parameter_types])
     driver = prototype(compiled.address(driver_name))
-    return _Compiled(compiled, _with_private_parameters(driver), kernel, duplicated, active, shadowed_shared, text)
+    return _Compiled(compiled, _with_private_parameters(driver), built.kernel, built.duplicated, built.active,
+                     built.shadowed_shared, text)
 
 
 def _with_private_parameters(driver):
@@ -278,28 +216,3 @@ def _with_private_parameters(driver):
 
 def _declared_name(line: str) -> str:
     return re.escape(line.split("@", 1)[1].split("(", 1)[0])
-
-
-def _reachable(module, function) -> set[str]:
-    seen, stack = set(), [function]
-    while stack:
-        current = stack.pop()
-        for instruction in current.instructions():
-            for value in [getattr(instruction, "callee", None), *instruction.operands]:
-                if hasattr(value, "blocks") and value.name not in seen:
-                    seen.add(value.name)
-                    stack.append(value)
-    return seen
-
-
-def _define_atomic_adds(module) -> None:
-    """The atomic-add calls get their bodies (after the AD, which needed them opaque)."""
-    for float_type_, name in ATOMIC_ADD.items():
-        declared = module.functions.get(name)
-        if declared is not None and declared.is_declaration:
-            body = parse_module(_ATOMIC_ADD_BODY.format(name=name, ty=str(float_type_))).functions[name]
-            module.functions[name] = body
-            for function in module.functions.values():
-                for instruction in function.instructions():
-                    if getattr(instruction, "callee", None) is declared:
-                        instruction.callee = body

@@ -1,0 +1,131 @@
+"""From a numba.cuda kernel to the per-thread function that runs: the primal, its tangent
+function or its gradient, in enzpy IR, before the CPU or GPU lowering.
+
+capture (cuda/capture.py) -> enzpy IR -> the checks and atomics of cuda/threads.py -> the
+pre-AD pipeline -> the AD of the per-thread function. Reverse mode adds adjoints of memory
+atomically (ReverseSpec.atomic_adjoints): blocks run in parallel, and several threads read one
+element. The block's shared memory is one pointer parameter; a derivative shadows it when it
+holds floats (the shadow parameter comes after the arrays' shadows).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..ad.forward import ForwardSpec, build_forward
+from ..ad.reverse import ReverseSpec, build_reverse
+from ..api import Active, Duplicated, float_type
+from ..driver import optimize, to_ir
+from ..errors import DifferentiationError
+from ..ir import core
+from ..ir.reader import parse_module
+from ..ir.types import DOUBLE, FLOAT
+from ..rules.cuda import ATOMIC_ADD
+from .capture import CapturedCudaKernel, capture
+from .threads import atomic_adds_as_calls, check_primitives_inlined, refuse_unsupported
+
+_ATOMIC_ADD_BODY = """
+define internal void @"{name}"(ptr %target, ptr %value) alwaysinline {{
+entry:
+  %v = load {ty}, ptr %value
+  %old = atomicrmw fadd ptr %target, {ty} %v monotonic
+  ret void
+}}
+"""
+
+
+@dataclass
+class ThreadFunction:
+    """The per-thread function of one mode, in its module, and its parameter layout."""
+
+    module: core.Module
+    function: core.Function
+    """`i32 f(retptr, excinfo, args..., shared[, shadows..., shared shadow][, Active...])`."""
+    kernel: CapturedCudaKernel
+    mode: str
+    """'primal', 'reverse' or 'forward'."""
+    duplicated: tuple[int, ...] = ()
+    """Argument positions with shadows, in the order of their shadow parameters."""
+    active: tuple[int, ...] = ()
+    """Argument positions of Active scalars (reverse: adjoint outputs; forward: tangents)."""
+    shadowed_shared: bool = False
+    """Whether the shared memory has a shadow parameter."""
+
+    @property
+    def shared_parameters(self) -> tuple[int, ...]:
+        """Positions of the shared-memory parameter and of its shadow."""
+        shared = self.kernel.shared_parameter
+        if not self.shadowed_shared:
+            return (shared,)
+        return (shared, len(self.kernel.captured.convention.parameter_types) + len(self.duplicated))
+
+
+def thread_function(function, mode: str, types, kinds, distinct: bool) -> ThreadFunction:
+    """Compile `function` (a kernel's Python function) for numba `types` and annotation `kinds`."""
+    kernel = capture(function, types)
+    convention = kernel.captured.convention
+    module = to_ir(kernel.captured)
+    refuse_unsupported(module, kernel.name)
+    atomic_adds_as_calls(module, kernel.name)
+    module = optimize(module, "pre_ad")
+    check_primitives_inlined(module, convention.entry, kernel.name)
+    primal = module.functions[convention.entry]
+    if mode == "primal":
+        return ThreadFunction(module, primal, kernel, mode)
+    duplicated, active = (), ()
+    for position, (spec, kind) in enumerate(zip(convention.arguments, kinds)):
+        if issubclass(kind, Duplicated) and spec.is_array and spec.is_float:
+            duplicated += (position,)
+        elif issubclass(kind, (Active, Duplicated)) and not spec.is_array and spec.is_float:
+            active += (position,)
+        elif issubclass(kind, (Active, Duplicated)):
+            raise DifferentiationError(f"argument {position} ({spec.name!r}) of {kernel.name!r} is "
+                                       f"{spec.numba_type}: only float arrays and scalars have derivatives")
+    shadowed_shared = kernel.has_float_shared_memory
+    pointers = tuple(convention.arguments[p].data_parameter() for p in duplicated)
+    pointer_types = tuple(float_type(convention.arguments[p].dtype) for p in duplicated)
+    if shadowed_shared:
+        element = next(a.element for a in kernel.shared_arrays if a.element in ("double", "float"))
+        pointers += (kernel.shared_parameter,)
+        pointer_types += (DOUBLE if element == "double" else FLOAT,)
+    scalars = tuple(convention.arguments[p].first_parameter for p in active)
+    try:
+        if mode == "reverse":
+            spec = ReverseSpec(duplicated=pointers, active=scalars, return_type=None,
+                               duplicated_types=pointer_types, distinct_arguments=distinct, atomic_adjoints=True)
+            derivative = build_reverse(module, primal, spec, "enzpy.cuda.reverse." + convention.entry)
+        else:
+            spec = ForwardSpec(duplicated=pointers, active=scalars, return_type=None,
+                               duplicated_types=pointer_types)
+            derivative = build_forward(module, primal, spec, "enzpy.cuda.forward." + convention.entry)
+    except DifferentiationError as error:
+        raise DifferentiationError(f"CUDA kernel {kernel.name!r}: {error}") from None
+    return ThreadFunction(module, derivative, kernel, mode, duplicated, active, shadowed_shared)
+
+
+def keep_only_reachable(module: core.Module, root: core.Function) -> None:
+    """Drop the definitions `root` does not reach (the primal, once its derivative exists)."""
+    seen, stack = {root.name}, [root]
+    while stack:
+        current = stack.pop()
+        for instruction in current.instructions():
+            for value in [getattr(instruction, "callee", None), *instruction.operands]:
+                if isinstance(value, core.Function) and value.name not in seen:
+                    seen.add(value.name)
+                    stack.append(value)
+    for name in list(module.functions):
+        if name not in seen and not module.functions[name].is_declaration:
+            del module.functions[name]
+
+
+def define_atomic_adds(module: core.Module) -> None:
+    """The atomic-add calls get their bodies (after the AD, which needed them opaque)."""
+    for float_type_, name in ATOMIC_ADD.items():
+        declared = module.functions.get(name)
+        if declared is not None and declared.is_declaration:
+            body = parse_module(_ATOMIC_ADD_BODY.format(name=name, ty=str(float_type_))).functions[name]
+            module.functions[name] = body
+            for function in module.functions.values():
+                for instruction in function.instructions():
+                    if getattr(instruction, "callee", None) is declared:
+                        instruction.callee = body

@@ -4,6 +4,7 @@ differences and forward mode against reverse mode. No GPU needed; numba-cuda (th
 from __future__ import annotations
 
 import importlib.util
+import re
 
 import numpy as np
 import pytest
@@ -239,3 +240,40 @@ def test_a_wrong_shadow_names_its_argument_and_changes_nothing():
 def test_launch_configuration_is_checked():
     with pytest.raises(ValueError, match="blockdim"):
         enzpy_cuda.on_cpu(cuda_kernels.saxpy)[2, (0,)](1.0, np.ones(4), np.ones(4), np.zeros(4))
+
+
+# -- the GPU path: PTX from llvmlite's NVPTX backend, assembled by the CUDA toolkit's ptxas
+
+def _gpu_toolkit_missing() -> str | None:
+    from enzpy.cuda import gpu
+
+    try:
+        gpu.libdevice_path()
+    except Exception as error:
+        return str(error)
+    return None if gpu.ptxas() else "ptxas (CUDA toolkit) not found"
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_gpu_kernels_assemble(case):
+    """Each kernel's primal, tangent and gradient kernels compile to PTX that ptxas takes for sm_90;
+    the gradient mirrors every barrier and adds adjoints atomically."""
+    from enzpy.cuda import gpu
+
+    missing = _gpu_toolkit_missing()
+    if missing:
+        pytest.skip(missing)
+    args = case.arguments(np.random.default_rng(7))
+    annotated = [Duplicated(a, np.zeros_like(a)) if _is_float_array(a) else Active(a) if isinstance(a, float)
+                 else a for a in args]
+    texts = {mode: gpu.ptx(case.kernel, *(args if mode == "primal" else annotated), mode=mode)
+             for mode in ("primal", "forward", "reverse")}
+    for text in texts.values():
+        assert f".entry {gpu.ENTRY}" in text
+        assert len(gpu.assemble(text)) > 0
+    barriers = {mode: text.count("bar.sync") for mode, text in texts.items()}
+    if barriers["primal"] > 1:
+        assert barriers["reverse"] > barriers["primal"]
+    assert re.search(r"(atom|red)(\.global|\.shared)?\.add\.f(32|64)", texts["reverse"])
+
+

@@ -84,6 +84,10 @@ class ReverseSpec:
     """Add adjoints into shadow memory (not the function's own stack slots) with atomic adds: the
     reverse function of a prange loop runs on several threads at once, whose iterations may read
     the same element (parallel/derivatives.py)."""
+    plain_adjoint_parameters: frozenset[int] = frozenset()
+    """With `atomic_adjoints`: pointer parameters whose memory no other thread adds into at the same
+    time (a CUDA block's shared memory when the block runs on one CPU thread; an array every thread
+    reads only at its own index: cuda/compile.py), so plain adds do."""
 
 
 def build_reverse(module: core.Module, primal: core.Function, spec: ReverseSpec, name: str) -> core.Function:
@@ -593,13 +597,13 @@ class _ReverseBuilder:
                 if self.owned_adds is not None and instruction in self.owned_adds.sites:
                     self.owned_adds.add(builder, instruction, shadow, adjoint)
                     return
-                if self.spec.atomic_adjoints and instruction.type.is_float \
-                        and not isinstance(pointer_root(instruction.operands[0]), core.Alloca):
+                shared = self.spec.atomic_adjoints and not self._adds_alone(instruction.operands[0])
+                if shared and instruction.type.is_float:
                     builder.insert(core.AtomicRMW(type=instruction.type, opcode="atomicrmw", operation="fadd",
                                                   operands=[shadow, adjoint], ordering="monotonic",
                                                   align=instruction.align))
                     return
-                if self.spec.atomic_adjoints and not isinstance(pointer_root(instruction.operands[0]), core.Alloca):
+                if shared:
                     self.non_atomic_adjoints.append(f"a load of {instruction.type}")
                 old = builder.load(instruction.type, shadow, align=instruction.align)
                 builder.store(_added(builder, old, adjoint), shadow, instruction.align)
@@ -655,6 +659,13 @@ class _ReverseBuilder:
             self._reverse_aggregate(builder, instruction)
         elif activity.is_active(instruction):
             self._reverse_scalar(builder, instruction)
+
+    def _adds_alone(self, pointer: core.Value) -> bool:
+        """Whether no other thread adds into this pointer's shadow while this one does: a stack
+        slot, or a parameter the spec says is this thread's alone."""
+        root = pointer_root(pointer)
+        return isinstance(root, core.Alloca) or (isinstance(root, core.Argument) and any(
+            root is self.function.arguments[i] for i in self.spec.plain_adjoint_parameters))
 
     def _reverse_scalar(self, builder: Builder, instruction: core.Instruction) -> None:
         adjoint = self._take_adjoint(builder, instruction)

@@ -90,7 +90,8 @@ class DifferentiableKernel(CpuKernel):
             raise ValueError(f"mode must be 'reverse' or 'forward', not {mode!r}")
         _check_shadows(self.function, annotated)
         compiled = _compiled_for(self.function, mode, values, kinds,
-                                 distinct=arrays_are_distinct(_arrays(annotated)))
+                                 distinct=arrays_are_distinct(_arrays(annotated)),
+                                 one_dimensional=grid[1:] == (1, 1) and block[1:] == (1, 1))
         convention = compiled.kernel.captured.convention
         parameters = _primal_parameters(compiled.kernel, values)
         for position in compiled.duplicated:
@@ -177,17 +178,19 @@ def _primal_parameters(kernel: CapturedCudaKernel, values) -> list:
     return parameters
 
 
-def _compiled_for(function, mode: str, values, kinds, distinct: bool = True) -> _Compiled:
+def _compiled_for(function, mode: str, values, kinds, distinct: bool = True,
+                  one_dimensional: bool = False) -> _Compiled:
     types = _argument_types(values)
-    key = (mode, types, tuple(k.__name__ for k in kinds), distinct)
+    one_dimensional = one_dimensional and mode == "reverse"
+    key = (mode, types, tuple(k.__name__ for k in kinds), distinct, one_dimensional)
     cache = _COMPILED.setdefault(function, {})
     if key not in cache:
-        cache[key] = _compile(function, mode, types, kinds, distinct)
+        cache[key] = _compile(function, mode, types, kinds, distinct, one_dimensional)
     return cache[key]
 
 
-def _compile(function, mode: str, types, kinds, distinct: bool) -> _Compiled:
-    built = thread_function(function, mode, types, kinds, distinct)
+def _compile(function, mode: str, types, kinds, distinct: bool, one_dimensional: bool) -> _Compiled:
+    built = thread_function(function, mode, types, kinds, distinct, "cpu", one_dimensional)
     module, convention = built.module, built.kernel.captured.convention
     parameter_types = tuple(str(t) for t in built.function.function_type.params)
     stepped = lower_barriers(module, built.function, f"enzpy.cuda.step.{mode}.{convention.entry}")

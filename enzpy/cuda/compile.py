@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from ..ad.forward import ForwardSpec, build_forward
 from ..ad.reverse import ReverseSpec, build_reverse
+from ..analysis.memory_types import pointer_root
 from ..api import Active, Duplicated, float_type
 from ..driver import optimize, to_ir
 from ..errors import DifferentiationError
@@ -60,8 +61,13 @@ class ThreadFunction:
         return (shared, len(self.kernel.captured.convention.parameter_types) + len(self.duplicated))
 
 
-def thread_function(function, mode: str, types, kinds, distinct: bool) -> ThreadFunction:
-    """Compile `function` (a kernel's Python function) for numba `types` and annotation `kinds`."""
+def thread_function(function, mode: str, types, kinds, distinct: bool, target: str = "cpu",
+                    one_dimensional: bool = False) -> ThreadFunction:
+    """Compile `function` (a kernel's Python function) for numba `types` and annotation `kinds`.
+
+    `target` 'cpu' (a block's threads run one after another: its shared memory takes plain adjoint
+    adds) or 'gpu'; `one_dimensional`: the launch has one-dimensional grid and blocks, so an array
+    every thread reads only at its global index `cuda.grid(1)` takes plain adds too."""
     kernel = capture(function, types)
     convention = kernel.captured.convention
     module = to_ir(kernel.captured)
@@ -92,7 +98,8 @@ def thread_function(function, mode: str, types, kinds, distinct: bool) -> Thread
     try:
         if mode == "reverse":
             spec = ReverseSpec(duplicated=pointers, active=scalars, return_type=None,
-                               duplicated_types=pointer_types, distinct_arguments=distinct, atomic_adjoints=True)
+                               duplicated_types=pointer_types, distinct_arguments=distinct, atomic_adjoints=True,
+                               plain_adjoint_parameters=_added_alone(primal, kernel, target, one_dimensional))
             derivative = build_reverse(module, primal, spec, "enzpy.cuda.reverse." + convention.entry)
         else:
             spec = ForwardSpec(duplicated=pointers, active=scalars, return_type=None,
@@ -101,6 +108,61 @@ def thread_function(function, mode: str, types, kinds, distinct: bool) -> Thread
     except DifferentiationError as error:
         raise DifferentiationError(f"CUDA kernel {kernel.name!r}: {error}") from None
     return ThreadFunction(module, derivative, kernel, mode, duplicated, active, shadowed_shared)
+
+
+def _added_alone(primal: core.Function, kernel: CapturedCudaKernel, target: str,
+                 one_dimensional: bool) -> frozenset[int]:
+    """The pointer parameters whose shadows no two threads add into at once (ReverseSpec)."""
+    alone = {kernel.shared_parameter} if target == "cpu" else set()
+    if one_dimensional:
+        alone |= _read_at_global_index(primal)
+    return frozenset(alone)
+
+
+def _read_at_global_index(function: core.Function) -> set[int]:
+    """Pointer parameters every float load reads at `blockIdx.x * blockDim.x + threadIdx.x` (in a
+    one-dimensional launch, a different element for every thread of the grid)."""
+    roots: dict[int, bool] = {}
+    for instruction in function.instructions():
+        if not (isinstance(instruction, core.Load) and instruction.type.is_float):
+            continue
+        root = pointer_root(instruction.operands[0])
+        if not isinstance(root, core.Argument):
+            continue
+        index = function.arguments.index(root)
+        pointer = instruction.operands[0]
+        private = isinstance(pointer, core.GetElementPtr) and pointer.operands[0] is root \
+            and len(pointer.operands) == 2 and pointer.source_type == instruction.type \
+            and _is_global_index(pointer.operands[1])
+        roots[index] = roots.get(index, True) and private
+    return {index for index, private in roots.items() if private}
+
+
+def _is_global_index(value: core.Value) -> bool:
+    """`ctaid.x * ntid.x + tid.x`, through the integer extensions numba and LLVM put around them."""
+    value = _without_extensions(value)
+    if not (isinstance(value, core.BinaryOperator) and value.opcode == "add"):
+        return False
+    for product, thread in (value.operands, value.operands[::-1]):
+        product = _without_extensions(product)
+        if _register(thread) == "tid.x" and isinstance(product, core.BinaryOperator) and product.opcode == "mul" \
+                and sorted(_register(o) or "" for o in product.operands) == ["ctaid.x", "ntid.x"]:
+            return True
+    return False
+
+
+def _without_extensions(value: core.Value) -> core.Value:
+    while isinstance(value, core.Cast) and value.opcode in ("zext", "sext"):
+        value = value.operands[0]
+    return value
+
+
+def _register(value: core.Value) -> str | None:
+    value = _without_extensions(value)
+    if isinstance(value, core.Call) and isinstance(value.callee, core.Function) \
+            and value.callee.name.startswith("llvm.nvvm.read.ptx.sreg."):
+        return value.callee.name[len("llvm.nvvm.read.ptx.sreg."):]
+    return None
 
 
 def keep_only_reachable(module: core.Module, root: core.Function) -> None:

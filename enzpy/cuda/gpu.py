@@ -314,7 +314,7 @@ def ptx(kernel, *annotated, mode: str = "primal", cc=(9, 0)) -> str:
     """The PTX of `kernel`'s per-thread function for these arguments (plain values, or annotated ones
     with mode "reverse" / "forward"); no GPU needed."""
     values, kinds = _values_and_kinds(annotated)
-    built = thread_function(python_function(kernel), mode, _types(values), kinds, distinct=True)
+    built = thread_function(python_function(kernel), mode, _types(values), kinds, True, "gpu")
     return ptx_of(built, cc)
 
 
@@ -388,9 +388,10 @@ class GpuKernel:
 
         mode = self.default_mode if mode == "primal" else mode
         values, kinds = _values_and_kinds(args)
-        key = (mode, _types(values), tuple(k.__name__ for k in kinds))
+        key = (mode, _types(values), tuple(k.__name__ for k in kinds), grid[1:] == (1, 1) and block[1:] == (1, 1))
         if key not in self._compiled:
-            built = thread_function(self.function, mode, key[1], kinds, distinct=True)
+            one_dimensional = grid[1:] == (1, 1) and block[1:] == (1, 1)
+            built = thread_function(self.function, mode, key[1], kinds, True, "gpu", one_dimensional)
             device = Device()
             device.set_current()
             cc = device.compute_capability

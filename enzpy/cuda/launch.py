@@ -240,6 +240,18 @@ def worker_count(blocks: int) -> int:
     return max(1, min(blocks, threads))
 
 
+_POOL: list = [None, 0]
+"""The thread pool launches share (a time loop launches thousands of times) and its size."""
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    if _POOL[1] < workers:
+        if _POOL[0] is not None:
+            _POOL[0].shutdown(wait=False)
+        _POOL[0], _POOL[1] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="enzpy-cuda"), workers
+    return _POOL[0]
+
+
 def run_grid(driver, grid, block, shared_bytes: int, parameters_for, dynamic_shared: int = 0) -> None:
     """Run every block through `driver` (a ctypes function), on `worker_count` threads.
 
@@ -253,8 +265,7 @@ def run_grid(driver, grid, block, shared_bytes: int, parameters_for, dynamic_sha
     if workers == 1:
         statuses = [driver(calls[0][0], calls[0][1], launch, *calls[0][2])]
     else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            statuses = list(pool.map(lambda c: driver(c[0], c[1], launch, *c[2]), calls))
+        statuses = list(_pool(workers).map(lambda c: driver(c[0], c[1], launch, *c[2]), calls))
     for status in statuses:
         if status == DIVERGENT_BARRIER:
             raise KernelError("threads of one block waited at different barriers (cuda.syncthreads in "

@@ -271,6 +271,16 @@ class Differentiable:
         from .jacobian import jacobian
         return jacobian(self, args, wrt=wrt, mode=mode, width=width)
 
+    def hvp(self, args, direction):
+        """H v at `args` along `direction` (both aligned with the arguments): `higher_order.hvp`."""
+        from .higher_order import hvp
+        return hvp(self, args, direction)
+
+    def hessian(self, *args):
+        """The Hessian at `args` (float inputs flattened as `jacobian`'s): `higher_order.hessian`."""
+        from .higher_order import hessian
+        return hessian(self, args)
+
     # -- machinery
 
     def _type_key(self, value):

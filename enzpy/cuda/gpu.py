@@ -403,6 +403,8 @@ class GpuKernel:
         primal_bytes = -(-(built.kernel.static_shared_bytes + dynamic_shared) // 16) * 16
         window = primal_bytes * (2 if built.shadowed_shared else 1)
         arguments += [ctypes.c_int64(primal_bytes), ctypes.c_int32(dynamic_shared)]
+        if mode == "reverse":
+            _reserve_device_heap()
         stream = device.default_stream
         launch(stream, LaunchConfig(grid=grid, block=block, shmem_size=window), kernel, *arguments)
         stream.sync()
@@ -411,6 +413,18 @@ class GpuKernel:
         if mode == "reverse":
             return tuple(float(o.copy_to_host()[0]) for o in outputs)
         return None
+
+
+_HEAP_BYTES = 1 << 30
+"""Device heap for the gradients' tapes (CUDA's default is 8 MiB: a few thousand threads' tapes)."""
+
+
+def _reserve_device_heap() -> None:
+    from cuda.bindings import driver
+
+    (error, current) = driver.cuCtxGetLimit(driver.CUlimit.CU_LIMIT_MALLOC_HEAP_SIZE)
+    if current < _HEAP_BYTES:
+        driver.cuCtxSetLimit(driver.CUlimit.CU_LIMIT_MALLOC_HEAP_SIZE, _HEAP_BYTES)
 
 
 class DifferentiableGpuKernel(GpuKernel):
@@ -466,12 +480,12 @@ def _kernel_arguments(built: ThreadFunction, args):
         arguments.append(ctypes.c_void_p(shadow.__cuda_array_interface__["data"][0]))
     outputs = []
     for position in built.active:
-        annotation = annotated[position]
+        annotation, dtype = annotated[position], convention.arguments[position].dtype
         if built.mode == "reverse":
-            output = cuda.to_device(np.zeros(1))
+            output = cuda.to_device(np.zeros(1, dtype))
             outputs.append(output)
             arguments.append(ctypes.c_void_p(output.__cuda_array_interface__["data"][0]))
         else:
             tangent = float(annotation.shadow) if isinstance(annotation, Duplicated) else 1.0
-            arguments.append(ctypes.c_double(tangent))
+            arguments.append(ctypes.c_double(tangent) if dtype == np.float64 else ctypes.c_float(tangent))
     return arguments, copies, outputs

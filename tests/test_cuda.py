@@ -182,6 +182,34 @@ def test_results_do_not_depend_on_the_worker_count():
         np.testing.assert_allclose(parallel[i], serial[i], rtol=1e-13, atol=1e-13)
 
 
+@pytest.mark.parametrize("name", ["heat_step", "shared_stencil", "weighted_histogram"])
+def test_atomic_private_and_serial_adjoints_agree(name, monkeypatch):
+    """The three ways blocks share adjoint memory give one gradient: one worker (plain adds),
+    per-worker copies of the read-only arrays' shadows, and atomic adds (copies over budget)."""
+    import numba
+
+    from enzpy.cuda import api
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two numba threads")
+    case = next(c for c in CASES if c.name == name)
+    args = case.arguments(np.random.default_rng(8))
+    cotangents = _cotangents(args, np.random.default_rng(9))
+    previous = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        serial = _reverse(case, args, cotangents)
+        numba.set_num_threads(2)
+        private = _reverse(case, args, cotangents)
+        monkeypatch.setattr(api, "PRIVATE_SHADOW_BYTES", 0)
+        atomic = _reverse(case, args, cotangents)
+    finally:
+        numba.set_num_threads(previous)
+    for i in serial:
+        np.testing.assert_allclose(private[i], serial[i], rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(atomic[i], serial[i], rtol=1e-13, atol=1e-13)
+
+
 # -- errors name the construct and the line; bad input is refused before anything runs
 
 def _shuffle(x, out):

@@ -158,6 +158,8 @@ class Tape:
         self.module = module
         self.pointer = pointer
         self.push_function = module.functions["enzpy.tape.push"]
+        self.pushes = 0
+        """Pushes emitted so far (none: the tape is never used)."""
         self.pop_function = module.functions["enzpy.tape.pop"]
         self.free_function = module.functions["enzpy.tape.free"]
 
@@ -174,7 +176,21 @@ class Tape:
         return tape
 
     def push(self, builder: Builder, value: core.Value) -> None:
+        self.pushes += 1
         builder.call(self.push_function, [self.pointer, to_slot(builder, value)])
+
+    def without_spare_if_unused(self, function: core.Function) -> None:
+        """A tape nothing was pushed onto starts empty and leaves the spare buffer alone: taking
+        and giving back the spare is an atomic exchange on one global per call (contended when
+        threads call gradients at once, as a CUDA grid's threads do)."""
+        if self.pushes:
+            return
+        replacements = {self.module.functions["enzpy.tape.start"]: self.module.functions["enzpy.tape.start.empty"],
+                        self.module.functions["enzpy.tape.free"]: self.module.functions["enzpy.tape.release"]}
+        for instruction in function.instructions():
+            if isinstance(instruction, core.Call) and instruction.callee in replacements \
+                    and instruction.operands[:1] == [self.pointer]:
+                instruction.callee = replacements[instruction.callee]
 
     def pop(self, builder: Builder, like: core.Value | None = None, ty=None) -> core.Value:
         slot = builder.call(self.pop_function, [self.pointer])

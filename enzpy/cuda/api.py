@@ -23,7 +23,7 @@ from ..ir import write_module
 from ..jit import CompiledModule, _ctype, array_parameters, check_array, scalar_parameter
 from .barriers import lower_barriers
 from .capture import CapturedCudaKernel, python_function
-from .compile import define_atomic_adds, keep_only_reachable, thread_function
+from .compile import AdjointSharing, define_atomic_adds, keep_only_reachable, thread_function
 from .launch import DRIVER_DECLARATIONS, block_driver, grid_shape, run_grid, worker_count
 
 @dataclass
@@ -39,8 +39,13 @@ class _Compiled:
     active: tuple[int, ...] = ()
     """Argument positions of Active scalars (reverse: adjoint outputs; forward: tangents)."""
     shadowed_shared: bool = False
+    privatized: tuple[int, ...] = ()
+    """Argument positions whose shadow each worker has a copy of (summed after the launch)."""
     module_text: str = ""
 
+
+PRIVATE_SHADOW_BYTES = 1 << 28
+"""At most this many bytes of per-worker shadow copies; beyond, adjoints are added atomically."""
 
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 """Python function -> key -> _Compiled."""
@@ -89,34 +94,44 @@ class DifferentiableKernel(CpuKernel):
         if mode not in ("reverse", "forward"):
             raise ValueError(f"mode must be 'reverse' or 'forward', not {mode!r}")
         _check_shadows(self.function, annotated)
-        compiled = _compiled_for(self.function, mode, values, kinds,
-                                 distinct=arrays_are_distinct(_arrays(annotated)),
-                                 one_dimensional=grid[1:] == (1, 1) and block[1:] == (1, 1))
+        workers = worker_count(grid[0] * grid[1] * grid[2])
+        sharing = AdjointSharing(
+            one_dimensional=grid[1:] == (1, 1) and block[1:] == (1, 1), serial=workers == 1,
+            privatized=workers > 1 and (workers - 1) * sum(a.shadow.nbytes for a in annotated if isinstance(
+                a, Duplicated) and isinstance(a.shadow, np.ndarray)) <= PRIVATE_SHADOW_BYTES)
+        compiled = _compiled_for(self.function, mode, values, kinds, arrays_are_distinct(_arrays(annotated)),
+                                 sharing if mode == "reverse" else AdjointSharing())
         convention = compiled.kernel.captured.convention
-        parameters = _primal_parameters(compiled.kernel, values)
-        for position in compiled.duplicated:
-            parameters.append(annotated[position].shadow.ctypes.data)
-        if compiled.shadowed_shared:
-            parameters.append(None)               # the driver's per-block shadow of the shared memory
+        primal = _primal_parameters(compiled.kernel, values)
         shared = compiled.kernel.static_shared_bytes + dynamic_shared
         if mode == "forward":
+            parameters = primal + [annotated[p].shadow.ctypes.data for p in compiled.duplicated]
+            if compiled.shadowed_shared:
+                parameters.append(None)           # the driver's per-block shadow of the shared memory
             for position in compiled.active:
                 annotation = annotated[position]
                 parameters.append(float(annotation.shadow) if isinstance(annotation, Duplicated) else 1.0)
             run_grid(compiled.driver, grid, block, shared, lambda worker: parameters, dynamic_shared)
             return None
-        blocks = grid[0] * grid[1] * grid[2]
-        outputs = np.zeros((worker_count(blocks), len(compiled.active)),
-                           dtype=[convention.arguments[p].dtype for p in compiled.active][0]
-                           if compiled.active else np.float64)
-        itemsize = outputs.itemsize
+        # Each worker adds into its own copy of the privatized shadows (worker 0: the user's), and
+        # into its own cache line of Active accumulators (neighbours in one line would bounce it).
+        copies = {p: [annotated[p].shadow] + [np.zeros_like(annotated[p].shadow) for _ in range(workers - 1)]
+                  for p in compiled.privatized}
+        outputs = [np.zeros((workers, 64 // convention.arguments[p].dtype.itemsize), convention.arguments[p].dtype)
+                   for p in compiled.active]
 
         def parameters_for(worker):
-            base = outputs.ctypes.data + worker * outputs.shape[1] * itemsize
-            return parameters + [base + k * itemsize for k in range(len(compiled.active))]
+            parameters = primal + [(copies[p][worker] if p in copies else annotated[p].shadow).ctypes.data
+                                   for p in compiled.duplicated]
+            if compiled.shadowed_shared:
+                parameters.append(None)
+            return parameters + [output[worker].ctypes.data for output in outputs]
 
         run_grid(compiled.driver, grid, block, shared, parameters_for, dynamic_shared)
-        return tuple(outputs.sum(axis=0).tolist())
+        for shadows in copies.values():
+            for copy in shadows[1:]:
+                shadows[0] += copy
+        return tuple(output[:, 0].sum().item() for output in outputs)
 
 
 class _Configured:
@@ -179,18 +194,17 @@ def _primal_parameters(kernel: CapturedCudaKernel, values) -> list:
 
 
 def _compiled_for(function, mode: str, values, kinds, distinct: bool = True,
-                  one_dimensional: bool = False) -> _Compiled:
+                  sharing: AdjointSharing = AdjointSharing()) -> _Compiled:
     types = _argument_types(values)
-    one_dimensional = one_dimensional and mode == "reverse"
-    key = (mode, types, tuple(k.__name__ for k in kinds), distinct, one_dimensional)
+    key = (mode, types, tuple(k.__name__ for k in kinds), distinct, sharing)
     cache = _COMPILED.setdefault(function, {})
     if key not in cache:
-        cache[key] = _compile(function, mode, types, kinds, distinct, one_dimensional)
+        cache[key] = _compile(function, mode, types, kinds, distinct, sharing)
     return cache[key]
 
 
-def _compile(function, mode: str, types, kinds, distinct: bool, one_dimensional: bool) -> _Compiled:
-    built = thread_function(function, mode, types, kinds, distinct, "cpu", one_dimensional)
+def _compile(function, mode: str, types, kinds, distinct: bool, sharing: AdjointSharing) -> _Compiled:
+    built = thread_function(function, mode, types, kinds, distinct, sharing)
     module, convention = built.module, built.kernel.captured.convention
     parameter_types = tuple(str(t) for t in built.function.function_type.params)
     stepped = lower_barriers(module, built.function, f"enzpy.cuda.step.{mode}.{convention.entry}")
@@ -207,7 +221,7 @@ def _compile(function, mode: str, types, kinds, distinct: bool, one_dimensional:
                                  *[_ctype(t) for t in parameter_types])
     driver = prototype(compiled.address(driver_name))
     return _Compiled(compiled, _with_private_parameters(driver), built.kernel, built.duplicated, built.active,
-                     built.shadowed_shared, text)
+                     built.shadowed_shared, built.privatized, text)
 
 
 def _with_private_parameters(driver):

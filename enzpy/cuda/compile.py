@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from ..ad.forward import ForwardSpec, build_forward
 from ..ad.reverse import ReverseSpec, build_reverse
 from ..analysis.memory_types import pointer_root
+from ..analysis.writes import written_parameters
 from ..api import Active, Duplicated, float_type
 from ..driver import optimize, to_ir
 from ..errors import DifferentiationError
@@ -35,6 +36,20 @@ entry:
 """
 
 
+@dataclass(frozen=True)
+class AdjointSharing:
+    """Who else adds into the memory a thread adds adjoints into, at the same time (reverse mode)."""
+
+    target: str = "cpu"
+    """'cpu': a block's threads run one after another on one CPU thread; 'gpu': all at once."""
+    one_dimensional: bool = False
+    """One-dimensional grid and blocks: `cuda.grid(1)` is different for every thread."""
+    serial: bool = False
+    """One CPU thread runs every block: nobody else at all."""
+    privatized: bool = False
+    """Each CPU worker adds into its own copy of the shadows of the arrays the kernel only reads."""
+
+
 @dataclass
 class ThreadFunction:
     """The per-thread function of one mode, in its module, and its parameter layout."""
@@ -51,6 +66,8 @@ class ThreadFunction:
     """Argument positions of Active scalars (reverse: adjoint outputs; forward: tangents)."""
     shadowed_shared: bool = False
     """Whether the shared memory has a shadow parameter."""
+    privatized: tuple[int, ...] = ()
+    """Argument positions whose shadows are per CPU worker (AdjointSharing.privatized)."""
 
     @property
     def shared_parameters(self) -> tuple[int, ...]:
@@ -61,13 +78,10 @@ class ThreadFunction:
         return (shared, len(self.kernel.captured.convention.parameter_types) + len(self.duplicated))
 
 
-def thread_function(function, mode: str, types, kinds, distinct: bool, target: str = "cpu",
-                    one_dimensional: bool = False) -> ThreadFunction:
-    """Compile `function` (a kernel's Python function) for numba `types` and annotation `kinds`.
-
-    `target` 'cpu' (a block's threads run one after another: its shared memory takes plain adjoint
-    adds) or 'gpu'; `one_dimensional`: the launch has one-dimensional grid and blocks, so an array
-    every thread reads only at its global index `cuda.grid(1)` takes plain adds too."""
+def thread_function(function, mode: str, types, kinds, distinct: bool,
+                    sharing: AdjointSharing = AdjointSharing()) -> ThreadFunction:
+    """Compile `function` (a kernel's Python function) for numba `types` and annotation `kinds`;
+    reverse mode adds adjoints plainly where `sharing` says no other thread adds at once."""
     kernel = capture(function, types)
     convention = kernel.captured.convention
     module = to_ir(kernel.captured)
@@ -95,11 +109,14 @@ def thread_function(function, mode: str, types, kinds, distinct: bool, target: s
         pointers += (kernel.shared_parameter,)
         pointer_types += (DOUBLE if element == "double" else FLOAT,)
     scalars = tuple(convention.arguments[p].first_parameter for p in active)
+    written = written_parameters(primal)
+    privatized = tuple(p for p in duplicated if convention.arguments[p].data_parameter() not in written) \
+        if sharing.privatized and mode == "reverse" else ()
     try:
         if mode == "reverse":
             spec = ReverseSpec(duplicated=pointers, active=scalars, return_type=None,
                                duplicated_types=pointer_types, distinct_arguments=distinct, atomic_adjoints=True,
-                               plain_adjoint_parameters=_added_alone(primal, kernel, target, one_dimensional))
+                               plain_adjoint_parameters=_added_alone(primal, kernel, sharing, privatized))
             derivative = build_reverse(module, primal, spec, "enzpy.cuda.reverse." + convention.entry)
         else:
             spec = ForwardSpec(duplicated=pointers, active=scalars, return_type=None,
@@ -107,16 +124,19 @@ def thread_function(function, mode: str, types, kinds, distinct: bool, target: s
             derivative = build_forward(module, primal, spec, "enzpy.cuda.forward." + convention.entry)
     except DifferentiationError as error:
         raise DifferentiationError(f"CUDA kernel {kernel.name!r}: {error}") from None
-    return ThreadFunction(module, derivative, kernel, mode, duplicated, active, shadowed_shared)
+    return ThreadFunction(module, derivative, kernel, mode, duplicated, active, shadowed_shared, privatized)
 
 
-def _added_alone(primal: core.Function, kernel: CapturedCudaKernel, target: str,
-                 one_dimensional: bool) -> frozenset[int]:
+def _added_alone(primal: core.Function, kernel: CapturedCudaKernel, sharing: AdjointSharing,
+                 privatized: tuple[int, ...]) -> frozenset[int]:
     """The pointer parameters whose shadows no two threads add into at once (ReverseSpec)."""
-    alone = {kernel.shared_parameter} if target == "cpu" else set()
-    if one_dimensional:
+    if sharing.serial:
+        return frozenset(range(len(primal.arguments)))
+    alone = {kernel.shared_parameter} if sharing.target == "cpu" else set()
+    if sharing.one_dimensional:
         alone |= _read_at_global_index(primal)
-    return frozenset(alone)
+    convention = kernel.captured.convention
+    return frozenset(alone | {convention.arguments[p].data_parameter() for p in privatized})
 
 
 def _read_at_global_index(function: core.Function) -> set[int]:

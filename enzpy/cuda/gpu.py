@@ -41,7 +41,7 @@ from ..api import Active, Const, Duplicated
 from ..errors import EnzpyError
 from ..ir import write_module
 from .capture import DYNAMIC_SHARED_BYTES, python_function
-from .compile import ThreadFunction, define_atomic_adds, keep_only_reachable, thread_function
+from .compile import AdjointSharing, ThreadFunction, define_atomic_adds, keep_only_reachable, thread_function
 from .launch import grid_shape
 
 NVPTX_TRIPLE = "nvptx64-nvidia-cuda"
@@ -314,7 +314,7 @@ def ptx(kernel, *annotated, mode: str = "primal", cc=(9, 0)) -> str:
     """The PTX of `kernel`'s per-thread function for these arguments (plain values, or annotated ones
     with mode "reverse" / "forward"); no GPU needed."""
     values, kinds = _values_and_kinds(annotated)
-    built = thread_function(python_function(kernel), mode, _types(values), kinds, True, "gpu")
+    built = thread_function(python_function(kernel), mode, _types(values), kinds, True, AdjointSharing("gpu"))
     return ptx_of(built, cc)
 
 
@@ -390,8 +390,8 @@ class GpuKernel:
         values, kinds = _values_and_kinds(args)
         key = (mode, _types(values), tuple(k.__name__ for k in kinds), grid[1:] == (1, 1) and block[1:] == (1, 1))
         if key not in self._compiled:
-            one_dimensional = grid[1:] == (1, 1) and block[1:] == (1, 1)
-            built = thread_function(self.function, mode, key[1], kinds, True, "gpu", one_dimensional)
+            sharing = AdjointSharing("gpu", one_dimensional=grid[1:] == (1, 1) and block[1:] == (1, 1))
+            built = thread_function(self.function, mode, key[1], kinds, True, sharing)
             device = Device()
             device.set_current()
             cc = device.compute_capability

@@ -18,7 +18,7 @@ from ..ir.types import DOUBLE, FLOAT, I32, I64, PTR, VOID, IntType, PointerType,
 TAPE_TYPE = StructType((PTR, I64, I64))
 SLOT_BYTES = 8
 """Every tape entry takes one 8-byte slot."""
-_INITIAL_SLOTS = 1024
+INITIAL_SLOTS = 1024
 
 # The next call reuses the last call's buffer (up to 256 MiB), kept in a global: a
 # fresh buffer would be faulted in page by page on every call. The exchange is
@@ -42,7 +42,7 @@ entry:
 grow:
   %doubled = shl i64 %capacity, 1
   %empty = icmp eq i64 %capacity, 0
-  %new.capacity = select i1 %empty, i64 {_INITIAL_SLOTS}, i64 %doubled
+  %new.capacity = select i1 %empty, i64 {INITIAL_SLOTS}, i64 %doubled
   %old.data = load ptr, ptr %tape, align 8
   %bytes = shl i64 %new.capacity, 3
   %new.data = call ptr @realloc(ptr %old.data, i64 %bytes)

@@ -15,7 +15,7 @@ already; what the CPU lowering does with barriers, the GPU does itself. So
   a slot of the thread into one atomic add per thread;
 - malloc / realloc / free (the gradient's tape) become wrappers over the device
   heap's malloc and free that keep each block's size (the device has no
-  realloc); the tape starts at 16 slots, not the CPU's 1024;
+  realloc); each thread's tape is small and its own (compile.small_private_tapes);
 - libm names and the LLVM math intrinsics NVPTX cannot select become libdevice
   calls (`__nv_sin`, ...), and libdevice is linked from the CUDA toolkit.
 
@@ -46,7 +46,6 @@ from .launch import grid_shape
 
 NVPTX_TRIPLE = "nvptx64-nvidia-cuda"
 ENTRY = "enzpy_kernel"
-_INITIAL_TAPE_SLOTS = 16
 _NATIVE_MATH = {"sqrt", "fabs", "fma", "fmuladd", "minnum", "maxnum", "minimum", "maximum", "floor", "ceil",
                 "trunc", "rint", "nearbyint", "round", "roundeven", "copysign", "canonicalize"}
 _ALLOCATION_WRAPPERS = """
@@ -191,7 +190,6 @@ def _for_the_gpu(text: str, libdevice: set[str]) -> str:
     for name in ("malloc", "calloc", "realloc", "free"):
         text = re.sub(rf'@"?{name}"?\(', f"@enzpy.gpu.{name}(", text)
         text = re.sub(rf'^declare [^@]*@enzpy\.gpu\.{name}\(.*$', "", text, flags=re.M)
-    text = re.sub(r"select i1 %empty, i64 1024,", f"select i1 %empty, i64 {_INITIAL_TAPE_SLOTS},", text)
     text += _ALLOCATION_WRAPPERS
 
     def to_libdevice(match: re.Match) -> str:

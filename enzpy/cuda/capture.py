@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import llvmlite.binding as llvm
 
 from ..errors import FrontendError
-from ..frontend.numba import ArgumentSpec, CallingConvention, CapturedKernel
+from ..frontend.numba import CallingConvention, CapturedKernel, argument_specs
 from ..passes import target_machine
 
 BARRIER = "enzpy.cuda.barrier"
@@ -268,19 +268,9 @@ def _convention(result, module: llvm.ModuleRef, entry_name: str, kernel_name: st
 
     entry = module.get_function(entry_name)
     parameter_types = tuple(str(a.type) for a in entry.arguments)
-    specs, position = [], 2
-    names = list(result.fndesc.args)
-    for index, numba_type in enumerate(result.signature.args):
-        if isinstance(numba_type, types.Array):
-            count = 5 + 2 * numba_type.ndim
-        elif isinstance(numba_type, (types.Float, types.Integer, types.Boolean)):
-            count = 1
-        else:
-            raise FrontendError(f"CUDA kernel {kernel_name!r}: argument {names[index]!r} has type "
-                                f"{numba_type}; enzpy takes numpy arrays and int / float / bool scalars")
-        specs.append(ArgumentSpec(index, names[index], numba_type, position, count))
-        position += count
+    specs = argument_specs(result, f"CUDA kernel {kernel_name!r}: ")
+    position = specs[-1].first_parameter + specs[-1].parameter_count if specs else 2
     if position + 1 != len(parameter_types):
         raise FrontendError(f"unexpected CUDA kernel layout for {kernel_name!r}: {len(parameter_types)} "
                             f"parameters, expected {position + 1}")
-    return CallingConvention(entry_name, tuple(specs), types.none, parameter_types)
+    return CallingConvention(entry_name, specs, types.none, parameter_types)

@@ -400,12 +400,11 @@ def _make_mergeable(module: llvm.ModuleRef, keep_external=()) -> None:
             function.linkage = llvm.Linkage.linkonce_odr
 
 
-def _calling_convention(result, module: llvm.ModuleRef) -> CallingConvention:
+def argument_specs(result, what: str = "") -> tuple[ArgumentSpec, ...]:
+    """Where each argument of numba's compile `result` sits among the entry's parameters (after
+    retptr and excinfo): an array takes 5 + 2 * ndim, a scalar one."""
     from numba.core import types
 
-    entry_name = result.fndesc.mangled_name
-    entry = module.get_function(entry_name)
-    parameter_types = tuple(str(a.type) for a in entry.arguments)
     specs, position = [], 2
     names = list(result.fndesc.args)
     for index, numba_type in enumerate(result.signature.args):
@@ -414,10 +413,21 @@ def _calling_convention(result, module: llvm.ModuleRef) -> CallingConvention:
         elif isinstance(numba_type, (types.Float, types.Integer, types.Boolean)):
             count = 1
         else:
-            raise FrontendError(f"argument {names[index]!r} has type {numba_type}: enzpy takes "
+            raise FrontendError(f"{what}argument {names[index]!r} has type {numba_type}: enzpy takes "
                                 "numpy arrays and int / float / bool scalars")
         specs.append(ArgumentSpec(index, names[index], numba_type, position, count))
         position += count
+    return tuple(specs)
+
+
+def _calling_convention(result, module: llvm.ModuleRef) -> CallingConvention:
+    from numba.core import types
+
+    entry_name = result.fndesc.mangled_name
+    entry = module.get_function(entry_name)
+    parameter_types = tuple(str(a.type) for a in entry.arguments)
+    specs = argument_specs(result)
+    position = specs[-1].first_parameter + specs[-1].parameter_count if specs else 2
     if position != len(parameter_types):
         raise FrontendError(f"unexpected entry-point layout for {entry_name}: "
                             f"{len(parameter_types)} LLVM parameters, expected {position}")

@@ -12,3 +12,4 @@ from . import rules  # noqa: E402,F401  (registers the differentiation rules)
 from .api import Active, Const, Duplicated, DuplicatedNoNeed, differentiate  # noqa: E402,F401
 from .checkpointing import Online, Periodic, Revolve, checkpoint_range  # noqa: E402,F401
 from .checkpointing.loop import checkpointed  # noqa: E402,F401
+from .numba_calls import autodiff  # noqa: E402,F401  (also callable inside @njit code)

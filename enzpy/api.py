@@ -322,7 +322,7 @@ class Differentiable:
         key = (types, kinds, distinct)
         gradient = self._gradients.get(key)
         if gradient is None:
-            gradient = self._compile(primal_args, annotated, distinct)
+            gradient = self._compile(primal_args, tuple(type(a) for a in annotated), distinct)
             self._gradients[key] = gradient
         return gradient
 
@@ -520,9 +520,9 @@ class Differentiable:
         copy_back(copied_back)
         return value, return_tangents
 
-    def _compile(self, primal_args, annotated, distinct_arguments: bool = False) -> _Gradient:
-        captured = capture(self.dispatcher, args=primal_args)
-        kinds = tuple(type(a) for a in annotated)
+    def _compile(self, primal_args, kinds, distinct_arguments: bool = False, types=None) -> _Gradient:
+        """`types`: numba types instead of argument values (a call from njit code, numba_calls.py)."""
+        captured = capture(self.dispatcher, args=primal_args, types=types)
         try:
             module, gradient_function, spec = self.gradient_module(captured, kinds, distinct_arguments)
         except DifferentiationError as error:
@@ -533,8 +533,8 @@ class Differentiable:
         active = tuple(i for i, kind in enumerate(kinds) if issubclass(kind, Active))
         return _Gradient(entry, duplicated, active, spec.return_type is not None, text)
 
-    def _compile_forward(self, primal_args, kinds, width) -> _Tangent:
-        captured = capture(self.dispatcher, args=primal_args)
+    def _compile_forward(self, primal_args, kinds, width, types=None) -> _Tangent:
+        captured = capture(self.dispatcher, args=primal_args, types=types)
         try:
             module, tangent_function, spec = self.tangent_module(captured, kinds, width)
         except DifferentiationError as error:

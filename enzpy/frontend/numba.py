@@ -207,11 +207,14 @@ def argument_types(dispatcher, args) -> tuple:
         raise FrontendError(f"cannot type the arguments for numba: {error}") from None
 
 
-def capture(function, args=None, signature: str | None = None) -> CapturedKernel:
-    """Compile `function` for `args` (values) or `signature` and capture its raw module."""
+def capture(function, args=None, signature: str | None = None, types=None) -> CapturedKernel:
+    """Compile `function` for `args` (values), `signature` or `types` (numba types) and capture its
+    raw module."""
     install_capture_hook()
     dispatcher = as_dispatcher(function)
-    if signature is not None:
+    if types is not None:
+        types, return_type = tuple(types), None
+    elif signature is not None:
         types, return_type = parse_signature(signature)
     elif args is not None:
         types, return_type = argument_types(dispatcher, args), None

@@ -29,7 +29,7 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.core.imputils import impl_ret_borrowed
 from numba.core.typing.templates import AbstractTemplate, infer_global, signature
-from numba.extending import lower_builtin, models, register_model, type_callable, typeof_impl
+from numba.extending import lower_builtin, models, register_model, type_callable
 
 from .api import Active, Const, Differentiable, Duplicated, differentiate
 from .errors import DifferentiationError
@@ -80,22 +80,6 @@ _register_annotation(Active, "Active", 1)
 _register_annotation(Duplicated, "Duplicated", 2)
 
 
-class DifferentiableType(types.Opaque):
-    """A `differentiate(f)` object used as a global in njit code."""
-
-    def __init__(self, kernel: Differentiable):
-        self.kernel = kernel
-        super().__init__(name=f"Differentiable({kernel.__name__}, {id(kernel)})")
-
-
-@typeof_impl.register(Differentiable)
-def _typeof_differentiable(value, context):
-    return DifferentiableType(value)
-
-
-register_model(DifferentiableType)(models.OpaqueModel)
-
-
 # -- typing and lowering of the call
 #
 # A typing template, not @overload: numba binds a keyword-only `mode` after `*annotated` to the
@@ -115,12 +99,11 @@ class _AutodiffTemplate(AbstractTemplate):
         if not args:
             return None
         f, annotated = args[0], args[1:]
-        if isinstance(f, types.Dispatcher):
-            kernel = differentiate(f.dispatcher)
-        elif isinstance(f, DifferentiableType):
-            kernel = f.kernel
-        else:
+        if not isinstance(f, types.Dispatcher):
             return None
+        # A `differentiate` object is typed as its dispatcher (api._register_with_numba); derivatives
+        # compiled for the dispatcher are shared by every differentiate() of it with default options.
+        kernel = differentiate(f.dispatcher)
         unknown = set(kws) - {"mode"}
         if unknown:
             raise DifferentiationError(f"enzpy.autodiff in njit code takes mode= only as a keyword, not "

@@ -305,3 +305,10 @@ def test_gpu_kernels_assemble(case):
     assert re.search(r"(atom|red)(\.global|\.shared)?\.add\.f(32|64)", texts["reverse"])
 
 
+
+
+def test_the_heat_example_checks_its_gradient():
+    import runpy
+    from pathlib import Path
+
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "examples" / "cuda_heat.py"), run_name="__main__")

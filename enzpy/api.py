@@ -271,15 +271,17 @@ class Differentiable:
         from .jacobian import jacobian
         return jacobian(self, args, wrt=wrt, mode=mode, width=width)
 
-    def hvp(self, args, direction):
-        """H v at `args` along `direction` (both aligned with the arguments): `higher_order.hvp`."""
+    def hvp(self, args, direction, wrt=None):
+        """H v at `args` along `direction` (both aligned with the arguments; `wrt`: only those
+        rows): `higher_order.hvp`."""
         from .higher_order import hvp
-        return hvp(self, args, direction)
+        return selected(hvp(self, args, direction), wrt)
 
-    def hessian(self, *args):
-        """The Hessian at `args` (float inputs flattened as `jacobian`'s): `higher_order.hessian`."""
+    def hessian(self, *args, wrt=None):
+        """The Hessian at `args` (float inputs flattened as `jacobian`'s; `wrt`: only those
+        arguments, as rows and columns): `higher_order.hessian`."""
         from .higher_order import hessian
-        return hessian(self, args)
+        return hessian(self, args, differentiated_positions(self, args, wrt))
 
     # -- machinery
 

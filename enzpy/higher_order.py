@@ -170,12 +170,14 @@ def _like(value: np.ndarray, tangent: np.ndarray) -> np.ndarray:
     return copy
 
 
-def hessian(differentiable, args) -> np.ndarray:
-    """The Hessian at `args`: rows and columns are the float inputs flattened in C order and
-    concatenated in argument order (a scalar is one entry), one HVP per column."""
+def hessian(differentiable, args, positions=None) -> np.ndarray:
+    """The Hessian at `args`: rows and columns are the float inputs (at `positions`, default all)
+    flattened in C order and concatenated in argument order (a scalar is one entry), one HVP per
+    column."""
     args = tuple(args)
     kinds = _kinds(args)
-    inputs = [i for i, kind in enumerate(kinds) if kind.__name__ in ("Duplicated", "Active")]
+    inputs = [i for i, kind in enumerate(kinds) if kind.__name__ in ("Duplicated", "Active")
+              and (positions is None or i in positions)]
     sizes = [args[i].size if isinstance(args[i], np.ndarray) else 1 for i in inputs]
     total = sum(sizes)
     matrix = np.zeros((total, total))

@@ -101,3 +101,16 @@ def test_a_direction_of_the_wrong_shape_names_its_argument():
 
     with pytest.raises(ValueError, match="argument 0"):
         energy.hvp((np.ones(3),), (np.ones(4),))
+
+
+def test_wrt_selects_rows_and_columns():
+    @enzpy.differentiate
+    def mixed(x, alpha, y):
+        return alpha * (x * x * y).sum() + alpha ** 3
+
+    x, y = np.linspace(0.1, 1.0, 4), np.linspace(1.0, 2.0, 4)
+    full = mixed.hessian(x, 0.5, y)
+    np.testing.assert_allclose(mixed.hessian(x, 0.5, y, wrt=(0, 2)), full[np.r_[0:4, 5:9]][:, np.r_[0:4, 5:9]])
+    np.testing.assert_allclose(mixed.hessian(x, 0.5, y, wrt=1), [[6 * 0.5]])
+    hx = mixed.hvp((x, 0.5, y), (np.ones(4), 0.0, None), wrt=0)
+    np.testing.assert_allclose(hx, full[0:4, 0:4] @ np.ones(4))

@@ -28,6 +28,7 @@ import numpy as np
 from numba.core import types as numba_types
 
 from . import results
+from .annotations import Active, Const, Duplicated, DuplicatedNoNeed  # noqa: F401 (re-exported)
 from .aliasing import arrays_are_distinct, overlap_alike, shadow_like, shadows_like
 from .messages import for_user
 from .selection import differentiated_positions, selected
@@ -45,49 +46,6 @@ from .ir import write_module
 from .analysis.writes import written_parameters
 from .ir.types import FloatType
 from .jit import CompiledModule, NumbaEntryPoint, array_parameters, check_array, scalar_parameter
-
-
-@dataclass(frozen=True)
-class Const:
-    """An argument without derivative."""
-
-    value: object
-    """The argument."""
-
-
-@dataclass(frozen=True)
-class Active:
-    """A float scalar whose derivative `autodiff` returns.
-
-    In forward mode an Active scalar gets the tangent 1.0 (use
-    `Duplicated(x, dx)` for another tangent).
-    """
-
-    value: float
-    """The argument."""
-
-
-@dataclass(frozen=True)
-class Duplicated:
-    """An array with a shadow: derivatives are accumulated (+=) into `shadow`.
-
-    For an array the kernel writes, `shadow` holds on entry the adjoint of its
-    final contents and is consumed, as in Enzyme.
-
-    In forward mode `shadow` holds the tangent of the array on entry; for an
-    array the kernel writes it receives the tangent of what is written. A
-    float scalar may be Duplicated too in forward mode: `shadow` is its tangent.
-    """
-
-    value: np.ndarray
-    """The argument."""
-    shadow: np.ndarray
-    """Same shape and dtype as `value`."""
-
-
-@dataclass(frozen=True)
-class DuplicatedNoNeed(Duplicated):
-    """Like Duplicated; the primal result may be skipped."""
 
 
 @dataclass

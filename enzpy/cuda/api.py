@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..aliasing import arrays_are_distinct
-from ..api import Active, Const, Duplicated
+from ..annotations import Active, Const, Duplicated
 from ..ir import write_module
 from ..jit import CompiledModule, _ctype, array_parameters, check_array, scalar_parameter
 from .barriers import lower_barriers

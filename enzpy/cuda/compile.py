@@ -17,7 +17,8 @@ from ..ad.reverse import ReverseSpec, build_reverse
 from ..ad.tape import INITIAL_SLOTS
 from ..analysis.memory_types import pointer_root
 from ..analysis.writes import written_parameters
-from ..api import Active, Duplicated, float_type
+from ..annotations import Active, Duplicated
+from ..api import float_type
 from ..driver import optimize, to_ir
 from ..errors import DifferentiationError
 from ..ir import core

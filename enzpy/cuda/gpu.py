@@ -37,7 +37,7 @@ from pathlib import Path
 import llvmlite.binding as llvm
 import numpy as np
 
-from ..api import Active, Const, Duplicated
+from ..annotations import Active, Const, Duplicated
 from ..errors import EnzpyError
 from ..ir import write_module
 from .capture import DYNAMIC_SHARED_BYTES, python_function

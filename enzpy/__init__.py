@@ -13,3 +13,4 @@ from .api import Active, Const, Duplicated, DuplicatedNoNeed, differentiate  # n
 from .checkpointing import Online, Periodic, Revolve, checkpoint_range  # noqa: E402,F401
 from .checkpointing.loop import checkpointed  # noqa: E402,F401
 from .numba_calls import autodiff  # noqa: E402,F401  (also callable inside @njit code)
+from .custom_rules import custom_vjp  # noqa: E402,F401

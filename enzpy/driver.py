@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import llvmlite.binding as llvm
 
 from .analysis.nonnegative import fold_sign_tests
+from .custom_rules import keep_rule_calls
 from .frontend.numba import CapturedKernel, capture, mark_array_extents
 from .frontend.vectors import scalarize_where_possible
 from .ir import Module, core, parse_module, read_module, write_module
@@ -34,6 +35,7 @@ def to_ir(captured: CapturedKernel) -> Module:
     imported) is scalarized where it can be.
     """
     module = read_module(captured.module, roots=[captured.convention.entry])
+    keep_rule_calls(module)
     scalarize_where_possible(module)
     call_functions_directly(module)
     name_mpi_calls(module)

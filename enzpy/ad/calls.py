@@ -58,6 +58,8 @@ from ..ir.types import I1, I8, I32, I64, PTR, VOID, ArrayType, FunctionType, ali
 from ..rules.calls import allocation_rule, is_inactive_call, is_memory_transfer, is_memset, memory_call_rule
 from ..rules.registry import scalar_rule
 from .tape import Tape
+from ..custom_rules import has_tangent_rule, reverse_functions as custom_reverse_functions, rule_for
+from ..custom_rules import tangent_function as custom_tangent_function
 
 FRAME_ALIGNMENT = 16
 """What malloc guarantees: stack slots needing more cannot move into a frame."""
@@ -244,6 +246,16 @@ def _tangent_function(module: core.Module, call: core.Call, signature: _Signatur
         return module.functions[memo[key]]
     name = f"enzpy.tangent{'' if width == 1 else width}.{signature.callee.name}.{signature.suffix}"
     memo[key] = name        # the function exists from the start of the build on: recursion calls it
+    if width == 1 and has_tangent_rule(signature.callee.name):      # the user's rule (custom_rules.py)
+        parameters = list(call.callee.function_type.params) + [PTR] * len(signature.duplicated) \
+            + [call.operands[i].type for i in signature.active]
+        function = module.add_function(core.Function(name, FunctionType(I32, tuple(parameters))))
+        function.linkage = "internal"
+        try:
+            custom_tangent_function(module, call, signature.duplicated, signature.active, function)
+        except DifferentiationError as error:
+            raise _located(error, call) from None
+        return function
     spec = ForwardSpec(duplicated=signature.duplicated, active=signature.active, return_type=None, width=width,
                        private_parameters=_private_parameters(signature.callee),
                        parameter_trees=signature.trees)
@@ -335,6 +347,12 @@ def _reverse_functions(module: core.Module, call: core.Call, signature: _Signatu
         function.linkage = "internal"
         module.add_function(function)
     memo[key] = (augmented, reverse)       # recursion calls these while they are being built
+    if rule_for(callee.name) is not None:  # the user's rule (custom_rules.py) instead of the callee's code
+        try:
+            custom_reverse_functions(module, call, signature.duplicated, signature.active, augmented, reverse)
+        except DifferentiationError as error:
+            raise _located(error, call) from None
+        return augmented, reverse
     primal = _primal_copy(module, callee, f"enzpy.primal.{base}")
     spec = ReverseSpec(duplicated=signature.duplicated, active=signature.active, return_type=None,
                        minimize_cache=caller_spec.minimize_cache, loose_types=caller_spec.loose_types,

@@ -23,11 +23,11 @@ def address(array: np.ndarray) -> int:
 
 def byte_span(array: np.ndarray) -> tuple[int, int]:
     """[first, past the last) byte an array's elements occupy (strides may be negative)."""
+    base = address(array)
     if array.size == 0:
-        return address(array), address(array)
+        return base, base
     extents = [(n - 1) * s for n, s in zip(array.shape, array.strides)]
-    start = address(array) + sum(e for e in extents if e < 0)
-    return start, address(array) + sum(e for e in extents if e > 0) + array.itemsize
+    return base + sum(e for e in extents if e < 0), base + sum(e for e in extents if e > 0) + array.itemsize
 
 
 def arrays_are_distinct(values) -> bool:
@@ -81,6 +81,11 @@ def shadow_like(array: np.ndarray) -> np.ndarray:
 def shadows_like(arrays: list[np.ndarray]) -> list[np.ndarray]:
     """Zeroed shadows for `arrays` with their shapes, dtypes and strides; arrays that share
     memory get views of one zeroed buffer that overlap as the arrays do."""
+    if all(a.flags.c_contiguous or a.flags.f_contiguous for a in arrays):
+        # The common case, without building views: contiguous arrays whose bytes do not meet.
+        spans = sorted((address(a), address(a) + a.nbytes) for a in arrays if a.size)
+        if all(spans[k][1] <= spans[k + 1][0] for k in range(len(spans) - 1)):
+            return [np.zeros_like(a) for a in arrays]
     shadows: list[np.ndarray | None] = [None] * len(arrays)
     for group in overlap_groups(arrays):
         members = [arrays[i] for i in group]

@@ -708,8 +708,9 @@ def default_annotations(args, positions=None) -> list:
     """Float arrays Duplicated, float scalars Active, the rest Const (and every argument not
     in `positions`, when given). Arrays that share memory get shadows overlapping as they
     do (`aliasing`): one derivative per byte."""
-    annotated = [Differentiable._default_annotation(a) if positions is None or i in positions else Const(a)
-                 for i, a in enumerate(args)]
+    annotated = [Const(a) if positions is not None and i not in positions
+                 else Duplicated(a, None) if isinstance(a, np.ndarray) and a.dtype.kind == "f"
+                 else Differentiable._default_annotation(a) for i, a in enumerate(args)]
     duplicated = [i for i, a in enumerate(annotated) if isinstance(a, Duplicated)]
     for i, shadow in zip(duplicated, shadows_like([args[i] for i in duplicated])):
         annotated[i] = Duplicated(args[i], shadow)

@@ -102,6 +102,14 @@ class Differentiable:
     def value_and_grad(self, *args, wrt=None):
         """(value, grads): grads[i] is d value / d args[i] on entry (None for arguments without
         derivatives: integers are constants). `wrt=i` or `wrt=(i, j)`: only those (`selection`)."""
+        return_type = self._result_type(args)
+        if isinstance(return_type, (numba_types.NoneType, numba_types.Integer, numba_types.Boolean)):
+            # Zeros would be a meaningless answer: an integer or no result has no gradient.
+            returns = "nothing" if isinstance(return_type, numba_types.NoneType) else f"{return_type}"
+            raise DifferentiationError(
+                f"value_and_grad needs a kernel that returns a float; {self.__name__!r} returns {returns}. "
+                "For what it writes into its arrays use autodiff with Duplicated shadows (the shadow "
+                "holds the adjoint of the written values), or jvp / jacobian")
         annotated = default_annotations(args, differentiated_positions(self, args, wrt))
         value, active = self._reverse(annotated, seed=1.0)
         return value, selected(gradients_of(annotated, active), wrt)

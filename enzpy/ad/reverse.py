@@ -235,9 +235,10 @@ class _ReverseBuilder:
                      if isinstance(original, core.Instruction)}
         activity = {}
         for clone, original in primal_of.items():
-            if self.activity.is_active(clone) or self._moves_derivatives(clone):
+            moves = self._moves_derivatives(clone)
+            if self.activity.is_active(clone) or (moves and not self._stores_a_constant(clone)):
                 activity[original] = "active"
-            elif clone in self.activity.shadowed:
+            elif clone in self.activity.shadowed or moves:
                 activity[original] = "shadow"
             else:
                 activity[original] = "inactive"
@@ -251,6 +252,12 @@ class _ReverseBuilder:
             if decision.source == "cache":
                 cached[original] = cached.get(original, 0) + 1
         return ReverseReport(self.primal, activity, sources, cached, tuple(self.non_atomic_adjoints))
+
+    def _stores_a_constant(self, instruction: core.Instruction) -> bool:
+        """A store of a value no active input reaches: its reverse code only zeroes the shadow it
+        overwrites, and no derivative flows through it (activity is "varied and useful"), so the
+        report calls it a shadow instruction, not an active one."""
+        return isinstance(instruction, core.Store) and instruction.operands[0] not in self.activity.varied
 
     def _moves_derivatives(self, instruction: core.Instruction) -> bool:
         """Stores, copies and frees whose reverse code touches shadow memory."""

@@ -225,8 +225,13 @@ def powi(builder, result, x, exponent):
 
 @partials("hypot", "hypotf")
 def hypot(builder, result, x, y):
-    """d sqrt(x^2 + y^2) = (x dx + y dy) / hypot"""
-    return (builder.fdiv(x, result), builder.fdiv(y, result))
+    """d sqrt(x^2 + y^2) = (x dx + y dy) / hypot; 0 at the origin (the cone's tip has no
+    derivative; 0 is its smallest subgradient, and 0 / 0 would make every derivative NaN that a
+    zero tangent or adjoint passes through: forward and reverse mode would disagree there)"""
+    zero = constant(builder, x, 0.0)
+    at_origin = builder.fcmp("oeq", result, zero)
+    return (builder.select(at_origin, zero, builder.fdiv(x, result)),
+            builder.select(at_origin, zero, builder.fdiv(y, result)))
 
 
 @partials("llvm.fma", "llvm.fmuladd", "fma", "fmaf")

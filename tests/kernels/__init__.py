@@ -14,6 +14,7 @@ from . import (
     calls_that_stay_calls,
     checkpointed,
     float32,
+    fuzzed,
     integers,
     linear_algebra,
     lists,
@@ -45,6 +46,7 @@ ALL_CASES: list[Case] = [
     *lists.CASES,
     *parallel.CASES,
     *checkpointed.CASES,
+    *fuzzed.CASES,
 ]
 
 CASES_BY_NAME: dict[str, Case] = {case.name: case for case in ALL_CASES}

@@ -265,6 +265,28 @@ def test_a_wrong_shadow_names_its_argument_and_changes_nothing():
     assert np.all(x == 1.0) and np.all(out == 0.0)
 
 
+def test_each_threads_tape_is_small_and_its_own():
+    """A thread's gradient (ReverseSpec.thread_tapes) pushes onto a tape that starts at 16 slots and
+    neither takes nor gives back the spare buffer CPU gradients share."""
+    from numba import typeof
+
+    from enzpy.cuda.capture import python_function
+    from enzpy.cuda.compile import thread_function
+    from enzpy.ir import core
+
+    case = next(c for c in CASES if c.name == "sum_of_squares")
+    args = case.arguments(np.random.default_rng(0))
+    built = thread_function(python_function(case.kernel), "reverse", tuple(typeof(a) for a in args),
+                            (Duplicated,) * len(args), True)
+    called = {i.callee.name for f in built.module.functions.values() for i in f.instructions()
+              if isinstance(i, core.Call) and isinstance(i.callee, core.Function)}
+    assert "enzpy.tape.push.16" in called
+    assert not called & {"enzpy.tape.push", "enzpy.tape.start", "enzpy.tape.free"}
+    push = built.module.functions["enzpy.tape.push.16"]
+    assert [o.value for i in push.instructions() if isinstance(i, core.Select)
+            for o in i.operands if isinstance(o, core.ConstantInt)] == [16]
+
+
 def test_launch_configuration_is_checked():
     with pytest.raises(ValueError, match="blockdim"):
         enzpy_cuda.on_cpu(cuda_kernels.saxpy)[2, (0,)](1.0, np.ones(4), np.ones(4), np.zeros(4))

@@ -331,7 +331,7 @@ def _reverse_functions(module: core.Module, call: core.Call, signature: _Signatu
     # A prange loop's reverse function runs on several threads: it and what it calls add adjoints atomically.
     atomic = caller_spec.atomic_adjoints or is_loop_function(signature.callee)
     key = ("reverse", signature.callee.name, signature.duplicated, signature.active,
-           caller_spec.minimize_cache, caller_spec.loose_types, atomic)
+           caller_spec.minimize_cache, caller_spec.loose_types, atomic, caller_spec.thread_tapes)
     if key in memo:
         return memo[key]
     callee = signature.callee
@@ -357,7 +357,7 @@ def _reverse_functions(module: core.Module, call: core.Call, signature: _Signatu
     spec = ReverseSpec(duplicated=signature.duplicated, active=signature.active, return_type=None,
                        minimize_cache=caller_spec.minimize_cache, loose_types=caller_spec.loose_types,
                        private_parameters=_private_parameters(callee), parameter_trees=signature.trees,
-                       caller_continues=True, atomic_adjoints=atomic)
+                       caller_continues=True, atomic_adjoints=atomic, thread_tapes=caller_spec.thread_tapes)
     try:
         combined = build_reverse(module, primal, spec, f"enzpy.combined.{base}")
         serial = reverse_report(combined).non_atomic_adjoints or [

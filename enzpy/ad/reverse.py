@@ -47,7 +47,7 @@ from .calls import operand_seeds, result_slots, reverse_calls, without
 from .memory_calls import ForwardMemoryCall, OperandCopies, active_arrays
 from .recompute import ReverseValues
 from .shadows import check_supported, fill_shadow_phi, make_shadow, memory_roots, stores_zero_bits
-from .tape import AllocationLog, Tape
+from .tape import INITIAL_SLOTS, THREAD_TAPE_SLOTS, AllocationLog, Tape
 from ..parallel.launches import LOOP_PREFIX
 from ..parallel.ownership import OwnedAdds, is_site
 
@@ -88,6 +88,8 @@ class ReverseSpec:
     """With `atomic_adjoints`: pointer parameters whose memory no other thread adds into at the same
     time (a CUDA block's shared memory when the block runs on one CPU thread; an array every thread
     reads only at its own index: cuda/compile.py), so plain adds do."""
+    thread_tapes: bool = False
+    """A CUDA thread's gradient, one of many at once: its tapes start small and keep to themselves (ad/tape.py)."""
 
 
 def build_reverse(module: core.Module, primal: core.Function, spec: ReverseSpec, name: str) -> core.Function:
@@ -193,10 +195,12 @@ class _ReverseBuilder:
                              and (active_arrays(i, rule, self.activity.shadowed) or rule.communicates)}
         # Calls to defined functions that stay calls: their derivatives are functions of their own.
         self.calls = reverse_calls(self.module, self.forward_blocks, self.activity, self.types, spec, self._error)
-        self.tape = Tape(self.module, function.arguments[-2]) if spec.caller_continues \
-            else Tape.start(self.module, builder)
-        self.allocation_log = AllocationLog(self.module, builder, function.arguments[-1] if spec.caller_continues
-                                            else None) if every_allocation or self.memory_calls or self.calls else None
+        slots = THREAD_TAPE_SLOTS if spec.thread_tapes else INITIAL_SLOTS
+        self.tape = Tape(self.module, function.arguments[-2], slots) if spec.caller_continues \
+            else Tape.start(self.module, builder, spare=not spec.thread_tapes, initial_slots=slots)
+        lent_log = function.arguments[-1] if spec.caller_continues else None
+        self.allocation_log = AllocationLog(self.module, builder, lent_log, slots) \
+            if every_allocation or self.memory_calls or self.calls else None
         self.status_slot = builder.alloca(I32, "status")
         self.return_slot = builder.alloca(I64, "returned.from")
         self.iteration_slots = {loop: builder.alloca(I64, f"iteration.{loop.header.name}")

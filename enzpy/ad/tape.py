@@ -19,44 +19,25 @@ TAPE_TYPE = StructType((PTR, I64, I64))
 SLOT_BYTES = 8
 """Every tape entry takes one 8-byte slot."""
 INITIAL_SLOTS = 1024
+"""A tape's first buffer, in slots: a whole kernel's gradient."""
+THREAD_TAPE_SLOTS = 16
+"""The first buffer of a thread tape (ReverseSpec.thread_tapes, a CUDA thread's gradient)."""
+# A thread tape also starts empty and frees its own buffer: the spare buffer every gradient shares
+# through one global would cost an atomic exchange per thread call, contended between CPU workers,
+# and 8 KiB malloc / free churn; a 16-slot buffer comes from malloc's per-thread cache.
 
 # The next call reuses the last call's buffer (up to 256 MiB), kept in a global: a
 # fresh buffer would be faulted in page by page on every call. The exchange is
 # atomic, so concurrent calls each get the spare or none.
 _SPARE_SLOTS_LIMIT = (256 << 20) // 8
 
-_RUNTIME = f"""
-@enzpy.tape.spare = internal global ptr null, align 8
-
+_LIBC = """
 declare ptr @realloc(ptr, i64)
 declare void @free(ptr)
+"""
 
-define internal void @enzpy.tape.push(ptr %tape, i64 %value) alwaysinline {{
-entry:
-  %size.field = getelementptr inbounds {{ ptr, i64, i64 }}, ptr %tape, i64 0, i32 1
-  %capacity.field = getelementptr inbounds {{ ptr, i64, i64 }}, ptr %tape, i64 0, i32 2
-  %size = load i64, ptr %size.field, align 8
-  %capacity = load i64, ptr %capacity.field, align 8
-  %full = icmp eq i64 %size, %capacity
-  br i1 %full, label %grow, label %store
-grow:
-  %doubled = shl i64 %capacity, 1
-  %empty = icmp eq i64 %capacity, 0
-  %new.capacity = select i1 %empty, i64 {INITIAL_SLOTS}, i64 %doubled
-  %old.data = load ptr, ptr %tape, align 8
-  %bytes = shl i64 %new.capacity, 3
-  %new.data = call ptr @realloc(ptr %old.data, i64 %bytes)
-  store ptr %new.data, ptr %tape, align 8
-  store i64 %new.capacity, ptr %capacity.field, align 8
-  br label %store
-store:
-  %data = load ptr, ptr %tape, align 8
-  %slot = getelementptr inbounds i64, ptr %data, i64 %size
-  store i64 %value, ptr %slot, align 8
-  %next = add nuw i64 %size, 1
-  store i64 %next, ptr %size.field, align 8
-  ret void
-}}
+_RUNTIME = f"""
+@enzpy.tape.spare = internal global ptr null, align 8
 
 define internal i64 @enzpy.tape.pop(ptr %tape) alwaysinline {{
 entry:
@@ -122,6 +103,38 @@ release:
 """
 
 
+# A push grows a full tape to twice its slots, an empty one to `initial_slots` (one function per
+# first size: push_function).
+_PUSH = """
+define internal void @"{name}"(ptr %tape, i64 %value) alwaysinline {{
+entry:
+  %size.field = getelementptr inbounds {{ ptr, i64, i64 }}, ptr %tape, i64 0, i32 1
+  %capacity.field = getelementptr inbounds {{ ptr, i64, i64 }}, ptr %tape, i64 0, i32 2
+  %size = load i64, ptr %size.field, align 8
+  %capacity = load i64, ptr %capacity.field, align 8
+  %full = icmp eq i64 %size, %capacity
+  br i1 %full, label %grow, label %store
+grow:
+  %doubled = shl i64 %capacity, 1
+  %empty = icmp eq i64 %capacity, 0
+  %new.capacity = select i1 %empty, i64 {initial_slots}, i64 %doubled
+  %old.data = load ptr, ptr %tape, align 8
+  %bytes = shl i64 %new.capacity, 3
+  %new.data = call ptr @realloc(ptr %old.data, i64 %bytes)
+  store ptr %new.data, ptr %tape, align 8
+  store i64 %new.capacity, ptr %capacity.field, align 8
+  br label %store
+store:
+  %data = load ptr, ptr %tape, align 8
+  %slot = getelementptr inbounds i64, ptr %data, i64 %size
+  store i64 %value, ptr %slot, align 8
+  %next = add nuw i64 %size, 1
+  store i64 %next, ptr %size.field, align 8
+  ret void
+}}
+"""
+
+
 _BUFFER_POINTERS = ("slot", "data", "spare")
 """Pointers into the tape's heap buffer in the runtime above: a label tells LLVM that
 pushes and pops touch no array or adjoint (analysis/alias_scopes.py)."""
@@ -129,9 +142,27 @@ pushes and pops touch no array or adjoint (analysis/alias_scopes.py)."""
 
 def add_runtime(module: core.Module) -> None:
     """Add the tape functions (once) to `module`, sharing its libc declarations."""
-    if "enzpy.tape.push" in module.functions:
-        return
-    runtime = parse_module(_RUNTIME)
+    if "enzpy.tape.pop" not in module.functions:
+        _add_functions(module, _LIBC + _PUSH.format(name=_push_name(INITIAL_SLOTS), initial_slots=INITIAL_SLOTS)
+                       + _RUNTIME)
+
+
+def push_function(module: core.Module, initial_slots: int = INITIAL_SLOTS) -> core.Function:
+    """The push of tapes whose first buffer holds `initial_slots` (added to `module` on first need)."""
+    add_runtime(module)
+    name = _push_name(initial_slots)
+    if name not in module.functions:
+        _add_functions(module, _LIBC + _PUSH.format(name=name, initial_slots=initial_slots))
+    return module.functions[name]
+
+
+def _push_name(initial_slots: int) -> str:
+    return "enzpy.tape.push" if initial_slots == INITIAL_SLOTS else f"enzpy.tape.push.{initial_slots}"
+
+
+def _add_functions(module: core.Module, text: str) -> None:
+    """Add the runtime functions of `text` to `module`; its declarations become the module's own."""
+    runtime = parse_module(text)
     for function in runtime.functions.values():
         for instruction in function.instructions():
             if isinstance(instruction, (core.Load, core.Store)) \
@@ -153,23 +184,25 @@ def add_runtime(module: core.Module) -> None:
 class Tape:
     """Emits pushes and pops of one tape (an alloca'd TAPE_TYPE in the gradient's entry)."""
 
-    def __init__(self, module: core.Module, pointer: core.Value):
+    def __init__(self, module: core.Module, pointer: core.Value, initial_slots: int = INITIAL_SLOTS):
         add_runtime(module)
         self.module = module
         self.pointer = pointer
-        self.push_function = module.functions["enzpy.tape.push"]
+        self.push_function = push_function(module, initial_slots)
         self.pushes = 0
         """Pushes emitted so far (none: the tape is never used)."""
         self.pop_function = module.functions["enzpy.tape.pop"]
         self.free_function = module.functions["enzpy.tape.free"]
 
     @classmethod
-    def start(cls, module: core.Module, builder: Builder, spare: bool = True) -> "Tape":
+    def start(cls, module: core.Module, builder: Builder, spare: bool = True,
+              initial_slots: int = INITIAL_SLOTS) -> "Tape":
         """A tape on the stack at `builder`, holding the spare buffer of an earlier call if
         there is one. `spare=False`: an empty tape that frees its own buffer and leaves the
-        spare alone (one spare per gradient: a small tape must not evict the big one's)."""
+        spare alone (one spare per gradient: a small tape must not evict the big one's).
+        `initial_slots`: the first buffer a push makes for an empty tape."""
         pointer = builder.alloca(TAPE_TYPE, "tape")
-        tape = cls(module, pointer)
+        tape = cls(module, pointer, initial_slots)
         builder.call(module.functions["enzpy.tape.start" if spare else "enzpy.tape.start.empty"], [pointer])
         if not spare:
             tape.free_function = module.functions["enzpy.tape.release"]
@@ -254,9 +287,11 @@ class AllocationLog:
     RELEASES = ("NRT_MemInfo_release", "NRT_MemInfo_call_dtor", "NRT_Free", "free")
     """Release functions, by the index recorded next to each pointer (`free`: a callee's frame)."""
 
-    def __init__(self, module: core.Module, builder: Builder, lent: core.Value | None = None):
+    def __init__(self, module: core.Module, builder: Builder, lent: core.Value | None = None,
+                 initial_slots: int = INITIAL_SLOTS):
         self.lent = lent is not None
-        self.tape = Tape(module, lent) if self.lent else Tape.start(module, builder, spare=False)
+        self.tape = Tape(module, lent, initial_slots) if self.lent \
+            else Tape.start(module, builder, spare=False, initial_slots=initial_slots)
         self.base = self.tape.slots(builder) if self.lent else constant_int(I64, 0)
 
     def record(self, builder: Builder, pointer: core.Value, release: str) -> None:

@@ -4,8 +4,9 @@ function or its gradient, in enzpy IR, before the CPU or GPU lowering.
 capture (cuda/capture.py) -> enzpy IR -> the checks and atomics of cuda/threads.py -> the
 pre-AD pipeline -> the AD of the per-thread function. Reverse mode adds adjoints of memory
 atomically (ReverseSpec.atomic_adjoints): blocks run in parallel, and several threads read one
-element. The block's shared memory is one pointer parameter; a derivative shadows it when it
-holds floats (the shadow parameter comes after the arrays' shadows).
+element. Its tapes are a thread's (ReverseSpec.thread_tapes: small, no shared spare buffer).
+The block's shared memory is one pointer parameter; a derivative shadows it when it holds floats
+(the shadow parameter comes after the arrays' shadows).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from dataclasses import dataclass
 
 from ..ad.forward import ForwardSpec, build_forward
 from ..ad.reverse import ReverseSpec, build_reverse
-from ..ad.tape import INITIAL_SLOTS
 from ..analysis.memory_types import pointer_root
 from ..analysis.writes import written_parameters
 from ..annotations import Active, Duplicated
@@ -118,7 +118,8 @@ def thread_function(function, mode: str, types, kinds, distinct: bool,
         if mode == "reverse":
             spec = ReverseSpec(duplicated=pointers, active=scalars, return_type=None,
                                duplicated_types=pointer_types, distinct_arguments=distinct, atomic_adjoints=True,
-                               plain_adjoint_parameters=_added_alone(primal, kernel, sharing, privatized))
+                               plain_adjoint_parameters=_added_alone(primal, kernel, sharing, privatized),
+                               thread_tapes=True)
             derivative = build_reverse(module, primal, spec, "enzpy.cuda.reverse." + convention.entry)
         else:
             spec = ForwardSpec(duplicated=pointers, active=scalars, return_type=None,
@@ -126,8 +127,6 @@ def thread_function(function, mode: str, types, kinds, distinct: bool,
             derivative = build_forward(module, primal, spec, "enzpy.cuda.forward." + convention.entry)
     except DifferentiationError as error:
         raise DifferentiationError(f"CUDA kernel {kernel.name!r}: {error}") from None
-    if mode == "reverse":
-        small_private_tapes(module)
     return ThreadFunction(module, derivative, kernel, mode, duplicated, active, shadowed_shared, privatized)
 
 
@@ -187,30 +186,6 @@ def _register(value: core.Value) -> str | None:
             and value.callee.name.startswith("llvm.nvvm.read.ptx.sreg."):
         return value.callee.name[len("llvm.nvvm.read.ptx.sreg."):]
     return None
-
-
-THREAD_TAPE_SLOTS = 16
-"""Initial tape capacity of one CUDA thread (the CPU gradients' 1024 slots are for whole kernels)."""
-
-
-def small_private_tapes(module: core.Module) -> None:
-    """Each thread's tape starts small and keeps to itself: no spare buffer is exchanged through the
-    global every CPU gradient shares (an atomic per thread call, contended between workers, and
-    8 KiB malloc / free churn), and a 16-slot buffer comes from malloc's per-thread cache."""
-    functions = module.functions
-    if "enzpy.tape.start" not in functions:
-        return
-    private = {functions["enzpy.tape.start"]: functions["enzpy.tape.start.empty"],
-               functions["enzpy.tape.free"]: functions["enzpy.tape.release"]}
-    for function in functions.values():
-        for instruction in function.instructions():
-            if isinstance(instruction, core.Call) and instruction.callee in private:
-                instruction.callee = private[instruction.callee]
-    for instruction in functions["enzpy.tape.push"].instructions():
-        if isinstance(instruction, core.Select):
-            instruction.operands = [core.ConstantInt(o.type, THREAD_TAPE_SLOTS)
-                                    if isinstance(o, core.ConstantInt) and o.value == INITIAL_SLOTS else o
-                                    for o in instruction.operands]
 
 
 def keep_only_reachable(module: core.Module, root: core.Function) -> None:

@@ -15,7 +15,7 @@ already; what the CPU lowering does with barriers, the GPU does itself. So
   a slot of the thread into one atomic add per thread;
 - malloc / realloc / free (the gradient's tape) become wrappers over the device
   heap's malloc and free that keep each block's size (the device has no
-  realloc); each thread's tape is small and its own (compile.small_private_tapes);
+  realloc); each thread's tape is small and its own (ReverseSpec.thread_tapes);
 - libm names and the LLVM math intrinsics NVPTX cannot select become libdevice
   calls (`__nv_sin`, ...), and libdevice is linked from the CUDA toolkit.
 

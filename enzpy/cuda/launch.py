@@ -98,12 +98,12 @@ entry:
   %dynamic32 = trunc i64 %f7 to i32
   store i32 %dynamic32, ptr %c12
   %no.frames = icmp eq ptr %frames, null
-  br i1 %no.frames, label %out.of.memory, label %blocks
+  br i1 %no.frames, label %exit, label %blocks
 
 blocks:
   %block = phi i64 [ %first, %entry ], [ %block.next, %block.done ]
   %more.blocks = icmp slt i64 %block, %last
-  br i1 %more.blocks, label %block.start, label %finished
+  br i1 %more.blocks, label %block.start, label %exit
 
 block.start:
   %ctaid.x = urem i64 %block, %f0
@@ -169,14 +169,14 @@ thread.end:
   %status.ok = icmp eq i32 %status, 0
   %status.none = icmp eq i32 %status, -2
   %status.fine = or i1 %status.ok, %status.none
-  br i1 %status.fine, label %thread.next, label %failed
+  br i1 %status.fine, label %thread.next, label %exit
 
 thread.wait:
   store i32 %stopped, ptr %state.slot
   %first.waiter = icmp eq i32 %barrier, 0
   %same.barrier = icmp eq i32 %barrier, %stopped
   %agrees = or i1 %first.waiter, %same.barrier
-  br i1 %agrees, label %thread.next, label %divergent
+  br i1 %agrees, label %thread.next, label %exit
 
 thread.next:
   %waiting.next = phi i1 [ %waiting, %thread ], [ %waiting, %thread.end ], [ true, %thread.wait ]
@@ -193,23 +193,13 @@ block.done:
   %block.next = add i64 %block, 1
   br label %blocks
 
-finished:
+exit:
+  ; every block finished, a thread failed, threads waited at different barriers, or no frames
+  %result = phi i32 [ 0, %blocks ], [ %status, %thread.end ],
+                    [ {DIVERGENT_BARRIER}, %thread.wait ], [ {_OUT_OF_MEMORY}, %entry ]
   call void @free(ptr %frames)
 {free}
-  ret i32 0
-
-failed:
-  call void @free(ptr %frames)
-{free}
-  ret i32 %status
-
-divergent:
-  call void @free(ptr %frames)
-{free}
-  ret i32 {DIVERGENT_BARRIER}
-
-out.of.memory:
-  ret i32 {_OUT_OF_MEMORY}
+  ret i32 %result
 }}
 """
 

@@ -175,7 +175,7 @@ class Differentiable:
                 raise ValueError(f"seed must be a number: kernel {self.__name__!r} returns {return_type}")
             layout = results.result_layout(return_type, self.__name__)
             leaf_seeds, shapes = results.shapes_from_seed(layout, seed)
-            active, _ = results.reverse_call(self, layout, annotated, leaf_seeds, shapes)
+            active, _ = results.reverse_call_keeping_arguments(self, layout, annotated, leaf_seeds, shapes)
             return tuple(active)
         _, active = self._reverse(annotated, seed=seed)
         return tuple(active)

@@ -78,16 +78,25 @@ class ResultLayout:
         """The value of this layout with the given leaves (tuples rebuilt as tuples)."""
         return _build(self.numba_type, iter(leaf_values))
 
+    def _tuple_length(self, path: tuple) -> int:
+        numba_type = self.numba_type
+        for index in path:
+            numba_type = numba_type.types[index]
+        return len(numba_type.types)
+
     def check_structure(self, value, what: str) -> list:
         """The leaves of a user-given value (cotangent, seed), checked against the layout."""
         leaves = []
         for leaf in self.leaves:
             item = value
             for depth, index in enumerate(leaf.path):
-                if not isinstance(item, (tuple, list)) or len(item) <= index:
+                expected = self._tuple_length(leaf.path[:depth])
+                if not isinstance(item, (tuple, list)) or len(item) != expected:
                     where = Leaf(leaf.path[:depth], leaf.dtype, None).description
+                    got = f"{type(item).__name__} of {len(item)}" if isinstance(item, (tuple, list)) \
+                        else type(item).__name__
                     raise ValueError(f"{what} must have the structure of the kernel's result: {where} is a "
-                                     f"tuple, got {type(item).__name__}")
+                                     f"tuple of {expected}, got a {got}")
                 item = item[index]
             leaves.append(item)
         return leaves
@@ -129,6 +138,10 @@ def is_structured(numba_type) -> bool:
 
 # ---------------------------------------------------------------- the output form
 
+_SEED_SHAPE_MESSAGE = "enzpy: the seed of "
+"""How the output form's shape check starts its message (`reverse_call_keeping_arguments` names the shapes)."""
+
+
 def output_form(differentiable, layout: ResultLayout, arity: int):
     """The Differentiable of `differentiable`'s output form for `layout` (made once, then cached)."""
     key = (layout.numba_type, arity)
@@ -139,8 +152,9 @@ def output_form(differentiable, layout: ResultLayout, arity: int):
 
     from .api import Differentiable
 
-    parameters = [f"argument{i}" for i in range(arity)]
     outputs = [f"output{j}" for j in range(len(layout.leaves))]
+    parameters = _form_parameters(differentiable, arity, reserved={"kernel", "result", *outputs,
+                                                                   *(f"leaf{j}" for j in range(len(outputs)))})
     lines = [f"def enzpy_outputs({', '.join(parameters + outputs)}):",
              f"    result = kernel({', '.join(parameters)})"]
     for j, leaf in enumerate(layout.leaves):
@@ -150,7 +164,7 @@ def output_form(differentiable, layout: ResultLayout, arity: int):
         else:
             # Assignment would broadcast a wrong-shaped seed silently.
             lines.append(f"    if {access}.shape != output{j}.shape:")
-            lines.append(f"        raise ValueError('enzpy: the seed of {leaf.description} does not have the "
+            lines.append(f"        raise ValueError('{_SEED_SHAPE_MESSAGE}{leaf.description} does not have the "
                          "shape of the kernel result')")
             # Plain loops, not `output[...] = leaf`: numba's broadcasting assignment is far
             # more IR to optimize and differentiate for the same copy.
@@ -181,6 +195,20 @@ def output_form(differentiable, layout: ResultLayout, arity: int):
     return form
 
 
+def _form_parameters(differentiable, arity: int, reserved: set[str]) -> list[str]:
+    """The kernel's own parameter names, so that errors about an argument name it as the user wrote
+    it (`argument0`, ... where a name would clash with the form's own)."""
+    import inspect
+    try:
+        names = list(inspect.signature(differentiable.dispatcher.py_func).parameters)[:arity]
+    except (AttributeError, TypeError, ValueError):
+        names = []
+    if len(names) != arity or any(not n.isidentifier() or n in reserved or n.startswith("i") and n[1:].isdigit()
+                                  for n in names):
+        return [f"argument{i}" for i in range(arity)]
+    return names
+
+
 def output_buffers(layout: ResultLayout, shapes: list) -> list[np.ndarray]:
     """One output array per leaf (a scalar leaf: an array of one element)."""
     return [np.empty((1,) if leaf.ndim is None else shape, dtype=leaf.dtype)
@@ -208,7 +236,7 @@ def leaf_derivative(layout_leaf: Leaf, given, shape, what: str) -> np.ndarray | 
     if layout_leaf.ndim is None:
         if given is None:
             return np.zeros(1, dtype=layout_leaf.dtype)
-        if np.ndim(given) != 0 or not np.isrealobj(given):
+        if np.ndim(given) != 0 or np.asarray(given).dtype.kind not in "fiub":
             raise ValueError(f"{what} of {layout_leaf.description} must be a real number, got {given!r}")
         return np.array([given], dtype=layout_leaf.dtype)
     if given is None:
@@ -246,6 +274,35 @@ def reverse_call(differentiable, layout: ResultLayout, annotated: list, derivati
                for buffer, shadow in zip(buffers, derivative_leaves)]
     _, active = form._reverse(list(annotated) + outputs, seed=1.0)
     return active, from_buffers(layout, buffers)
+
+
+def reverse_call_keeping_arguments(differentiable, layout: ResultLayout, annotated: list, derivative_leaves: list,
+                                   shapes: list):
+    """`reverse_call`, with the arguments' arrays put back as they were if it raises.
+
+    A seed's shapes can only be compared with the result's once the kernel has run (and
+    written into its arguments): a refused seed must not leave the user's arrays changed.
+    """
+    arrays = [a.value for a in annotated if isinstance(a.value, np.ndarray)]
+    saved = copy_arguments(arrays)
+    try:
+        return reverse_call(differentiable, layout, annotated, derivative_leaves, shapes)
+    except Exception as error:
+        for array, copy in zip(arrays, saved):
+            array[...] = copy
+        if isinstance(error, ValueError) and str(error).startswith(_SEED_SHAPE_MESSAGE):
+            raise ValueError(_seed_shape_mismatch(differentiable, layout, arrays, annotated, shapes)) from None
+        raise
+
+
+def _seed_shape_mismatch(differentiable, layout: ResultLayout, arrays, annotated, shapes) -> str:
+    """Which leaf's seed has the wrong shape, and the shape the kernel's result has."""
+    value = differentiable.dispatcher(*copy_arguments([a.value for a in annotated]))
+    for leaf, shape, actual in zip(layout.leaves, shapes, leaf_shapes(layout, value)):
+        if leaf.ndim is not None and tuple(shape) != tuple(actual):
+            return f"the seed of {leaf.description} has shape {tuple(shape)}, but the kernel's {leaf.description} " \
+                   f"has shape {tuple(actual)}"
+    return "the seed does not have the shape of the kernel's result"
 
 
 def forward_call(differentiable, layout: ResultLayout, args, kinds, lane_tangents, width: int, shapes: list):

@@ -52,3 +52,41 @@ def test_all_const_call_has_no_active_instruction():
     assert constant.active_instructions == [], constant.active_instructions
     active = kernel.explain(Duplicated(np.ones(3), np.zeros(3)), Active(2.0))
     assert len(active.active_instructions) >= 3, active      # loads, the product, the sum, the store
+
+
+# -- bad input to the array-result paths: a clear error naming the leaf or argument, arrays kept
+
+def _bumps_and_returns_a_tuple(x, y):
+    y[0] += 1.0
+    return np.sin(x) * y[0], x.sum()
+
+
+def test_a_refused_seed_leaves_the_arguments_as_they_were_and_names_both_shapes():
+    kernel = differentiate(_bumps_and_returns_a_tuple)
+    x, y = np.linspace(0.1, 1.0, 4), np.ones(3)
+    x0, y0 = x.copy(), y.copy()
+    with pytest.raises(ValueError, match=r"seed of result\[0\] has shape \(3,\), but the kernel's result\[0\] "
+                                         r"has shape \(4,\)"):
+        kernel.autodiff(Duplicated(x, np.zeros(4)), Duplicated(y, np.zeros(3)), seed=(np.ones(3), 1.0))
+    assert np.array_equal(x, x0) and np.array_equal(y, y0), "the kernel's write into y must be undone"
+    with pytest.raises(ValueError, match=r"the result is a tuple of 2, got a tuple of 1"):
+        kernel.autodiff(Duplicated(x, np.zeros(4)), Duplicated(y, np.zeros(3)), seed=(np.ones(4),))
+    with pytest.raises(ValueError, match=r"shadow of argument 0 \('x'\)"):
+        kernel.autodiff(Duplicated(x, np.zeros(5)), Duplicated(y, np.zeros(3)), seed=(np.ones(4), 1.0))
+    assert np.array_equal(x, x0) and np.array_equal(y, y0)
+    # The right seed still works afterwards and gives the derivative.
+    dx = np.zeros(4)
+    kernel.autodiff(Duplicated(x, dx), Duplicated(y, np.zeros(3)), seed=(np.ones(4), 0.0))
+    assert np.allclose(dx, np.cos(x0) * 2.0)
+
+
+def test_a_bad_cotangent_names_its_leaf_and_the_pullback_still_works():
+    kernel = differentiate(_bumps_and_returns_a_tuple)
+    x, y = np.linspace(0.1, 1.0, 4), np.ones(3)
+    _, pullback = kernel.vjp(x, y)
+    with pytest.raises(ValueError, match=r"cotangent of result\[1\] must be a real number, got 'a'"):
+        pullback((np.ones(4), "a"))
+    with pytest.raises(ValueError, match=r"cotangent of result\[0\] must be a real array of shape \(4,\)"):
+        pullback((np.ones(3), 1.0))
+    gradient_x, _ = pullback((np.zeros(4), 1.0))
+    assert np.allclose(gradient_x, 1.0)

@@ -89,6 +89,11 @@ UNARY = ("np.sin({0})", "np.cos({0})", "np.tanh({0})", "np.arctan({0})", "np.exp
 BINARY = ("{0} + {1}", "{0} - {1}", "{0} * {1}", "{0} / (1.0 + {1} * {1})", "max({0}, {1})", "min({0}, {1})",
           "math.hypot({0}, {1})", "np.arctan2({0}, 2.0 + np.cos({1}))")
 REDUCTIONS = ("np.sum({0})", "np.dot({0}, {0})", "np.max({0})", "np.mean({0})", "np.prod(np.tanh({0}) * 0.5 + 1.0)")
+MATRIX_EXPRESSIONS = ("M @ x", "(M.T @ y) * x", "np.dot(M, np.sin(x))", "M[0] * y", "M[:, 1] + x",
+                      "np.sum(M * M, axis=0)", "M.ravel()[:n] * y")
+"""Whole-array expressions of length n over M, for kernels that take it (BLAS gemv, views, axis sums)."""
+DATA_INDICES = ("int(abs(y[0]) * 3.0) % n", "int(x[n - 1] > 0.0)", "np.argmax(x)")
+"""Indices read from the data: piecewise constant in it, so only their uses carry derivatives."""
 ARRAY_EXPRESSIONS = ("np.sin(x) * y", "x * x + y", "np.exp(np.tanh(y)) - x", "x[1:] * y[:-1]",
                      "np.sqrt(1.0 + x * x)", "np.cumsum(y) * 0.1", "x[::-1] * y")
 
@@ -184,10 +189,12 @@ class Exit:
     threshold: float
     """The comparison's right side."""
     returned: str | None = None
-    """Python text returned (the kernel's result form); None: `break`."""
+    """Python text returned (the kernel's result form); None: `keyword`."""
+    keyword: str = "break"
+    """`break`, or `continue` (only in a `for` loop: a while loop's counter update would be skipped)."""
 
     def lines(self, indent: str) -> list[str]:
-        action = "break" if self.returned is None else f"return {self.returned}"
+        action = self.keyword if self.returned is None else f"return {self.returned}"
         return [f"{indent}if {self.condition.render()} > {self.threshold!r}:", f"{indent}    {action}"]
 
 
@@ -296,6 +303,8 @@ class _Scope:
     """Valid index texts for the 1-D arrays."""
     loop_depth: int = 0
     """How many loops enclose this point."""
+    innermost: str = ""
+    """'for' or 'while': the innermost enclosing loop."""
     variables: int = 0
     """Loop variables made so far (names i0, i1, ...)."""
 
@@ -377,7 +386,8 @@ class Generator:
             return Apply(helper.name + "({0}, {1})", (self._expression(scope, depth - 1),
                                                        self._expression(scope, depth - 1)))
         if "x" in scope.arrays and "y" in scope.arrays:
-            return Reduce(draw.choice(REDUCTIONS), draw.choice(ARRAY_EXPRESSIONS))
+            pool = ARRAY_EXPRESSIONS + (MATRIX_EXPRESSIONS if self.matrix else ())
+            return Reduce(draw.choice(REDUCTIONS), draw.choice(pool))
         return self._leaf(scope)
 
     def _leaf(self, scope: _Scope):
@@ -390,7 +400,9 @@ class Generator:
         if self.matrix and "x" in scope.arrays and choice < 0.55:
             return Element("M", draw.choice(scope.indices), draw.choice(scope.indices))
         if scope.arrays:
-            return Element(draw.choice(scope.arrays), draw.choice(scope.indices))
+            index = draw.choice(DATA_INDICES) if "x" in scope.arrays and draw.random() < 0.08 \
+                else draw.choice(scope.indices)
+            return Element(draw.choice(scope.arrays), index)
         return Name(draw.choice(scope.scalars))
 
     # -- statements
@@ -412,7 +424,8 @@ class Generator:
             return If(self._expression(scope, 2), draw.choice((0.0, 0.3, -0.2)),
                       tuple(self._statements(scope, depth + 1, result)), otherwise)
         if choice < 0.56 and scope.loop_depth > 0:
-            return Exit(self._expression(scope, 2), draw.choice((0.5, 0.8, 1.5)))
+            keyword = draw.choice(("break", "continue")) if scope.innermost == "for" else "break"
+            return Exit(self._expression(scope, 2), draw.choice((0.5, 0.8, 1.5)), keyword=keyword)
         if choice < 0.59 and result in ("scalar", "array") and self.returned is not None:
             return Exit(self._expression(scope, 2), draw.choice((0.9, 1.5)), returned=self.returned)
         locals_ = [a for a in scope.writable if a.startswith("t")]
@@ -450,7 +463,7 @@ class Generator:
         else:
             indices = [f"{variable} % n"]
         inner = replace(scope, scalars=[*scope.scalars, f"({variable} * 0.25)"], indices=[*scope.indices, *indices],
-                        loop_depth=scope.loop_depth + 1)
+                        loop_depth=scope.loop_depth + 1, innermost="for")
         body = tuple(self._statements(inner, depth + 1, result))
         scope.variables = inner.variables
         return For(variable, bound, body)
@@ -458,7 +471,8 @@ class Generator:
     def _while(self, scope: _Scope, depth: int, result: str) -> While:
         draw = self.random
         counter = self._loop_variable(scope)
-        inner = replace(scope, indices=[*scope.indices, f"{counter} % n"], loop_depth=scope.loop_depth + 1)
+        inner = replace(scope, indices=[*scope.indices, f"{counter} % n"], loop_depth=scope.loop_depth + 1,
+                        innermost="while")
         condition = Name(draw.choice([s for s in scope.scalars if s.startswith("acc")]))
         body = tuple(self._statements(inner, depth + 1, result))
         scope.variables = inner.variables

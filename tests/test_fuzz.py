@@ -38,7 +38,8 @@ def test_the_grammar_writes_kernels_numba_compiles_and_covers_its_features():
         sources.append(job.source)
     text = "\n".join(sources)
     for feature in ("for i", "while ", "if ", "break", "return acc", "+=", "np.zeros_like", ", t1 = t1, t0",
-                    "scalar_helper0(", "array_helper(", "np.sum(", "np.sin(", "M[", "def kernel(x, y, M, s, m)"):
+                    "scalar_helper0(", "array_helper(", "np.sum(", "np.sin(", "M[", "def kernel(x, y, M, s, m)",
+                    "continue", "int(abs(y[0])", "M @ x"):
         assert feature in text, f"no kernel of 60 seeds has {feature!r}"
     kinds = {(generate(seed).dtype, generate(seed).result, generate(seed).layout) for seed in range(60)}
     assert {dtype for dtype, _, _ in kinds} == {"float32", "float64"}

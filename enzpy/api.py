@@ -20,16 +20,21 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import pickle
 import re
+import warnings
 import weakref
 from dataclasses import dataclass
 
 import numpy as np
 from numba.core import types as numba_types
 
-from . import results
+from . import disk_cache, results
 from .annotations import Active, Const, Duplicated, DuplicatedNoNeed  # noqa: F401 (re-exported)
 from .aliasing import arrays_are_distinct, overlap_alike, shadow_like, shadows_like
+from .arguments import (annotated_arrays, copy_back, default_annotation, default_annotations,  # noqa: F401
+                        default_kinds, float_return_type, float_type, gradients_of, primal_parameters,
+                        shadow_address)
 from .messages import for_user
 from .selection import differentiated_positions, selected
 from .ad.forward import ForwardSpec, build_forward
@@ -41,11 +46,13 @@ from .checkpointing.outline import outline_checkpointed_loops, remove_markers
 from .checkpointing.generated import run_checkpointed_loops
 from .driver import optimize, to_ir
 from .errors import DifferentiationError
+from .explain import explain as explain_call
+from .higher_order import hessian as hessian_of, hvp as hvp_of
+from .jacobian import jacobian as jacobian_of
 from .frontend.numba import as_dispatcher, capture, recapture_with_debug_info
 from .ir import write_module
 from .analysis.writes import written_parameters
-from .ir.types import FloatType
-from .jit import CompiledModule, NumbaEntryPoint, array_parameters, check_array, scalar_parameter
+from .jit import CompiledModule, NumbaEntryPoint
 
 
 @dataclass
@@ -77,11 +84,14 @@ class Differentiable:
     """A kernel with derivatives; calling it runs the primal through numba."""
 
     def __init__(self, function, optimize: bool = True, cache_minimization: bool = True,
-                 loose_types: bool = False):
+                 loose_types: bool = False, cache: bool = False):
         self.dispatcher = as_dispatcher(function)
         self.optimize = optimize
         self.cache_minimization = cache_minimization
         self.loose_types = loose_types
+        self.cache = cache
+        """Keep compiled derivatives on disk (`disk_cache`), for later processes."""
+        self._identity: str | None | bool = False      # the kernel's disk-cache identity, once computed
         # Compiled derivatives are shared by every Differentiable of this dispatcher with
         # these options: a fresh `differentiate(f)` of the same f compiles nothing again.
         caches = _compiled.setdefault(self.dispatcher, {}).setdefault(
@@ -234,20 +244,17 @@ class Differentiable:
         reverse mode, one sweep per row, otherwise ("forward" / "reverse"
         force one). The arguments are not modified (the kernel runs on copies).
         """
-        from .jacobian import jacobian
-        return jacobian(self, args, wrt=wrt, mode=mode, width=width)
+        return jacobian_of(self, args, wrt=wrt, mode=mode, width=width)
 
     def hvp(self, args, direction, wrt=None):
         """H v at `args` along `direction` (both aligned with the arguments; `wrt`: only those
         rows): `higher_order.hvp`."""
-        from .higher_order import hvp
-        return selected(hvp(self, args, direction), wrt)
+        return selected(hvp_of(self, args, direction), wrt)
 
     def hessian(self, *args, wrt=None):
         """The Hessian at `args` (float inputs flattened as `jacobian`'s; `wrt`: only those
         arguments, as rows and columns): `higher_order.hessian`."""
-        from .higher_order import hessian
-        return hessian(self, args, differentiated_positions(self, args, wrt))
+        return hessian_of(self, args, differentiated_positions(self, args, wrt))
 
     # -- machinery
 
@@ -274,13 +281,7 @@ class Differentiable:
             return_type = self._result_types[key] = self.dispatcher.overloads[types].signature.return_type
         return return_type
 
-    @staticmethod
-    def _default_annotation(value):
-        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
-            return Duplicated(value, shadow_like(value))
-        if isinstance(value, (float, np.floating)):
-            return Active(value)
-        return Const(value)
+    _default_annotation = staticmethod(default_annotation)
 
     def _gradient_for(self, annotated, distinct: bool) -> _Gradient:
         """The compiled gradient for these argument types and annotations (compiled once)."""
@@ -372,8 +373,7 @@ class Differentiable:
 
     def explain(self, *args):
         """What reverse mode does for these arguments (plain or annotated): see `enzpy.explain`."""
-        from .explain import explain
-        return explain(self, *args)
+        return explain_call(self, *args)
 
     def _autodiff_forward(self, annotated):
         kinds, lane_tangents = [], []
@@ -490,6 +490,11 @@ class Differentiable:
 
     def _compile(self, primal_args, kinds, distinct_arguments: bool = False, types=None) -> _Gradient:
         """`types`: numba types instead of argument values (a call from njit code, numba_calls.py)."""
+        key = self._disk_key("reverse", primal_args, types, kinds, distinct_arguments)
+        stored = disk_cache.load(key) if key else None
+        if stored is not None:
+            entry, layout, text = stored
+            return _Gradient(entry, *layout, text)
         captured = capture(self.dispatcher, args=primal_args, types=types)
         try:
             module, gradient_function, spec = self.gradient_module(captured, kinds, distinct_arguments)
@@ -499,21 +504,53 @@ class Differentiable:
         entry = self._entry_point(captured, text, gradient_function)
         duplicated = tuple(i for i, kind in enumerate(kinds) if issubclass(kind, Duplicated))
         active = tuple(i for i, kind in enumerate(kinds) if issubclass(kind, Active))
-        return _Gradient(entry, duplicated, active, spec.return_type is not None, text)
+        layout = (duplicated, active, spec.return_type is not None)
+        self._disk_store(key, entry, layout, text)
+        return _Gradient(entry, *layout, text)
 
     def _compile_forward(self, primal_args, kinds, width, types=None) -> _Tangent:
+        key = self._disk_key("forward", primal_args, types, kinds, width)
+        stored = disk_cache.load(key) if key else None
+        if stored is not None:
+            entry, layout, text = stored
+            return _Tangent(entry, *layout, text)
         captured = capture(self.dispatcher, args=primal_args, types=types)
         try:
             module, tangent_function, spec = self.tangent_module(captured, kinds, width)
         except DifferentiationError as error:
             raise DifferentiationError(for_user(str(error), self._where())) from None
         text = write_module(module)
-        return _Tangent(self._entry_point(captured, text, tangent_function), width,
-                        spec.return_type is not None, text)
+        entry = self._entry_point(captured, text, tangent_function)
+        layout = (width, spec.return_type is not None)
+        self._disk_store(key, entry, layout, text)
+        return _Tangent(entry, *layout, text)
+
+    def _disk_key(self, mode: str, primal_args, types, kinds, variant) -> str | None:
+        """The disk-cache file of this derivative, or None (no `cache=True`, or a kernel that
+        names something `disk_cache` cannot key)."""
+        if not self.cache:
+            return None
+        if self._identity is False:
+            self._identity = disk_cache.kernel_identity(self.dispatcher)
+        if self._identity is None:
+            return None
+        return disk_cache.derivative_key(
+            self._identity, mode, disk_cache.type_names(self.dispatcher, primal_args, types),
+            tuple(kind.__name__ for kind in kinds), variant,
+            (self.optimize, self.cache_minimization, self.loose_types))
 
     @staticmethod
-    def _entry_point(captured, text, function) -> NumbaEntryPoint:
-        compiled = CompiledModule(text, pipeline="post_ad")
+    def _disk_store(key: str | None, entry: NumbaEntryPoint, layout: tuple, text: str) -> None:
+        if key is None:
+            return
+        try:
+            disk_cache.store(key, entry, layout, text)
+        except (OSError, pickle.PicklingError, TypeError, AttributeError) as error:
+            # The derivative works; only the next process will compile it again.
+            warnings.warn(f"enzpy: could not keep the compiled derivative on disk: {error}", stacklevel=5)
+
+    def _entry_point(self, captured, text, function) -> NumbaEntryPoint:
+        compiled = CompiledModule(text, pipeline="post_ad", keep_object_code=self.cache)
         parameter_types = tuple(str(t) for t in function.function_type.params)
         convention = dataclasses.replace(captured.convention, entry=function.name, parameter_types=parameter_types)
         return NumbaEntryPoint(compiled, convention)
@@ -640,57 +677,10 @@ def check_kinds(convention, kinds: tuple[type, ...], scalar_duplicated: bool) ->
                                        f"float scalar, got {argument.numba_type}")
 
 
-def float_return_type(convention) -> FloatType | None:
-    """The float type the kernel stores through retptr, or None when it returns no float."""
-    if convention.returns_value and np.dtype(str(convention.return_type)).kind == "f":
-        return float_type(np.dtype(str(convention.return_type)))
-    return None
 
 
-def float_type(dtype) -> FloatType:
-    return FloatType("float" if np.dtype(dtype) == np.float32 else "double")
 
 
-def primal_parameters(convention, values) -> list:
-    """The exploded parameters of the primal arguments, as numba passes them."""
-    parameters = []
-    for spec, value in zip(convention.arguments, values):
-        if spec.is_array:
-            parameters.extend(array_parameters(spec, value))
-        else:
-            parameters.append(scalar_parameter(spec, value))
-    return parameters
-
-
-def shadow_address(spec, value: np.ndarray, shadow, copied_back: list, role: str) -> int:
-    """The data pointer to pass for `shadow`, the derivative array of argument `value`.
-
-    The kernel walks the shadow with the argument's strides: a shadow laid out
-    differently is replaced by a same-strided copy, recorded in `copied_back`
-    to be written back after the call (`copy_back`).
-    """
-    if not isinstance(shadow, np.ndarray) or shadow.shape != value.shape or shadow.dtype != value.dtype:
-        raise ValueError(f"{role} of argument {spec.position} ({spec.name!r}) must be a "
-                         f"{value.dtype} array of shape {value.shape}, got "
-                         f"{getattr(shadow, 'dtype', type(shadow).__name__)} {getattr(shadow, 'shape', '')}")
-    if shadow.strides != value.strides:
-        laid_out = shadow_like(value)
-        laid_out[...] = shadow
-        copied_back.append((shadow, laid_out))
-        shadow = laid_out
-    check_array(spec, shadow, role=f"{role} of argument")
-    return shadow.ctypes.data
-
-
-def copy_back(copied_back: list) -> None:
-    for shadow, laid_out in copied_back:
-        if shadow is not laid_out:
-            shadow[...] = laid_out
-
-
-def annotated_arrays(annotated) -> list:
-    """The values and the shadows of annotated arguments: what `arrays_are_distinct` checks."""
-    return [a.value for a in annotated] + [a.shadow for a in annotated if isinstance(a, Duplicated)]
 
 
 def with_source_location(error: DifferentiationError, build_with_debug_info) -> DifferentiationError:
@@ -712,25 +702,6 @@ def with_source_location(error: DifferentiationError, build_with_debug_info) -> 
     return error
 
 
-def default_annotations(args, positions=None) -> list:
-    """Float arrays Duplicated, float scalars Active, the rest Const (and every argument not
-    in `positions`, when given). Arrays that share memory get shadows overlapping as they
-    do (`aliasing`): one derivative per byte."""
-    annotated = [Const(a) if positions is not None and i not in positions
-                 else Duplicated(a, None) if isinstance(a, np.ndarray) and a.dtype.kind == "f"
-                 else Differentiable._default_annotation(a) for i, a in enumerate(args)]
-    duplicated = [i for i, a in enumerate(annotated) if isinstance(a, Duplicated)]
-    for i, shadow in zip(duplicated, shadows_like([args[i] for i in duplicated])):
-        annotated[i] = Duplicated(args[i], shadow)
-    return annotated
-
-
-def gradients_of(annotated, active) -> tuple:
-    """Gradients aligned with the arguments: a Duplicated one's shadow, an Active one's
-    derivative (from `active`, in order), None for the others."""
-    active = iter(active)
-    return tuple(a.shadow if isinstance(a, Duplicated) else next(active) if isinstance(a, Active) else None
-                 for a in annotated)
 
 
 def _problem(error: Exception) -> str:
@@ -739,14 +710,16 @@ def _problem(error: Exception) -> str:
     return re.sub(r"[%@][-\w.$\"]+", "%", what)
 
 
-def default_kinds(convention) -> tuple[type, ...]:
-    """What `value_and_grad` differentiates: float arrays Duplicated, float scalars Active."""
-    return tuple((Duplicated if a.is_array else Active) if a.is_float else Const for a in convention.arguments)
-
 
 def differentiate(function=None, *, optimize: bool = True, cache_minimization: bool = True,
-                  loose_types: bool = False):
+                  loose_types: bool = False, cache: bool = False):
     """`differentiate(f)`, `@differentiate` or `@differentiate(optimize=False)`.
+
+    `cache=True` keeps the compiled derivatives on disk, as numba's `cache=True`
+    keeps kernels: a later process loads them instead of compiling
+    (`enzpy.disk_cache`: keyed by the kernel's code and what it calls, the
+    argument types and annotations, and the versions of enzpy, numba and LLVM).
+    Pair it with `@njit(cache=True)` so numba's primal loads from its cache too.
 
     `cache_minimization=False` makes reverse mode cache every value it needs
     instead of recomputing or re-loading (the baseline of
@@ -754,7 +727,8 @@ def differentiate(function=None, *, optimize: bool = True, cache_minimization: b
     go on where type analysis finds the same bytes used as two types (the
     first use wins) instead of raising.
     """
-    options = dict(optimize=optimize, cache_minimization=cache_minimization, loose_types=loose_types)
+    options = dict(optimize=optimize, cache_minimization=cache_minimization, loose_types=loose_types,
+                   cache=cache)
     if function is None:
         return lambda f: Differentiable(f, **options)
     return Differentiable(function, **options)

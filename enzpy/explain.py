@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .ad.reverse import reverse_report, tape_slots_global_name
+from .aliasing import arrays_are_distinct
+from .annotations import Active, Const, Duplicated
+from .arguments import annotated_arrays, default_annotation
 from .ad.tape import SLOT_BYTES
 from .frontend.numba import capture
 from .checkpointing.outline import checkpointed_loops
@@ -85,9 +88,7 @@ class ExplainReport:
 
 def explain(differentiable, *args) -> ExplainReport:
     """The report for `differentiable` called with `args` (plain values or Const/Active/Duplicated)."""
-    from .api import Active, Const, Differentiable, Duplicated, annotated_arrays, arrays_are_distinct
-
-    annotated = [a if isinstance(a, (Const, Active, Duplicated)) else Differentiable._default_annotation(a)
+    annotated = [a if isinstance(a, (Const, Active, Duplicated)) else default_annotation(a)
                  for a in args]
     # Whether the user's arrays overlap decides what may be re-loaded; the copies would not.
     distinct = arrays_are_distinct(annotated_arrays(annotated))

@@ -22,6 +22,9 @@ import numpy as np
 
 from .ad.reverse import ReverseSpec, build_reverse
 from .aliasing import arrays_are_distinct
+from .annotations import Active, Const, Duplicated
+from .arguments import primal_parameters
+from .results import copy_arguments
 from .errors import DifferentiationError
 from .driver import optimize
 from .frontend.numba import capture
@@ -44,7 +47,6 @@ class _HessianVectorProduct:
 
 
 def _kinds(args):
-    from .api import Active, Const, Duplicated
 
     return tuple(Duplicated if isinstance(a, np.ndarray) and a.dtype.kind == "f"
                  else Active if isinstance(a, (float, np.floating)) else Const for a in args)
@@ -109,8 +111,6 @@ def _refuse_typed_lists(module, name: str) -> None:
 def hvp(differentiable, args, direction) -> tuple:
     """H v, aligned with `args`: an array for a float array, a float for a float scalar, None for
     the rest. `direction` is aligned with `args` too (None: zero). The arguments are not modified."""
-    from .api import primal_parameters
-    from .results import copy_arguments
 
     args = tuple(args)
     direction = tuple(direction)

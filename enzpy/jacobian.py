@@ -18,7 +18,8 @@ import numpy as np
 from numba.core import types as numba_types
 
 from . import results
-from .api import Active, Const, Duplicated, shadow_like
+from .aliasing import shadow_like
+from .annotations import Active, Const, Duplicated
 from .selection import differentiated_positions
 
 
@@ -26,7 +27,6 @@ def jacobian(differentiable, args, wrt=None, mode: str = "auto", width: int = 8)
     """`differentiable`'s Jacobian at `args` (see `Differentiable.jacobian` for the layout and the modes)."""
     args = tuple(args)
     is_float_array = [isinstance(a, np.ndarray) and a.dtype.kind == "f" for a in args]
-    is_float_scalar = [isinstance(a, (float, np.floating)) for a in args]
     inputs = differentiated_positions(differentiable, args, wrt)
     return_type = differentiable._result_type(args)
     returns_float = isinstance(return_type, numba_types.Float)

@@ -33,7 +33,8 @@ _STATUS_OK, _STATUS_NONE = 0, -2
 class CompiledModule:
     """A module JIT-compiled by MCJIT; keeps the engine (and so the code) alive."""
 
-    def __init__(self, module: llvm.ModuleRef | str, pipeline: str | None = "post_ad"):
+    def __init__(self, module: llvm.ModuleRef | str, pipeline: str | None = "post_ad",
+                 keep_object_code: bool = False):
         if isinstance(module, str):
             module = llvm.parse_assembly(module)
         module.verify()
@@ -42,9 +43,29 @@ class CompiledModule:
         self.module = module
         _check_symbols_resolve(module)
         self.engine = llvm.create_mcjit_compiler(module, target_machine(shared=False))
+        self.object_code: bytes | None = None
+        """The machine code MCJIT emitted, when `keep_object_code` (`disk_cache` stores it)."""
+        if keep_object_code:
+            self.engine.set_object_cache(notify_func=self._keep_object_code)
         self.engine.finalize_object()
         self.engine.run_static_constructors()
         self.environments = _bind_numba_environments(self.engine, module)
+
+    def _keep_object_code(self, module, buffer) -> None:
+        self.object_code = bytes(buffer)
+
+    @classmethod
+    def from_object_code(cls, object_code: bytes, environment_names=()) -> "CompiledModule":
+        """Load machine code kept by an earlier `keep_object_code` compile (another process's):
+        MCJIT resolves its relocations against this process's symbols."""
+        loaded = cls.__new__(cls)
+        loaded.module = llvm.parse_assembly("")
+        loaded.engine = llvm.create_mcjit_compiler(loaded.module, target_machine(shared=False))
+        loaded.engine.add_object_file(llvm.ObjectFileRef.from_data(object_code))
+        loaded.engine.finalize_object()
+        loaded.object_code = object_code
+        loaded.environments = _bind_environments_by_name(loaded.engine, environment_names)
+        return loaded
 
     def global_address(self, name: str) -> int:
         """Address of a global variable of the compiled module."""
@@ -85,13 +106,18 @@ def _bind_numba_environments(engine, module: llvm.ModuleRef) -> list:
     "missing Environment" while the global is NULL. The returned list keeps
     the environments alive: numba only holds them weakly by name.
     """
+    return _bind_environments_by_name(engine, [variable.name for variable in module.global_variables
+                                               if variable.name.startswith("_ZN08NumbaEnv")])
+
+
+def _bind_environments_by_name(engine, names) -> list:
     from numba.core.environment import lookup_environment
 
     environments = []
-    for variable in module.global_variables:
-        environment = lookup_environment(variable.name) if variable.name.startswith("_ZN08NumbaEnv") else None
+    for name in names:
+        environment = lookup_environment(name)
         if environment is not None:
-            ctypes.c_void_p.from_address(engine.get_global_value_address(variable.name)).value = id(environment)
+            ctypes.c_void_p.from_address(engine.get_global_value_address(name)).value = id(environment)
             environments.append(environment)
     return environments
 

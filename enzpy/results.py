@@ -32,6 +32,8 @@ import numpy as np
 from numba.core import types as numba_types
 from numba.np.numpy_support import as_dtype
 
+from .annotations import Const, Duplicated
+from .arguments import default_annotations, gradients_of
 from .errors import DifferentiationError
 
 
@@ -150,8 +152,6 @@ def output_form(differentiable, layout: ResultLayout, arity: int):
         return cached
     from numba import njit
 
-    from .api import Differentiable
-
     outputs = [f"output{j}" for j in range(len(layout.leaves))]
     parameters = _form_parameters(differentiable, arity, reserved={"kernel", "result", *outputs,
                                                                    *(f"leaf{j}" for j in range(len(outputs)))})
@@ -183,9 +183,9 @@ def output_form(differentiable, layout: ResultLayout, arity: int):
     source = "\n" * (first_line - 1) + "\n".join(lines)
     exec(compile(source, filename, "exec"), namespace)  # noqa: S102  (generated from the layout only)
     namespace["enzpy_outputs"].enzpy_calls_the_kernel = True   # see frontend.numba.recapture_with_debug_info
-    form = Differentiable(njit(namespace["enzpy_outputs"]), optimize=differentiable.optimize,
+    form = type(differentiable)(njit(namespace["enzpy_outputs"]), optimize=differentiable.optimize,
                           cache_minimization=differentiable.cache_minimization,
-                          loose_types=differentiable.loose_types)
+                          loose_types=differentiable.loose_types, cache=differentiable.cache)
     # Errors and argument names refer to the user's kernel, not to the generated function.
     form._where = differentiable._where
     leaf_names = [leaf.description for leaf in layout.leaves]
@@ -266,7 +266,6 @@ def copy_arguments(args) -> list:
 def reverse_call(differentiable, layout: ResultLayout, annotated: list, derivative_leaves: list, shapes: list):
     """Run the output form's gradient. `annotated`: the kernel's arguments, annotated; the shadows
     of Duplicated ones accumulate. Returns the Active arguments' derivatives and the result."""
-    from .api import Const, Duplicated
 
     form = output_form(differentiable, layout, len(annotated))
     buffers = output_buffers(layout, shapes)
@@ -307,7 +306,6 @@ def _seed_shape_mismatch(differentiable, layout: ResultLayout, arrays, annotated
 
 def forward_call(differentiable, layout: ResultLayout, args, kinds, lane_tangents, width: int, shapes: list):
     """Run the output form's tangent function: (value, per leaf the tangent lanes or None)."""
-    from .api import Const, Duplicated
 
     form = output_form(differentiable, layout, len(args))
     buffers = output_buffers(layout, shapes)
@@ -348,7 +346,6 @@ class Pullback:
         """The arguments differentiated (`selection`); the others are constants."""
 
     def __call__(self, cotangent):
-        from .api import default_annotations, gradients_of
 
         layout = self.layout
         given = [cotangent] if not layout.leaves[0].path and len(layout.leaves) == 1 \

@@ -18,7 +18,7 @@ from ..ad.reverse import ReverseSpec, build_reverse
 from ..analysis.memory_types import pointer_root
 from ..analysis.writes import written_parameters
 from ..annotations import Active, Duplicated
-from ..api import float_type
+from ..arguments import float_type
 from ..driver import optimize, to_ir
 from ..errors import DifferentiationError
 from ..ir import core

@@ -277,8 +277,15 @@ class Differentiable:
         return_type = self._result_types.get(key)
         if return_type is None:
             types = tuple(self.dispatcher.typeof_pyval(a) for a in args)
-            self.dispatcher.compile(types)
-            return_type = self._result_types[key] = self.dispatcher.overloads[types].signature.return_type
+            # With cache=True the result type is on disk too: a loaded derivative needs no primal.
+            disk_key = self._disk_key("result type", args, types, (), None)
+            return_type = disk_cache.load_value(disk_key) if disk_key else None
+            if return_type is None:
+                self.dispatcher.compile(types)
+                return_type = self.dispatcher.overloads[types].signature.return_type
+                if disk_key:
+                    disk_cache.store_value(disk_key, return_type)
+            self._result_types[key] = return_type
         return return_type
 
     _default_annotation = staticmethod(default_annotation)

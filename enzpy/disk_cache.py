@@ -24,7 +24,9 @@ holds a process address as a constant is never stored (numba's rule too).
 
 Entries live in `$ENZPY_CACHE_DIR`, else `$XDG_CACHE_HOME/enzpy`, else
 `~/.cache/enzpy`; one pickle file per entry, written to a temporary name and
-renamed, so concurrent processes never read half a file. `clear()` empties it.
+renamed, so concurrent processes never read half a file; numba's result type of
+the kernel for the argument types sits beside them (`.value`), so that a loaded
+derivative needs no primal compile either. `clear()` empties it.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ import llvmlite.binding as llvm
 import numba
 import numpy as np
 
+from .passes import host_cpu
+
 _FORMAT = 1
 """Bumped when the stored payload changes shape."""
 
@@ -68,7 +72,7 @@ def clear() -> int:
     removed = 0
     folder = directory()
     if folder.is_dir():
-        for path in folder.glob("*.derivative"):
+        for path in [*folder.glob("*.derivative"), *folder.glob("*.value")]:
             path.unlink(missing_ok=True)
             removed += 1
     return removed
@@ -184,8 +188,7 @@ def derivative_key(identity: str, *parts) -> str:
     from . import __version__
 
     toolchain = (_FORMAT, __version__, numba.__version__, llvmlite.__version__, llvm.llvm_version_info,
-                 sys.version, llvm.get_process_triple(), llvm.get_host_cpu_name(),
-                 llvm.get_host_cpu_features().flatten())
+                 sys.version, llvm.get_process_triple(), host_cpu())
     return hashlib.sha256(repr((identity, parts, toolchain)).encode()).hexdigest()
 
 
@@ -221,15 +224,7 @@ def load(key: str) -> tuple | None:
     unreadable, or calling a symbol this process lacks)."""
     from .jit import CompiledModule, NumbaEntryPoint
 
-    path = directory() / f"{key}.derivative"
-    try:
-        with open(path, "rb") as file:
-            stored = pickle.load(file)
-    except FileNotFoundError:
-        return None
-    except Exception:                     # a file from a crashed writer or another format: drop it
-        path.unlink(missing_ok=True)
-        return None
+    stored = _read(key)
     if not isinstance(stored, StoredDerivative):
         return None
     if any(llvm.address_of_symbol(name) is None for name in stored.externals):
@@ -237,6 +232,44 @@ def load(key: str) -> tuple | None:
     compiled = CompiledModule.from_object_code(stored.object_code, stored.environments)
     entry = NumbaEntryPoint(compiled, stored.convention)
     return entry, stored.layout, zlib.decompress(stored.module_text).decode()
+
+
+def load_value(key: str):
+    """A small value kept with `store_value` (numba's result type of a kernel), or None."""
+    stored = _read(key, ".value")
+    return stored[1] if isinstance(stored, tuple) and len(stored) == 2 and stored[0] == "value" else None
+
+
+def store_value(key: str, value) -> None:
+    try:
+        _write(key, ("value", value), ".value")
+    except (OSError, pickle.PicklingError, TypeError, AttributeError):
+        pass                              # only a later process pays: it asks numba again
+
+
+def _read(key: str, suffix: str = ".derivative"):
+    path = directory() / f"{key}{suffix}"
+    try:
+        with open(path, "rb") as file:
+            return pickle.load(file)
+    except FileNotFoundError:
+        return None
+    except Exception:                     # a file from a crashed writer or another format: drop it
+        path.unlink(missing_ok=True)
+        return None
+
+
+def _write(key: str, payload, suffix: str = ".derivative") -> None:
+    folder = directory()
+    folder.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=folder, suffix=".partial")
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            pickle.dump(payload, file, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(temporary, folder / f"{key}{suffix}")
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def store(key: str, entry, layout: tuple, module_text: str) -> bool:
@@ -254,14 +287,5 @@ def store(key: str, entry, layout: tuple, module_text: str) -> bool:
     environments = tuple(g.name for g in compiled.module.global_variables if g.name.startswith("_ZN08NumbaEnv"))
     stored = StoredDerivative(object_code, entry.convention, layout, externals, environments,
                               zlib.compress(module_text.encode(), 1))
-    folder = directory()
-    folder.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=folder, suffix=".partial")
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            pickle.dump(stored, file, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(temporary, folder / f"{key}.derivative")
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    _write(key, stored)
     return True

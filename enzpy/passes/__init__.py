@@ -9,6 +9,8 @@ the module after those stages to stderr, or to files under `ENZPY_DUMP_DIR`.
 
 from __future__ import annotations
 
+import functools
+
 import os
 import re
 import sys
@@ -219,6 +221,17 @@ def load_pipeline(name_or_path: str, dump_after: set[str] | None = None) -> Pass
 _SHARED_TARGET_MACHINE = None
 
 
+@functools.cache
+def host_cpu() -> tuple[str, str]:
+    """(CPU name, feature string) as numba's codegen chose them, NUMBA_CPU_NAME and
+    NUMBA_CPU_FEATURES included: enzpy's code runs beside numba's, so it targets the same CPU.
+    numba has asked LLVM once per process already (the question costs ~0.3 ms)."""
+    from numba.core.registry import cpu_target
+
+    _, name, features = cpu_target.target_context.codegen().magic_tuple()
+    return name, features
+
+
 def target_machine(shared: bool = True) -> llvm.TargetMachine:
     """A host target machine configured as numba configures its own.
 
@@ -230,9 +243,9 @@ def target_machine(shared: bool = True) -> llvm.TargetMachine:
         return _SHARED_TARGET_MACHINE
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
+    name, features = host_cpu()
     machine = llvm.Target.from_default_triple().create_target_machine(
-        cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(),
-        opt=3, reloc="default", codemodel="jitdefault", jit=True)
+        cpu=name, features=features, opt=3, reloc="default", codemodel="jitdefault", jit=True)
     if shared:
         _SHARED_TARGET_MACHINE = machine
     return machine

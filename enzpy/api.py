@@ -557,7 +557,7 @@ class Differentiable:
             warnings.warn(f"enzpy: could not keep the compiled derivative on disk: {error}", stacklevel=5)
 
     def _entry_point(self, captured, text, function) -> NumbaEntryPoint:
-        compiled = CompiledModule(text, pipeline="post_ad", keep_object_code=self.cache)
+        compiled = CompiledModule(text, pipeline="post_ad", keep_object_code=self.cache, entries=(function.name,))
         parameter_types = tuple(str(t) for t in function.function_type.params)
         convention = dataclasses.replace(captured.convention, entry=function.name, parameter_types=parameter_types)
         return NumbaEntryPoint(compiled, convention)

@@ -34,9 +34,15 @@ class CompiledModule:
     """A module JIT-compiled by MCJIT; keeps the engine (and so the code) alive."""
 
     def __init__(self, module: llvm.ModuleRef | str, pipeline: str | None = "post_ad",
-                 keep_object_code: bool = False):
+                 keep_object_code: bool = False, entries: tuple[str, ...] | None = None):
+        """`entries`: the only functions called from outside; every other definition becomes
+        internal, so the pipeline may inline it away and drop it (a derivative module holds
+        the primal kernel and its callees, which the derivative has inlined: optimizing and
+        compiling them again cost a quarter of a large kernel's compile)."""
         if isinstance(module, str):
             module = llvm.parse_assembly(module)
+        if entries is not None:
+            internalize_all_but(module, entries)
         module.verify()
         if pipeline is not None:
             module = load_pipeline(pipeline).run(module)
@@ -79,6 +85,15 @@ class CompiledModule:
         if not address:
             raise EnzpyError(f"function {name!r} is not in the compiled module")
         return address
+
+
+def internalize_all_but(module: llvm.ModuleRef, entries) -> None:
+    """Give every function defined in `module` internal linkage, except `entries`."""
+    kept = set(entries)
+    for function in module.functions:
+        if not function.is_declaration and function.name not in kept and \
+                function.linkage == llvm.Linkage.external:
+            function.linkage = llvm.Linkage.internal
 
 
 def _check_symbols_resolve(module: llvm.ModuleRef) -> None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba.core import types as numba_types
 
-from . import disk_cache, results
+from . import disk_cache, fast_calls, results
 from .annotations import Active, Const, Duplicated, DuplicatedNoNeed  # noqa: F401 (re-exported)
 from .aliasing import arrays_are_distinct, overlap_alike, shadow_like, shadows_like
 from .arguments import (annotated_arrays, copy_back, default_annotation, default_annotations,  # noqa: F401
@@ -95,12 +95,14 @@ class Differentiable:
         # Compiled derivatives are shared by every Differentiable of this dispatcher with
         # these options: a fresh `differentiate(f)` of the same f compiles nothing again.
         caches = _compiled.setdefault(self.dispatcher, {}).setdefault(
-            (optimize, cache_minimization, loose_types), ({}, {}, {}, {}, {}))
+            (optimize, cache_minimization, loose_types), ({}, {}, {}, {}, {}, {}))
         self._gradients: dict[tuple, _Gradient] = caches[0]
         self._tangents: dict[tuple, _Tangent] = caches[1]
         self._written: dict[tuple, frozenset[int]] = caches[2]
         self._result_types: dict[tuple, object] = caches[3]
         self._output_forms: dict[tuple, Differentiable] = caches[4]
+        self._fast_gradients: dict[tuple, object] = caches[5]
+        """`fast_calls.call_key` -> its trampoline, or how many calls went the general way so far."""
         self.__name__ = getattr(self.dispatcher, "__name__", "kernel")
         self.__doc__ = getattr(self.dispatcher, "__doc__", None)
 
@@ -111,7 +113,33 @@ class Differentiable:
 
     def value_and_grad(self, *args, wrt=None):
         """(value, grads): grads[i] is d value / d args[i] on entry (None for arguments without
-        derivatives: integers are constants). `wrt=i` or `wrt=(i, j)`: only those (`selection`)."""
+        derivatives: integers are constants). `wrt=i` or `wrt=(i, j)`: only those (`selection`).
+
+        The kernel must return a float. Float arrays get an array gradient of their shape,
+        float scalars a float; the kernel runs once, mutating its arguments as a plain call does.
+
+        >>> import numpy as np
+        >>> from enzpy import differentiate
+        >>> @differentiate
+        ... def energy(x, alpha, n):
+        ...     s = 0.0
+        ...     for i in range(n):
+        ...         s += alpha * x[i] * x[i]
+        ...     return s
+        >>> x = np.array([1.0, 2.0])
+        >>> value, (dx, dalpha, dn) = energy.value_and_grad(x, 0.5, 2)
+        >>> value, dx, dalpha, dn
+        (2.5, array([1., 2.]), 5.0, None)
+        >>> energy.value_and_grad(x, 0.5, 2, wrt=1)
+        (2.5, 5.0)
+        """
+        fast_key = fast_calls.call_key(args) if wrt is None else None
+        if fast_key is not None:
+            fast = self._fast_gradients.get(fast_key)
+            if type(fast) is fast_calls.FastGradient:
+                result = fast_calls.value_and_grad(fast, args)
+                if result is not None:
+                    return result
         return_type = self._result_type(args)
         if isinstance(return_type, (numba_types.NoneType, numba_types.Integer, numba_types.Boolean)):
             # Zeros would be a meaningless answer: an integer or no result has no gradient.
@@ -122,9 +150,40 @@ class Differentiable:
                 "holds the adjoint of the written values), or jvp / jacobian")
         annotated = default_annotations(args, differentiated_positions(self, args, wrt))
         value, active = self._reverse(annotated, seed=1.0)
+        if fast_key is not None and isinstance(return_type, numba_types.Float):
+            self._count_general_call(fast_key, args)
         return value, selected(gradients_of(annotated, active), wrt)
 
+    def _count_general_call(self, fast_key, args) -> None:
+        """From the third general call with these argument types on, calls take the compiled
+        trampoline (`fast_calls`): its numba compile (~0.1 s) pays off only for repeated calls."""
+        calls = self._fast_gradients.get(fast_key, 0)
+        if not isinstance(calls, int):
+            return                        # None: the fast path does not apply to this kernel
+        if calls < 2:
+            self._fast_gradients[fast_key] = calls + 1
+            return
+        try:
+            self._fast_gradients[fast_key] = fast_calls.build(self, args)
+        except Exception:                 # the general path stays correct; only slower
+            self._fast_gradients[fast_key] = None
+
     def grad(self, *args, wrt=None):
+        """The gradients of `value_and_grad` without the value.
+
+        >>> import numpy as np
+        >>> from enzpy import differentiate
+        >>> @differentiate
+        ... def energy(x, alpha, n):
+        ...     s = 0.0
+        ...     for i in range(n):
+        ...         s += alpha * x[i] * x[i]
+        ...     return s
+        >>> energy.grad(np.array([1.0, 2.0]), 0.5, 2)
+        (array([1., 2.]), 5.0, None)
+        >>> energy.grad(np.array([1.0, 2.0]), 0.5, 2, wrt=(0, 1))
+        (array([1., 2.]), 5.0)
+        """
         return self.value_and_grad(*args, wrt=wrt)[1]
 
     def vjp(self, *args, wrt=None):
@@ -136,6 +195,19 @@ class Differentiable:
 
         The kernel runs once on `args`, mutating them as a plain call does; the pullback keeps
         copies of the arguments as they were and can be called any number of times.
+
+        >>> import numpy as np
+        >>> from enzpy import differentiate
+        >>> @differentiate
+        ... def scaled(x, a):
+        ...     return a * x, np.sum(x * x)
+        >>> value, pullback = scaled.vjp(np.array([1.0, 2.0]), 3.0)
+        >>> value
+        (array([3., 6.]), 5.0)
+        >>> pullback((np.ones(2), 0.0))        # the cotangent of (a * x, sum(x * x))
+        (array([3., 3.]), 3.0)
+        >>> pullback((None, 1.0))
+        (array([2., 4.]), 0.0)
         """
         positions = differentiated_positions(self, args, wrt)
         return_type = self._result_type(args)
@@ -172,6 +244,25 @@ class Differentiable:
         dx (arrays and float scalars); for an array the kernel writes, dx
         receives the tangent of what is written. Active(x) gets tangent 1.0;
         Const has none. `seed` is not used.
+
+        Plain values are Const. See the "Activity annotations" page of the
+        API reference for the annotations at length.
+
+        >>> import numpy as np
+        >>> from enzpy import Active, Const, Duplicated, differentiate
+        >>> @differentiate
+        ... def weighted(x, w, scale):
+        ...     s = 0.0
+        ...     for i in range(x.shape[0]):
+        ...         s += w[i] * x[i] * x[i]
+        ...     return scale * s
+        >>> x, w, dx = np.array([1.0, 2.0]), np.array([3.0, 4.0]), np.zeros(2)
+        >>> weighted.autodiff(Duplicated(x, dx), Const(w), Active(0.5))
+        (19.0,)
+        >>> dx                                 # added into: zero it before the next call
+        array([3., 8.])
+        >>> weighted.autodiff(Duplicated(x, np.array([1.0, 0.0])), w, Const(0.5), mode="forward")
+        3.0
         """
         annotated = [a if isinstance(a, (Const, Active, Duplicated)) else Const(a) for a in annotated_args]
         self._check_shadows_are_separate(annotated)
@@ -204,6 +295,17 @@ class Differentiable:
         (leading axis k with `width`), None for other arguments. The kernel runs
         once on `args`, mutating them as a plain call does; `tangents` are
         not modified.
+
+        >>> import numpy as np
+        >>> from enzpy import differentiate
+        >>> @differentiate
+        ... def f(x, a):
+        ...     return a * np.sum(x * x)
+        >>> f.jvp((np.array([1.0, 2.0]), 3.0), (np.array([1.0, 0.0]), 0.0))
+        (15.0, 6.0)
+        >>> value, tangents = f.jvp((np.array([1.0, 2.0]), 3.0), (np.eye(2), np.zeros(2)), width=2)
+        >>> tangents
+        array([ 6., 12.])
         """
         args, tangents = tuple(args), tuple(tangents)
         if len(tangents) != len(args):
@@ -243,17 +345,55 @@ class Differentiable:
         columns per sweep, when there are fewer inputs than outputs, and
         reverse mode, one sweep per row, otherwise ("forward" / "reverse"
         force one). The arguments are not modified (the kernel runs on copies).
+
+        >>> import numpy as np
+        >>> from enzpy import differentiate
+        >>> @differentiate
+        ... def square(x):
+        ...     return x * x
+        >>> square.jacobian(np.array([1.0, 2.0]))
+        array([[2., 0.],
+               [0., 4.]])
         """
         return jacobian_of(self, args, wrt=wrt, mode=mode, width=width)
 
     def hvp(self, args, direction, wrt=None):
         """H v at `args` along `direction` (both aligned with the arguments; `wrt`: only those
-        rows): `higher_order.hvp`."""
+        rows): `higher_order.hvp`.
+
+        The kernel must return a float; every float array and float scalar is an input. The
+        result is aligned with `args`: an array for a float array, a float for a float scalar,
+        None for the rest (a direction entry of None is zero). The arguments are not modified.
+
+        >>> import numpy as np
+        >>> from enzpy import differentiate
+        >>> @differentiate
+        ... def cubic(x, a):
+        ...     return a * np.sum(x ** 3)
+        >>> cubic.hvp((np.array([1.0, 2.0]), 1.0), (np.array([1.0, 0.0]), 0.0))
+        (array([6., 0.]), 3.0)
+        """
         return selected(hvp_of(self, args, direction), wrt)
 
     def hessian(self, *args, wrt=None):
         """The Hessian at `args` (float inputs flattened as `jacobian`'s; `wrt`: only those
-        arguments, as rows and columns): `higher_order.hessian`."""
+        arguments, as rows and columns): `higher_order.hessian`.
+
+        One `hvp` per column, so symmetric up to rounding.
+
+        >>> import numpy as np
+        >>> from enzpy import differentiate
+        >>> @differentiate
+        ... def cubic(x, a):
+        ...     return a * np.sum(x ** 3)
+        >>> cubic.hessian(np.array([1.0, 2.0]), 1.0)
+        array([[ 6.,  0.,  3.],
+               [ 0., 12., 12.],
+               [ 3., 12.,  0.]])
+        >>> cubic.hessian(np.array([1.0, 2.0]), 1.0, wrt=0)
+        array([[ 6.,  0.],
+               [ 0., 12.]])
+        """
         return hessian_of(self, args, differentiated_positions(self, args, wrt))
 
     # -- machinery
@@ -379,7 +519,25 @@ class Differentiable:
                         "separate copies of the arrays")
 
     def explain(self, *args):
-        """What reverse mode does for these arguments (plain or annotated): see `enzpy.explain`."""
+        """What reverse mode does for these arguments (plain or annotated): see `enzpy.explain`.
+
+        Returns an `enzpy.explain.ExplainReport`; printed, it gives the counts of active
+        instructions and of the values the reverse sweep recomputes, re-loads or caches, the
+        tape bytes for these arguments (the gradient runs once, on copies), and the cached
+        values, prange loops and checkpointed loops.
+
+        >>> import numpy as np
+        >>> from enzpy import differentiate
+        >>> @differentiate
+        ... def f(x, a):
+        ...     return a * np.sum(x * x)
+        >>> report = f.explain(np.array([1.0, 2.0]), 3.0)
+        >>> print(report)  # doctest: +ELLIPSIS
+        reverse mode for f(Duplicated, Active)
+          instructions: ... active, ... inactive, ... with shadows
+          reverse sweep needs: ... recomputed, ... re-loaded, ... in stack slots, ... cached on the tape
+          tape for these arguments: ...
+        """
         return explain_call(self, *args)
 
     def _autodiff_forward(self, annotated):

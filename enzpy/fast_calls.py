@@ -14,10 +14,11 @@ path: a float result; every argument a float / integer / bool scalar or a
 C-contiguous, writeable, aligned array (float arrays get gradients, float
 scalars are Active, the rest Const, as `value_and_grad`'s defaults); no
 `wrt`; not a prange kernel; no MPI and no checkpointed loop in the gradient
-(their calls report through Python-side state). Where the arrays overlap, or
-the gradient returns an error status, the trampoline reports it and the call
-goes the general way, which checks the arguments and raises the kernel's own
-exception.
+(their calls report through Python-side state). Where the arrays overlap, the
+trampoline says so before anything runs and the call goes the general way (a
+gradient for overlapping arrays); a kernel that raises has its exception
+raised from numba's exception info, as on the general path, so nothing runs
+twice.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from numba.extending import intrinsic
 
 from .annotations import Active, Duplicated
 from .arguments import default_annotations
+from .jit import raise_kernel_exception
 
 _OVERLAP = -100
 """Status of a trampoline call whose arrays overlap: nothing ran."""
@@ -45,7 +47,7 @@ class FastGradient:
     """A compiled trampoline for one tuple of argument types."""
 
     run: object
-    """The njit trampoline: arguments -> (status, value, shadows..., Active derivatives...)."""
+    """The njit trampoline: arguments -> (status, value, exception info, shadows..., Active derivatives...)."""
     kinds: tuple[type, ...]
     """Each argument's annotation (Duplicated float arrays, Active float scalars, Const)."""
     shadow_count: int
@@ -76,9 +78,12 @@ def call_key(args) -> tuple | None:
 def value_and_grad(fast: FastGradient, args):
     """(value, gradients aligned with args), or None when the call must go the general way."""
     outcome = fast.run(*args)
-    if outcome[0] != 0:
+    status = outcome[0]
+    if status == _OVERLAP:
         return None
-    results = outcome[2:]            # the shadows in argument order, then the Active derivatives
+    if status not in (0, -2):
+        raise_kernel_exception(status, outcome[2] or None)     # the kernel's own exception, as call_raw
+    results = outcome[3:]            # the shadows in argument order, then the Active derivatives
     shadow_count = fast.shadow_count
     shadow_index = active_index = 0
     gradients = []
@@ -127,13 +132,13 @@ def _trampoline(call, kinds, is_array, value_zero, active_zeros) -> object:
     for i, kind in enumerate(kinds):
         if kind is Duplicated:
             lines.append(f"    shadow{i} = np.zeros_like({names[i]})")
-    results = ", ".join([*shadows, *(f"result[{2 + k}]" for k in range(active_count))])
+    results = ", ".join([*shadows, *(f"result[{3 + k}]" for k in range(active_count))])
     zeros = ", ".join([*shadows, *(f"active_zero{k}" for k in range(active_count))])
     condition = " or ".join(overlaps) if overlaps else "False"
     lines.append(f"    if {condition}:")
-    lines.append(f"        return (np.int32({_OVERLAP}), value_zero, {zeros}{',' if zeros else ''})")
+    lines.append(f"        return (np.int32({_OVERLAP}), value_zero, np.int64(0), {zeros}{',' if zeros else ''})")
     lines.append(f"    result = call({', '.join(names + shadows)})")
-    lines.append(f"    return (result[0], result[1], {results}{',' if results else ''})")
+    lines.append(f"    return (result[0], result[1], result[2], {results}{',' if results else ''})")
     namespace = {"np": np, "call": call, "value_zero": value_zero,
                  **{f"active_zero{k}": zero for k, zero in enumerate(active_zeros)}}
     exec(compile("\n".join(lines), "<enzpy trampoline>", "exec"), namespace)  # noqa: S102 (generated)
@@ -142,7 +147,7 @@ def _trampoline(call, kinds, is_array, value_zero, active_zeros) -> object:
 
 def _gradient_intrinsic(gradient, kinds):
     """A numba intrinsic calling the compiled gradient: (args..., shadows...) ->
-    (status, value, Active derivatives...)."""
+    (status, value, numba's exception info pointer, Active derivatives...)."""
     convention = gradient.entry.convention
     address = gradient.entry.compiled.address(convention.entry)
     parameter_types = convention.parameter_types
@@ -151,7 +156,7 @@ def _gradient_intrinsic(gradient, kinds):
 
     def type_call(argument_types):
         active_types = [argument_types[i] for i in actives]
-        result = types.Tuple((types.int32, value_type, *active_types))
+        result = types.Tuple((types.int32, value_type, types.int64, *active_types))
         return result(*argument_types), lambda c, b, s, a: _codegen(c, b, s, a, len(kinds))
 
     # numba's intrinsics take their parameters by name (a *args typer is a tuple at lowering).
@@ -192,7 +197,8 @@ def _gradient_intrinsic(gradient, kinds):
         value_llvm = context.get_value_type(value_type)
         value = builder.load(builder.bitcast(retptr, value_llvm.as_pointer()))
         loaded = [builder.load(slot) for slot in outputs]
-        return context.make_tuple(builder, signature.return_type, [status, value, *loaded])
+        exception = builder.ptrtoint(builder.load(excinfo), ir.IntType(64))
+        return context.make_tuple(builder, signature.return_type, [status, value, exception, *loaded])
 
     typer.__name__ = f"enzpy_gradient_of_{convention.entry[:40]}"
     return intrinsic(typer)

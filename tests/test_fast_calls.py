@@ -161,3 +161,27 @@ def test_prange_kernels_keep_the_general_path():
     for _ in range(4):
         np.testing.assert_allclose(kernel.value_and_grad(x)[1][0], 2.0 * x, rtol=1e-14)
     assert all(f is None or isinstance(f, int) for f in kernel._fast_gradients.values())
+
+
+@numba.njit
+def counts_then_raises(x, calls, w):
+    calls[0] += 1                        # an integer array the kernel writes before it may raise
+    s = 0.0
+    for i in range(x.shape[0]):
+        if x[i] < 0.0:
+            raise ValueError("negative entry")
+        s += w * x[i] * x[i]
+    return s
+
+
+def test_a_raising_call_on_the_fast_path_runs_the_kernel_once(monkeypatch):
+    answers = spy(monkeypatch)
+    kernel = enzpy.differentiate(counts_then_raises)
+    x, calls = np.linspace(0.1, 1.0, 5), np.zeros(1, dtype=np.int64)
+    for _ in range(4):
+        kernel.value_and_grad(x, calls, 2.0)
+    assert answers and answers[-1] is not None
+    before = calls[0]
+    with pytest.raises(ValueError, match="negative entry"):
+        kernel.value_and_grad(-x, calls, 2.0)
+    assert calls[0] == before + 1

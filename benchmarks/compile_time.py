@@ -81,7 +81,7 @@ def install_stage_timers(stages: dict) -> None:
     for name, stage in [("capture", "capture"), ("to_ir", "read to IR"), ("optimize", "pre-AD total"),
                         ("build_reverse", "AD"), ("build_forward", "AD"), ("write_module", "write IR text")]:
         setattr(api, name, timed(stage, getattr(api, name)))
-    api.Differentiable._entry_point = staticmethod(timed("post-AD total", api.Differentiable._entry_point))
+    api.Differentiable._entry_point = timed("post-AD total", api.Differentiable._entry_point)
     # `optimize` writes enzpy's IR to LLVM, runs the pre-AD passes and reads it back; `_entry_point`
     # runs the post-AD passes and MCJIT. Timing each pass manager's `run` (loaded from the
     # module's own namespace) separates the LLVM passes from the rest.

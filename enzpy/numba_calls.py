@@ -36,7 +36,35 @@ from .errors import DifferentiationError
 
 
 def autodiff(f, *annotated, mode: str = "reverse", seed=1.0):
-    """Enzyme-style call of f's derivative (`Differentiable.autodiff`); also inside njit code."""
+    """Enzyme-style call of f's derivative (`Differentiable.autodiff`); also inside njit code.
+
+    `f` is an `@njit` function (or a `differentiate`d one). Inside njit code the derivative is
+    compiled with the caller and called directly, `seed` is 1 and `mode` a literal string.
+
+    >>> import numba
+    >>> import numpy as np
+    >>> from enzpy import Active, Const, Duplicated, autodiff
+    >>> @numba.njit
+    ... def loss(x, a):
+    ...     return a * np.sum(x * x)
+    >>> x, dx = np.array([1.0, 2.0]), np.zeros(2)
+    >>> autodiff(loss, Duplicated(x, dx), Active(0.5))           # from Python
+    (5.0,)
+    >>> dx
+    array([1., 2.])
+    >>> autodiff(loss, Duplicated(x, np.array([1.0, 0.0])), Const(0.5), mode="forward")
+    1.0
+    >>> @numba.njit
+    ... def descend(x, dx, a, rate):
+    ...     dx[:] = 0.0
+    ...     (da,) = autodiff(loss, Duplicated(x, dx), Active(a))   # compiled into descend
+    ...     x -= rate * dx
+    ...     return da
+    >>> descend(x, dx, 0.5, 0.5)
+    5.0
+    >>> x
+    array([0.5, 1. ])
+    """
     kernel = f if isinstance(f, Differentiable) else differentiate(f)
     return kernel.autodiff(*annotated, mode=mode, seed=seed)
 

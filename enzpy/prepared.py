@@ -22,7 +22,23 @@ from .api import Active, Const, Differentiable, Duplicated, copy_back
 
 
 class PreparedReverse:
-    """See the module docstring: `__call__` returns the Active arguments' derivatives, in order."""
+    """See the module docstring: `__call__` returns the Active arguments' derivatives, in order.
+
+    Made by `prepare_reverse`.
+
+    >>> import numpy as np
+    >>> from enzpy import Active, Const, Duplicated, differentiate
+    >>> from enzpy.prepared import PreparedReverse, prepare_reverse
+    >>> @differentiate
+    ... def weighted(k, x, a):
+    ...     return k * a * np.sum(x * x)
+    >>> x, dx = np.array([1.0, 2.0]), np.zeros(2)
+    >>> gradient = prepare_reverse(weighted, [Const(1), Duplicated(x, dx), Active(0.5)])
+    >>> isinstance(gradient, PreparedReverse)
+    True
+    >>> gradient(), dx
+    ([5.0], array([1., 2.]))
+    """
 
     def __init__(self, differentiable: Differentiable, annotated, seed: float = 1.0):
         annotated = [a if isinstance(a, (Const, Active, Duplicated)) else Const(a) for a in annotated]
@@ -37,6 +53,28 @@ class PreparedReverse:
                                   and isinstance(values[0], (int, np.integer)))
 
     def __call__(self, first: int | None = None) -> list[float]:
+        """One reverse call: the Active arguments' derivatives (from zero each call), while the
+        shadows accumulate (+=) as `autodiff`'s do. `first`: a new value of an integer first
+        argument (a step number); the bound arrays' current contents are used.
+
+        >>> import numpy as np
+        >>> from enzpy import Active, Const, Duplicated, differentiate
+        >>> from enzpy.prepared import prepare_reverse
+        >>> @differentiate
+        ... def weighted(k, x, a):
+        ...     return k * a * np.sum(x * x)
+        >>> x, dx = np.array([1.0, 2.0]), np.zeros(2)
+        >>> gradient = prepare_reverse(weighted, [Const(1), Duplicated(x, dx), Active(0.5)])
+        >>> gradient()
+        [5.0]
+        >>> gradient(first=2)                # the same call with k = 2
+        [10.0]
+        >>> dx
+        array([3., 6.])
+        >>> x[:] = [2.0, 0.0]                # new contents of a bound array
+        >>> gradient(first=1)
+        [4.0]
+        """
         if first is not None:
             if not self._first_is_integer:
                 raise ValueError("only an integer first argument can be changed between prepared calls")
@@ -53,5 +91,24 @@ class PreparedReverse:
 
 
 def prepare_reverse(differentiable: Differentiable, annotated, seed: float = 1.0) -> PreparedReverse:
-    """A reverse-mode call of `differentiable` on these annotated arguments, made ready to repeat."""
+    """A reverse-mode call of `differentiable` on these annotated arguments, made ready to repeat.
+
+    `seed` scales the result's adjoint, as `autodiff`'s does. The arrays are bound by address:
+    keep them alive, and change only their contents between calls.
+
+    >>> import numpy as np
+    >>> from enzpy import Active, Const, Duplicated, differentiate
+    >>> from enzpy.prepared import prepare_reverse
+    >>> @differentiate
+    ... def weighted(k, x, a):
+    ...     return k * a * np.sum(x * x)
+    >>> x, dx = np.array([1.0, 2.0]), np.zeros(2)
+    >>> gradient = prepare_reverse(weighted, [Const(1), Duplicated(x, dx), Active(0.5)])
+    >>> gradient()                       # the Active derivatives; dx accumulates, as with autodiff
+    [5.0]
+    >>> dx
+    array([1., 2.])
+    >>> prepare_reverse(weighted, [Const(1), Duplicated(x, dx), Active(0.5)], seed=2.0)()
+    [10.0]
+    """
     return PreparedReverse(differentiable, annotated, seed)

@@ -42,13 +42,43 @@ def checkpointed(step, steps: int | None = None, *, schedule: Schedule = Revolve
     `until(*args)`: instead of `steps`, the loop runs while it returns False (checked before
     each step); only `Online` schedules take such loops. `step_index=True`: the step is
     called as `step(k, *args)` with the step number k.
+
+    >>> import numba
+    >>> import numpy as np
+    >>> from enzpy import Active, Duplicated, Revolve, checkpointed
+    >>> @numba.njit
+    ... def step(u, rate):
+    ...     u *= 1.0 - rate                          # the state u, in place
+    >>> loop = checkpointed(step, 3, schedule=Revolve(2))
+    >>> u, du = np.array([1.0, 2.0]), np.ones(2)         # du: the adjoint of u's final contents
+    >>> loop.autodiff(Duplicated(u, du), Active(0.5))    # d sum(final u) / d rate
+    [-2.25]
+    >>> du, u                                            # the adjoint of the initial u; the final u
+    (array([0.125, 0.125]), array([0.125, 0.25 ]))
     """
     return CheckpointedLoop(step if isinstance(step, Differentiable) else differentiate(step),
                             steps, schedule, until, step_index)
 
 
 class CheckpointedLoop:
-    """See `checkpointed`; `report` describes the last gradient (schedule, steps recomputed, bytes)."""
+    """See `checkpointed`; `report` describes the last gradient (schedule, steps recomputed, bytes).
+
+    Called, it runs the plain loop; `autodiff` and `vjp` give its derivatives.
+
+    >>> import numba
+    >>> import numpy as np
+    >>> from enzpy import Active, Duplicated, Periodic, checkpointed
+    >>> @numba.njit
+    ... def step(u, rate):
+    ...     u *= 1.0 - rate                          # the state u, in place
+    >>> loop = checkpointed(step, 6, schedule=Periodic(3))
+    >>> loop(np.array([1.0, 2.0]), 0.5)
+    6
+    >>> loop.autodiff(Duplicated(np.array([1.0, 2.0]), np.ones(2)), Active(0.5))
+    [-0.5625]
+    >>> loop.report.steps, loop.report.recomputed_steps, loop.report.peak_snapshots
+    (6, 6, 2)
+    """
 
     def __init__(self, step: Differentiable, steps, schedule, until, step_index: bool):
         if (steps is None) == (until is None):
@@ -69,7 +99,20 @@ class CheckpointedLoop:
         return k >= self.steps if self.until is None else bool(self.until(*values))
 
     def __call__(self, *args) -> int:
-        """The plain loop (no derivative); returns the number of steps run."""
+        """The plain loop (no derivative); returns the number of steps run.
+
+        >>> import numba
+        >>> import numpy as np
+        >>> from enzpy import checkpointed
+        >>> @numba.njit
+        ... def step(u, rate):
+        ...     u *= 1.0 - rate                          # the state u, in place
+        >>> u = np.array([1.0, 2.0])
+        >>> checkpointed(step, 3)(u, 0.5)
+        3
+        >>> u
+        array([0.125, 0.25 ])
+        """
         k = 0
         while not self._ended(k, list(args)):
             self.step.dispatcher(*self._call_arguments(k, args))
@@ -77,7 +120,24 @@ class CheckpointedLoop:
         return k
 
     def explain(self) -> str:
-        """What the last `autodiff` did: schedule, steps run and recomputed, snapshot bytes."""
+        """What the last `autodiff` did: schedule, steps run and recomputed, snapshot bytes.
+
+        >>> import numba
+        >>> import numpy as np
+        >>> from enzpy import Active, Duplicated, Revolve, checkpointed
+        >>> @numba.njit
+        ... def step(u, rate):
+        ...     u *= 1.0 - rate                          # the state u, in place
+        >>> loop = checkpointed(step, 3, schedule=Revolve(2))
+        >>> loop.explain()
+        'checkpointed loop: no gradient computed yet'
+        >>> loop.autodiff(Duplicated(np.array([1.0, 2.0]), np.ones(2)), Active(0.5))
+        [-2.25]
+        >>> print(loop.explain())  # doctest: +ELLIPSIS
+        checkpointed loop: Revolve(snapshots=2, disk_snapshots=0, directory=None), 3 steps
+          forward steps run: 5 (2 recomputed), reverse steps: 3
+          one snapshot: 16 bytes; ...
+        """
         if self.report is None:
             return "checkpointed loop: no gradient computed yet"
         return str(self.report)
@@ -86,7 +146,20 @@ class CheckpointedLoop:
         """(final, pullback): `final` aligned with `args`, a copy of each array the step writes
         as the loop leaves it (None for the rest); `pullback(cotangent)`, a cotangent of the same
         structure (None: zero), returns the gradients aligned with `args` (float arrays and float
-        scalars; None for the others). The loop runs on `args`, as a plain call does."""
+        scalars; None for the others). The loop runs on `args`, as a plain call does.
+
+        >>> import numba
+        >>> import numpy as np
+        >>> from enzpy import checkpointed
+        >>> @numba.njit
+        ... def step(u, rate):
+        ...     u *= 1.0 - rate                          # the state u, in place
+        >>> final, pullback = checkpointed(step, 3).vjp(np.array([1.0, 2.0]), 0.5)
+        >>> final                                        # u as the loop leaves it; rate is not written
+        (array([0.125, 0.25 ]), None)
+        >>> pullback((np.ones(2), None))                 # the gradient of sum(final u)
+        (array([0.125, 0.125]), -2.25)
+        """
         from ..results import copy_arguments
 
         saved = copy_arguments(args)
@@ -154,7 +227,25 @@ class CheckpointedLoop:
 
         mode="forward": tangents need no checkpointing. Each Duplicated shadow holds a
         tangent of the initial contents (a Duplicated scalar's shadow its tangent) and is
-        turned into the tangent of the final contents, step by step."""
+        turned into the tangent of the final contents, step by step.
+
+        >>> import numba
+        >>> import numpy as np
+        >>> from enzpy import Active, Duplicated, Revolve, checkpointed
+        >>> @numba.njit
+        ... def step(u, rate):
+        ...     u *= 1.0 - rate                          # the state u, in place
+        >>> loop = checkpointed(step, 3, schedule=Revolve(2))
+        >>> u, du = np.array([1.0, 2.0]), np.ones(2)
+        >>> loop.autodiff(Duplicated(u, du), Active(0.5))
+        [-2.25]
+        >>> du
+        array([0.125, 0.125])
+        >>> tu = np.array([1.0, 0.0])                    # forward mode: the tangent of the initial u
+        >>> loop.autodiff(Duplicated(np.array([1.0, 2.0]), tu), 0.5, mode="forward")
+        >>> tu                                           # ... of the final u
+        array([0.125, 0.   ])
+        """
         annotated = [a if isinstance(a, (Const, Active, Duplicated)) else Const(a) for a in annotated]
         values = [a.value for a in annotated]
         if mode == "forward":

@@ -56,7 +56,24 @@ def schedule_of(number: int):
 
 def checkpoint_range(n, schedule=20):
     """`range(n)`; in a kernel enzpy differentiates, its loop's reverse sweep follows
-    `schedule` (an int: `Revolve(schedule)`, else a `Revolve`, `Periodic` or `Online`)."""
+    `schedule` (an int: `Revolve(schedule)`, else a `Revolve`, `Periodic` or `Online`).
+
+    >>> import numpy as np
+    >>> from enzpy import Revolve, checkpoint_range, differentiate
+    >>> @differentiate
+    ... def decay(u0, rate, steps):
+    ...     u = u0.copy()
+    ...     for _ in checkpoint_range(steps, Revolve(2)):   # 2 snapshots, whatever the length
+    ...         u *= 1.0 - rate
+    ...     return np.sum(u)
+    >>> decay.value_and_grad(np.array([1.0, 2.0]), 0.5, 3)
+    (0.375, (array([0.125, 0.125]), -2.25, None))
+    >>> run, = decay.explain(np.array([1.0, 2.0]), 0.5, 3).checkpoint_runs
+    >>> run.steps, run.recomputed_steps
+    (3, 2)
+    >>> list(checkpoint_range(4, 2))                     # in Python: range(4)
+    [0, 1, 2, 3]
+    """
     schedule_number(schedule)           # a bad schedule fails in Python as it does under numba
     return range(n)
 

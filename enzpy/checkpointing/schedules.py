@@ -34,7 +34,24 @@ from checkpoint_schedules import (Copy, EndForward, EndReverse, Forward, Multist
 
 @dataclass(frozen=True)
 class Revolve:
-    """Binomial checkpointing with `snapshots` states kept in memory (and `disk_snapshots` on disk)."""
+    """Binomial checkpointing with `snapshots` states kept in memory (and `disk_snapshots` on disk).
+
+    It recomputes the fewest steps for its snapshots: `binomial_recomputations`.
+
+    >>> import numba
+    >>> import numpy as np
+    >>> from enzpy import Active, Duplicated, Revolve, checkpointed
+    >>> @numba.njit
+    ... def step(u, rate):
+    ...     u *= 1.0 - rate                          # the state u, in place
+    >>> from enzpy.checkpointing import binomial_recomputations
+    >>> Revolve(4)
+    Revolve(snapshots=4, disk_snapshots=0, directory=None)
+    >>> loop = checkpointed(step, 100, schedule=Revolve(4))
+    >>> (drate,) = loop.autodiff(Duplicated(np.ones(2), np.ones(2)), Active(0.01))
+    >>> loop.report.recomputed_steps, binomial_recomputations(100, 4), loop.report.peak_snapshots
+    (374, 374, 4)
+    """
 
     snapshots: int
     """States kept in memory at once (at least 1)."""
@@ -56,7 +73,23 @@ class Revolve:
 
 @dataclass(frozen=True)
 class Periodic:
-    """A snapshot every `every` steps; the reverse sweep re-runs one period at a time."""
+    """A snapshot every `every` steps; the reverse sweep re-runs one period at a time.
+
+    >>> import numba
+    >>> import numpy as np
+    >>> from enzpy import Active, Duplicated, Periodic, checkpointed
+    >>> @numba.njit
+    ... def step(u, rate):
+    ...     u *= 1.0 - rate                          # the state u, in place
+    >>> loop = checkpointed(step, 6, schedule=Periodic(3))      # snapshots of steps 0 and 3
+    >>> u, du = np.array([1.0, 2.0]), np.ones(2)
+    >>> loop.autodiff(Duplicated(u, du), Active(0.5))
+    [-0.5625]
+    >>> du
+    array([0.015625, 0.015625])
+    >>> loop.report.peak_snapshots
+    2
+    """
 
     every: int
     """Steps between snapshots (the states of one period are kept in the reverse sweep)."""
@@ -78,7 +111,25 @@ class Periodic:
 @dataclass(frozen=True)
 class Online:
     """For loops of unknown length: a snapshot every `period` steps, then binomial
-    checkpointing between them with `snapshots` more."""
+    checkpointing between them with `snapshots` more.
+
+    The only schedule for `checkpointed(step, until=...)`, a loop that ends when `until` says so.
+
+    >>> import numba
+    >>> import numpy as np
+    >>> from enzpy import Active, Duplicated, Online, checkpointed
+    >>> @numba.njit
+    ... def step(u, rate):
+    ...     u *= 1.0 - rate                          # the state u, in place
+    >>> def small(u, rate):
+    ...     return u[0] < 0.1                            # checked before each step
+    >>> loop = checkpointed(step, until=small, schedule=Online(2, period=2))
+    >>> u, du = np.array([1.0, 2.0]), np.ones(2)
+    >>> loop.autodiff(Duplicated(u, du), Active(0.5))
+    [-1.5]
+    >>> loop.report.steps, du, u
+    (4, array([0.0625, 0.0625]), array([0.0625, 0.125 ]))
+    """
 
     snapshots: int
     """States kept in memory between two periodic snapshots during the reverse sweep."""

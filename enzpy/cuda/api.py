@@ -53,7 +53,21 @@ _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def on_cpu(kernel) -> "CpuKernel":
     """The kernel run on CPU threads: `on_cpu(kernel)[griddim, blockdim](*args)` as numba.cuda runs
-    it, on numpy arrays (each block on one CPU thread, blocks in parallel)."""
+    it, on numpy arrays (each block on one CPU thread, blocks in parallel).
+
+    >>> import numpy as np
+    >>> from numba import cuda
+    >>> import enzpy.cuda
+    >>> @cuda.jit
+    ... def saxpy(a, x, y, out):
+    ...     i = cuda.grid(1)
+    ...     if i < x.shape[0]:
+    ...         out[i] = a * x[i] + y[i]
+    >>> x, y, out = np.array([1.0, 2.0, 3.0]), np.ones(3), np.zeros(3)
+    >>> enzpy.cuda.on_cpu(saxpy)[1, 32](2.0, x, y, out)      # one block of 32 threads
+    >>> out
+    array([3., 5., 7.])
+    """
     return CpuKernel(kernel)
 
 
@@ -67,6 +81,27 @@ def differentiate(kernel) -> "DifferentiableKernel":
     the tangent of what its array holds after the kernel, given the shadows' tangents of the
     inputs on entry (Active scalars have tangent 1, `Duplicated(x, dx)` for a scalar tangent
     dx), and returns None.
+
+    >>> import numpy as np
+    >>> from numba import cuda
+    >>> import enzpy.cuda
+    >>> from enzpy import Active, Const, Duplicated
+    >>> @cuda.jit
+    ... def saxpy(a, x, y, out):
+    ...     i = cuda.grid(1)
+    ...     if i < x.shape[0]:
+    ...         out[i] = a * x[i] + y[i]
+    >>> d_saxpy = enzpy.cuda.differentiate(saxpy)[1, 32]
+    >>> x, dx = np.array([1.0, 2.0, 3.0]), np.zeros(3)
+    >>> out, dout = np.zeros(3), np.ones(3)           # dout: the adjoint of out's final contents
+    >>> d_saxpy(Active(2.0), Duplicated(x, dx), Const(np.ones(3)), Duplicated(out, dout))
+    (6.0,)
+    >>> dx, dout
+    (array([2., 2., 2.]), array([0., 0., 0.]))
+    >>> tout = np.zeros(3)                            # forward mode: receives out's tangent
+    >>> d_saxpy(Active(2.0), Duplicated(x, np.zeros(3)), np.ones(3), Duplicated(out, tout), mode="forward")
+    >>> tout                                          # d out / d a (Active: tangent 1)
+    array([1., 2., 3.])
     """
     return DifferentiableKernel(kernel)
 

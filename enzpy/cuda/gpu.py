@@ -310,7 +310,31 @@ def ptx_of(built: ThreadFunction, cc=(9, 0)) -> str:
 
 def ptx(kernel, *annotated, mode: str = "primal", cc=(9, 0)) -> str:
     """The PTX of `kernel`'s per-thread function for these arguments (plain values, or annotated ones
-    with mode "reverse" / "forward"); no GPU needed."""
+    with mode "reverse" / "forward"); no GPU needed. `cc`: the compute capability it is for.
+
+    Its entry is `enzpy_kernel`; libdevice comes from the CUDA toolkit (`libdevice_path`).
+
+    It needs the toolkit's libdevice, so the example is not run with the others
+    (tests/test_cuda.py assembles the PTX of its kernels with ptxas where the toolkit is):
+
+    .. code-block:: python
+
+        import numpy as np
+        from numba import cuda
+        from enzpy import Active, Const, Duplicated
+        from enzpy.cuda import gpu
+
+        @cuda.jit
+        def saxpy(a, x, y, out):
+            i = cuda.grid(1)
+            if i < x.shape[0]:
+                out[i] = a * x[i] + y[i]
+
+        x, out = np.array([1.0, 2.0, 3.0]), np.zeros(3)
+        text = gpu.ptx(saxpy, 2.0, x, np.ones(3), out)            # ".visible .entry enzpy_kernel(", sm_90
+        gradient = gpu.ptx(saxpy, Active(2.0), Duplicated(x, np.zeros(3)), Const(np.ones(3)),
+                           Duplicated(out, np.ones(3)), mode="reverse", cc=(8, 0))   # ".target sm_80"
+    """
     values, kinds = _values_and_kinds(annotated)
     built = thread_function(python_function(kernel), mode, _types(values), kinds, True, AdjointSharing("gpu"))
     return ptx_of(built, cc)
@@ -432,10 +456,54 @@ class DifferentiableGpuKernel(GpuKernel):
 
 
 def on_gpu(kernel) -> GpuKernel:
+    """The kernel compiled by enzpy's NVPTX path (`ptx`) and launched through cuda.core:
+    `on_gpu(kernel)[griddim, blockdim](*args)`, as numba.cuda launches it. NumPy arrays are
+    copied to the device and back; device arrays (`numba.cuda.to_device`) are used in place.
+    Needs an NVIDIA GPU.
+
+    .. code-block:: python
+
+        import numpy as np
+        from numba import cuda
+        from enzpy.cuda import gpu
+
+        @cuda.jit
+        def saxpy(a, x, y, out):
+            i = cuda.grid(1)
+            if i < x.shape[0]:
+                out[i] = a * x[i] + y[i]
+
+        x, y, out = np.arange(1024.0), np.ones(1024), np.zeros(1024)
+        gpu.on_gpu(saxpy)[8, 128](2.0, x, y, out)      # out = 2 x + y, copied back
+    """
     return GpuKernel(kernel)
 
 
 def differentiate(kernel) -> DifferentiableGpuKernel:
+    """Derivatives of a kernel on the GPU, as `enzpy.cuda.differentiate` gives them on the CPU:
+    `differentiate(kernel)[griddim, blockdim](*annotated, mode="reverse")` returns the Active
+    scalars' derivatives (reverse mode) and adds each array's adjoint into its shadow;
+    `mode="forward"` writes the tangents into the shadows. Needs an NVIDIA GPU.
+
+    .. code-block:: python
+
+        import numpy as np
+        from numba import cuda
+        from enzpy import Active, Const, Duplicated
+        from enzpy.cuda import gpu
+
+        @cuda.jit
+        def saxpy(a, x, y, out):
+            i = cuda.grid(1)
+            if i < x.shape[0]:
+                out[i] = a * x[i] + y[i]
+
+        x, dx = np.arange(1024.0), np.zeros(1024)
+        out, dout = np.zeros(1024), np.ones(1024)     # dout: the adjoint of out's final contents
+        (da,) = gpu.differentiate(saxpy)[8, 128](Active(2.0), Duplicated(x, dx), Const(np.ones(1024)),
+                                                 Duplicated(out, dout))
+        # da == x.sum(), dx == 2.0 everywhere
+    """
     return DifferentiableGpuKernel(kernel)
 
 

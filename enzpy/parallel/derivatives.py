@@ -391,8 +391,8 @@ done:
 
 # Each share's private interval per site (ownership.py): its [min, max] shrunk until it meets no
 # other share's [min, max] of any site. An empty range (min > max: the site never ran) meets nothing.
-_PRIVATE_INTERVALS = f"""
-define internal void @enzpy.parallel.private_intervals(ptr %areas, i64 %shares, i64 %sites, i64 %area.bytes) {{
+_PRIVATE_INTERVALS = """
+define internal void @enzpy.parallel.private_intervals(ptr %areas, i64 %shares, i64 %sites, i64 %area.bytes) {
 entry:
   %private.start = mul i64 %sites, 16
   br label %share.loop
@@ -471,7 +471,7 @@ site.done:
   br label %share.loop
 exit:
   ret void
-}}
+}
 """
 
 

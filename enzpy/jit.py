@@ -30,6 +30,18 @@ _CTYPES = {"ptr": ctypes.c_void_p, "i64": ctypes.c_int64, "i32": ctypes.c_int32,
 _STATUS_OK, _STATUS_NONE = 0, -2
 
 
+LARGE_DERIVATIVE_INSTRUCTIONS = 15_000
+"""Above this many instructions a derivative module gets `post_ad_large` (O2, no vectorization or
+unrolling) instead of `post_ad` (O3): see passes/post_ad_large.pipeline for what was measured."""
+
+
+def post_ad_pipeline(text: str) -> str:
+    """The post-AD pipeline for a derivative module's text: by its size in instructions (lines in
+    function bodies; one pass over the text, a few ms for the largest modules)."""
+    instructions = text.count("\n  ") - text.count("\n  ;")
+    return "post_ad_large" if instructions > LARGE_DERIVATIVE_INSTRUCTIONS else "post_ad"
+
+
 class CompiledModule:
     """A module JIT-compiled by MCJIT; keeps the engine (and so the code) alive."""
 

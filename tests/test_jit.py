@@ -215,3 +215,19 @@ def test_integer_division_by_zero(function, seven_by_two, message):
         assert kernel(-7, 2) == seven_by_two
         with pytest.raises(ZeroDivisionError, match=message):
             kernel(1, 0)
+
+
+def test_large_derivatives_get_the_lighter_post_ad_pipeline():
+    """Above LARGE_DERIVATIVE_INSTRUCTIONS instructions O3's vectorizer and unroller cost more than
+    they gain (passes/post_ad_large.pipeline); both pipelines exist and parse."""
+    from enzpy.jit import LARGE_DERIVATIVE_INSTRUCTIONS, post_ad_pipeline
+    from enzpy.passes import load_pipeline
+
+    def module(instructions):
+        body = "\n".join(f"  %v{i} = fadd double %x, 1.0" for i in range(instructions))
+        return f"define double @f(double %x) {{\n  ; a comment line is no instruction\n{body}\n  ret double %x\n}}\n"
+    assert post_ad_pipeline(module(10)) == "post_ad"
+    assert post_ad_pipeline(module(LARGE_DERIVATIVE_INSTRUCTIONS - 1)) == "post_ad"
+    assert post_ad_pipeline(module(LARGE_DERIVATIVE_INSTRUCTIONS + 1)) == "post_ad_large"
+    for name in ("post_ad", "post_ad_large"):
+        assert load_pipeline(name).passes

@@ -3,7 +3,7 @@
     enzpy emit FILE.py:FUNC --sig "float64(float64[:], int64)" [--stage raw|optimized] [-o OUT.ll]
     enzpy emit FILE.py:FUNC --sig SIG --mode reverse|forward [--width K] [--no-preopt] [--activity dup,const,active]
     enzpy explain FILE.py:FUNC (--sig SIG | --args "np.ones(100), 0.5") [--activity ...] [--ir]
-    enzpy opt IN.ll -o OUT.ll           C/C++ (clang's IR): replace __enzyme_autodiff / __enzyme_fwddiff calls
+    enzpy opt IN.ll -o OUT.ll [--verbose]  C/C++ (clang's IR): replace __enzyme_autodiff / __enzyme_fwddiff calls
     enzpy grad IN.ll --function F [--activity dup,const,out] [--mode reverse|forward] [--name G] -o OUT.ll
 
 Errors the user can fix (missing file or function, bad signature, a kernel
@@ -195,11 +195,20 @@ def _write_ir(text: str, output: str | None) -> None:
         sys.stdout.write(text)
 
 
+def _progress(arguments):
+    """Stage names and timings on stderr under --verbose (silent otherwise)."""
+    from .frontend.progress import SILENT, Progress
+
+    return Progress(lambda line: print(line, file=sys.stderr, flush=True)) if arguments.verbose else SILENT
+
+
 def _opt(arguments) -> int:
     from .frontend.clang import differentiate_enzyme_calls
 
-    _write_ir(differentiate_enzyme_calls(_read_ir(arguments.input), optimize=not arguments.no_postopt),
-              arguments.output)
+    progress = _progress(arguments)
+    with progress.stage("enzpy opt"):
+        _write_ir(differentiate_enzyme_calls(_read_ir(arguments.input), optimize=not arguments.no_postopt,
+                                             progress=progress), arguments.output)
     return 0
 
 
@@ -209,8 +218,11 @@ def _grad(arguments) -> int:
     activities = tuple(n.strip() for n in arguments.activity.split(",")) if arguments.activity else None
     if activities == ("",):
         activities = ()
-    _write_ir(add_derivative(_read_ir(arguments.input), arguments.function, activities, arguments.mode,
-                             arguments.name, optimize=not arguments.no_postopt), arguments.output)
+    progress = _progress(arguments)
+    with progress.stage("enzpy grad"):
+        _write_ir(add_derivative(_read_ir(arguments.input), arguments.function, activities, arguments.mode,
+                                 arguments.name, optimize=not arguments.no_postopt, progress=progress),
+                  arguments.output)
     return 0
 
 
@@ -225,6 +237,7 @@ def _add_foreign_commands(commands) -> None:
     opt.add_argument("input", help="IN.ll")
     opt.add_argument("-o", "--output", help="output .ll file (default: stdout)")
     opt.add_argument("--no-postopt", action="store_true", help="leave the generated code unoptimized")
+    opt.add_argument("--verbose", action="store_true", help="print each stage and its time on stderr")
     opt.set_defaults(handler=_opt)
     grad = commands.add_parser(
         "grad", help="add the derivative of one function of clang's LLVM IR",
@@ -244,6 +257,7 @@ def _add_foreign_commands(commands) -> None:
     grad.add_argument("--name", help="name of the generated function")
     grad.add_argument("-o", "--output", help="output .ll file (default: stdout)")
     grad.add_argument("--no-postopt", action="store_true", help="leave the generated code unoptimized")
+    grad.add_argument("--verbose", action="store_true", help="print each stage and its time on stderr")
     grad.set_defaults(handler=_grad)
 
 

@@ -55,13 +55,15 @@ from ..ir.types import I8, I32, I64, PTR, VOID, ArrayType, FloatType, FunctionTy
     VectorType, quote_name
 from ..passes import load_pipeline
 from . import llvm_text
+from .module_text import ModuleText
+from .progress import SILENT, Progress
 from .vectors import scalarize_vectors
 
 MARKERS = {"enzyme_dup": "dup", "enzyme_dupnoneed": "dupnoneed", "enzyme_const": "const", "enzyme_out": "out"}
 ACTIVITIES = ("dup", "dupnoneed", "const", "out")
 ADAPTER_PREFIX = "enzpy.adapted."
 POST_AD_PIPELINE = "post_ad_foreign"
-_MARKER_LOAD = re.compile(r'^%\S+ = load (?:volatile )?i\d+, ptr @("?enzyme_[-\w$.]+"?)')
+_MARKER_LOAD = re.compile(r'^(%\S+) = load (?:volatile )?i\d+, ptr @("?enzyme_[-\w$.]+"?)')
 
 
 class ForeignCodeError(EnzpyError):
@@ -91,77 +93,95 @@ class Request:
 
 # ---------------------------------------------------------------- entry points
 
-def differentiate_enzyme_calls(text: str, optimize: bool = True) -> str:
+def differentiate_enzyme_calls(text: str, optimize: bool = True, progress: Progress = SILENT) -> str:
     """`enzpy opt`: every __enzyme_autodiff / __enzyme_fwddiff call in `text` replaced by its derivative.
 
     Nested calls (a function that calls __enzyme_fwddiff, itself differentiated:
     a Jacobian helper, a Hessian-vector product) are replaced innermost first:
     a round replaces the calls whose differentiated function reaches no Enzyme
     call, so the next round differentiates plain code that calls the generated
-    derivative.
+    derivative. A call to an `__enzyme_*` entry point enzpy does not implement
+    is refused before anything is generated. Each round indexes the module's
+    text once (`ModuleText`); each derivative costs what its function reaches.
     """
+    _refuse_unknown_entry_points(text)
     names: dict[Request, str] = {}
     while True:
         call_lines = llvm_text.enzyme_call_lines(text)
         if not call_lines:
             return text
-        with parsed(text) as module_ref:
-            calls = [(caller, _decode_call(module_ref, caller, call)) for caller, call in _enzyme_calls(module_ref)]
-            reaches = _reachable_functions(module_ref)
-        if len(calls) != len(call_lines):
-            raise UnsupportedIRError(f"found {len(call_lines)} Enzyme calls in the text but LLVM sees {len(calls)}")
-        calling = {caller for caller, _ in calls}
-        ready = [not (reaches.get(request.function, {request.function}) & calling) for _, (request, _, _) in calls]
+        with progress.stage("index module", lambda: f"{len(index.lines)} lines, {len(index.functions)} functions"):
+            index = ModuleText(text)
+        with progress.stage("read Enzyme calls", lambda: f"{len(calls)} calls"), parsed(text) as module_ref:
+            calls = _decode_calls(module_ref, index, call_lines)
+        reaching_calls = index.reaching({caller for caller, _ in calls})
+        ready = [request.function not in reaching_calls for _, (request, _, _) in calls]
         if not any(ready):
             cycle = sorted({request.function for _, (request, _, _) in calls})
             raise ForeignCodeError(f"Enzyme calls differentiate functions that reach Enzyme calls in a cycle "
                                    f"({', '.join('@' + n for n in cycle)}): recursive nested AD is not supported")
-        replacements, pieces, markers = {}, [], set()
+        new = list(dict.fromkeys(request for (_, (request, _, _)), is_ready in zip(calls, ready)
+                                 if is_ready and request not in names))
+        callers = {request: caller for caller, (request, _, _) in reversed(calls)}
+        pieces = []
+        for number, request in enumerate(new, 1):
+            name = names[request] = f"enzpy.{request.mode}.{request.function}.{len(names)}"
+            progress.note(f"[{number}/{len(new)}] {request.mode} @{request.function} "
+                          f"(called in @{callers[request]})")
+            with progress.nested():
+                pieces.append(generate(text, request, name, exported=False, optimize=optimize, index=index,
+                                       progress=progress))
+        replacements, markers = {}, set()
         for line, (_, (request, kept, used_markers)), is_ready in zip(call_lines, calls, ready):
             if not is_ready:
                 continue
             markers |= used_markers
-            name = names.get(request)
-            if name is None:
-                name = f"enzpy.{request.mode}.{request.function}.{len(names)}"
-                pieces.append(generate(text, request, name, exported=False, optimize=optimize))
-                names[request] = name
             arguments = [f"{ty} {llvm_text.argument_value(line.arguments[i], str(ty))}"
                          for i, ty in zip(kept, request.argument_types)]
             result = f"{line.result} = " if line.result else ""
             replacements[line.number] = (f"{line.indent}{result}{line.kind} {request.return_type} "
-                                         f"@{quote_name(name)}({', '.join(arguments)}){line.suffix}")
-        text = llvm_text.define_marker_globals(llvm_text.replace_call_lines(text, replacements), markers)
-        for piece in pieces:
-            text = llvm_text.append_generated(text, piece)
-        check_parses(text)
+                                         f"@{quote_name(names[request])}({', '.join(arguments)}){line.suffix}")
+        with progress.stage("rewrite calls and append derivatives"):
+            text = llvm_text.define_marker_globals(llvm_text.replace_call_lines(text, replacements), markers)
+            text = llvm_text.append_generated(text, *pieces)
+        with progress.stage("verify the output"):
+            check_parses(text)
 
 
-def _reachable_functions(module_ref) -> dict[str, set[str]]:
-    """For each defined function, the functions it calls directly or through others (and itself)."""
-    callees: dict[str, set[str]] = {}
-    for function in module_ref.functions:
-        direct = callees.setdefault(function.name, set())
-        for block in function.blocks:
-            for instruction in block.instructions:
-                if instruction.opcode in ("call", "invoke"):
-                    callee = list(instruction.operands)[-1]
-                    if callee.value_kind.name == "function":
-                        direct.add(callee.name)
-    reachable = {}
-    for name in callees:
-        seen, work = {name}, [name]
-        while work:
-            for callee in callees.get(work.pop(), ()):
-                if callee not in seen:
-                    seen.add(callee)
-                    work.append(callee)
-        reachable[name] = seen
-    return reachable
+_UNIMPLEMENTED = {
+    "__enzyme_augmentfwd": "split reverse mode", "__enzyme_reverse": "split reverse mode",
+    "__enzyme_virtualreverse": "split reverse mode", "__enzyme_fwdsplit": "split forward mode",
+    "__enzyme_batch": "batched (vector) derivatives", "__enzyme_error_estimate": "floating-point error estimation",
+    "__enzyme_truncate": "precision truncation", "__enzyme_expand": "precision truncation",
+}
+
+
+def _refuse_unknown_entry_points(text: str) -> None:
+    """A call to an `__enzyme_*` function other than autodiff / fwddiff is an error naming it and its caller.
+
+    Left in the output, it would be an undefined symbol only the linker reports.
+    The message names the first call (its entry point as the source spells it,
+    the symbol when C++ mangled it, and the calling function), then the other
+    distinct (entry point, caller) pairs.
+    """
+    unknown = llvm_text.unknown_enzyme_calls(text)
+    if not unknown:
+        return
+    first = unknown[0]
+    what = next((f" ({v})" for k, v in _UNIMPLEMENTED.items() if first.entry_point.startswith(k)), "")
+    symbol = f" (@{first.symbol})" if first.symbol != first.entry_point else ""
+    others = list(dict.fromkeys((call.entry_point, call.caller) for call in unknown[1:]
+                                if (call.entry_point, call.caller) != (first.entry_point, first.caller)))
+    more = ""
+    if others:
+        shown = ", ".join(f"{entry_point} in @{caller}" for entry_point, caller in others[:5])
+        more = f"; also {shown}" + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+    raise ForeignCodeError(f"@{first.caller} calls {first.entry_point}{symbol}, which enzpy does not implement"
+                           f"{what}: enzpy implements __enzyme_autodiff and __enzyme_fwddiff{more}")
 
 
 def add_derivative(text: str, function: str, activities: tuple[str, ...] | None, mode: str,
-                   name: str | None = None, optimize: bool = True) -> str:
+                   name: str | None = None, optimize: bool = True, progress: Progress = SILENT) -> str:
     """`enzpy grad`: `text` plus an exported derivative of `function` (signature: see `grad_signature`)."""
     with parsed(text) as module_ref:
         function_type, _ = _function_signature(module_ref, function)
@@ -177,8 +197,10 @@ def add_derivative(text: str, function: str, activities: tuple[str, ...] | None,
         if _has_function(module_ref, name):
             raise ForeignCodeError(f"the module already has a function @{name} (choose another with --name)")
     request = Request(function, mode, tuple(activities), argument_types, return_type, pointer_outputs=True)
-    output = llvm_text.append_generated(text, generate(text, request, name, exported=True, optimize=optimize))
-    check_parses(output)
+    piece = generate(text, request, name, exported=True, optimize=optimize, progress=progress)
+    with progress.stage("append and verify"):
+        output = llvm_text.append_generated(text, piece)
+        check_parses(output)
     return output
 
 
@@ -225,11 +247,12 @@ def parsed(text: str):
 
 
 @contextmanager
-def optimized_by(pipeline: str | None, module_ref):
+def optimized_by(pipeline: str | None, module_ref, report=None):
     """`module_ref` after a pipeline (None: as is). A stage may replace the module; the
-    replacement lives in the same context and must be closed before it."""
+    replacement lives in the same context and must be closed before it. `report(stage, seconds)`
+    hears each stage's time."""
     module_ref.verify()
-    result = load_pipeline(pipeline).run(module_ref) if pipeline else module_ref
+    result = load_pipeline(pipeline).run(module_ref, report=report) if pipeline else module_ref
     try:
         yield result
     finally:
@@ -247,23 +270,56 @@ def check_parses(text: str) -> None:
 
 # ---------------------------------------------------------------- reading the calls
 
-def _enzyme_calls(module_ref):
-    for function in module_ref.functions:
-        for block in function.blocks:
-            for instruction in block.instructions:
-                if instruction.opcode in ("call", "invoke"):
-                    callee = list(instruction.operands)[-1]
-                    if callee.value_kind.name == "function" and llvm_text.ENZYME_ENTRY_POINT.search(callee.name):
-                        yield function.name, instruction
+def _decode_calls(module_ref, index: ModuleText, call_lines) -> list:
+    """[(caller, (Request, kept argument indices, markers used))] for each Enzyme call line, in order.
+
+    Only the callers' instructions are visited, and markers are read from their
+    text: printing an instruction through llvmlite numbers its whole function
+    (and the module's globals) again, once per operand.
+    """
+    by_caller: dict[str, list] = {}
+    for line in call_lines:
+        caller = index.function_at(line.number)
+        if caller is None:
+            raise UnsupportedIRError(f"an Enzyme call outside a function body: line {line.number + 1}")
+        by_caller.setdefault(caller, []).append(line)
+    decoded = {}
+    for caller, lines in by_caller.items():
+        instructions = [instruction for block in module_ref.get_function(caller).blocks
+                        for instruction in block.instructions
+                        if instruction.opcode in ("call", "invoke") and _is_enzyme_callee(instruction)]
+        if len(instructions) != len(lines):
+            raise UnsupportedIRError(f"found {len(lines)} Enzyme calls in the text of @{caller} but LLVM sees "
+                                     f"{len(instructions)}")
+        markers = _marker_loads(index.body(caller))
+        for line, instruction in zip(lines, instructions):
+            values = [_argument_name(argument) for argument in line.arguments]
+            decoded[line.number] = (caller, _decode_call(module_ref, caller, instruction,
+                                                         [markers.get(v) for v in values], index.lines))
+    return [decoded[line.number] for line in call_lines]
 
 
-def _marker(operand) -> str | None:
-    """`enzyme_dup` for a load of the global @enzyme_dup, else None."""
-    if operand.value_kind.name != "instruction":
-        return None
-    # llvmlite hides an operand's own operands; its printed text has them.
-    match = _MARKER_LOAD.match(str(operand).strip())
-    return match.group(1).strip('"') if match else None
+def _is_enzyme_callee(instruction) -> bool:
+    callee = list(instruction.operands)[-1]
+    return callee.value_kind.name == "function" and bool(llvm_text.ENZYME_ENTRY_POINT.search(callee.name))
+
+
+_ARGUMENT_VALUE = re.compile(r'(%(?:"[^"]*"|[-a-zA-Z$._0-9]+))\s*$')
+
+
+def _argument_name(argument: str) -> str | None:
+    """`i32 noundef %4` -> `%4` (None for a constant)."""
+    found = _ARGUMENT_VALUE.search(argument)
+    return found.group(1) if found else None
+
+
+def _marker_loads(body: list[str]) -> dict[str, str]:
+    """`%4` -> `enzyme_dup` for each load of a marker global in a function's text."""
+    markers = {}
+    for line in body:
+        if "enzyme_" in line and (match := _MARKER_LOAD.match(line.strip())) is not None:
+            markers[match.group(1)] = match.group(2).strip('"')
+    return markers
 
 
 def _function_signature(module_ref, name: str) -> tuple[FunctionType, object]:
@@ -290,18 +346,23 @@ def _function_signature(module_ref, name: str) -> tuple[FunctionType, object]:
 
 
 def _has_function(module_ref, name: str) -> bool:
-    return any(f.name == name for f in module_ref.functions)
+    try:
+        module_ref.get_function(name)
+    except NameError:
+        return False
+    return True
 
 
-def _named_structs(module_ref) -> dict[str, StructType]:
-    """The module's named struct types (bodies may refer to types printed after them)."""
+def _named_structs(module_ref, lines: list[str] | None = None) -> dict[str, StructType]:
+    """The module's named struct types (bodies may refer to types printed after them), read from
+    `lines`, the module's own text, when given (printing a large module costs more than reading it)."""
     cached = getattr(module_ref, "_enzpy_named_structs", None)
     if cached is not None:
         return cached
     named: dict[str, StructType] = {}
     module_ref._enzpy_named_structs = named
     pending = {}
-    for line in str(module_ref).split("\n"):
+    for line in lines if lines is not None else str(module_ref).split("\n"):
         if line.startswith("%") and " = type " in line:
             type_name, body = line.split(" = type ", 1)
             if body.strip() != "opaque":
@@ -340,14 +401,20 @@ def _check_activity(activity: str, ty: Type, mode: str, where: str) -> None:
         raise ForeignCodeError(f"{where}: parameters of type {ty} are not supported")
 
 
-def _decode_call(module_ref, caller: str, call):
-    """(Request, indices of the call's arguments the interface takes, marker names used)."""
+def _decode_call(module_ref, caller: str, call, markers: list[str | None], lines: list[str]):
+    """(Request, indices of the call's arguments the interface takes, marker names used).
+
+    `markers[i]` names the marker global argument i loads (None for a value), `lines` is the module's text.
+    """
     # An invoke's operands end with its two successor blocks, then the callee.
     operands = [o for o in list(call.operands)[:-1] if o.value_kind.name != "basic_block"]
     callee = list(call.operands)[-1]
     where = f"call to @{callee.name} in @{caller}"
+    if len(markers) != len(operands):
+        raise UnsupportedIRError(f"{where}: the text has {len(markers)} arguments, LLVM sees {len(operands)}")
+    _marker = markers.__getitem__
     mode = "forward" if "fwddiff" in callee.name else "reverse"
-    named = _named_structs(module_ref)
+    named = _named_structs(module_ref, lines)
     kept, position, sret_type = [], 0, None
     first_parameter = next(iter(module_ref.get_function(callee.name).arguments), None)
     if first_parameter is not None:
@@ -364,7 +431,7 @@ def _decode_call(module_ref, caller: str, call):
     position += 1
     activities, used = [], set()
     for index, ty in enumerate(function_type.params):
-        marker = _marker(operands[position]) if position < len(operands) else None
+        marker = _marker(position) if position < len(operands) else None
         if marker is not None:
             if marker not in MARKERS:
                 raise ForeignCodeError(f"{where}: marker {marker} is not supported (enzpy knows "
@@ -378,7 +445,7 @@ def _decode_call(module_ref, caller: str, call):
             raise ForeignCodeError(f"{where}: too few arguments for @{target} (parameter {index}, {activity}, "
                                    f"needs {count} value(s))")
         for offset in range(count):
-            if _marker(operands[position + offset]) is not None:
+            if _marker(position + offset) is not None:
                 raise ForeignCodeError(f"{where}: parameter {index} of @{target} ({activity}) got a marker "
                                        "where a value belongs")
         kept.extend(range(position, position + count))
@@ -394,18 +461,28 @@ def _decode_call(module_ref, caller: str, call):
 
 # ---------------------------------------------------------------- generating one derivative
 
-def generate(user_text: str, request: Request, name: str, exported: bool, optimize: bool = True) -> str:
-    """LLVM text (old-LLVM spelling) defining `@name`, the interface to the requested derivative."""
+def generate(user_text: str, request: Request, name: str, exported: bool, optimize: bool = True,
+             index: ModuleText | None = None, progress: Progress = SILENT) -> str:
+    """LLVM text (old-LLVM spelling) defining `@name`, the interface to the requested derivative.
+
+    Only what the differentiated function reaches goes through the pre-AD
+    pipeline (`index.slice`): the rest of the program is neither inlined nor
+    optimized, and the output keeps it as the user wrote it.
+    """
     adapter_name = ADAPTER_PREFIX + request.function
-    source = llvm_text.without_global_debug_attachments(llvm_text.without_inlining_barriers(user_text))
+    index = index if index is not None else ModuleText(user_text)
+    _refuse_custom_derivatives(index, request)
+    with progress.stage("slice", lambda: f"{len(index.reach([request.function]) & index.functions.keys())} of "
+                                         f"{len(index.functions)} functions, {source.count(chr(10))} lines"):
+        source = llvm_text.without_global_debug_attachments(llvm_text.without_inlining_barriers(
+            index.slice([request.function])))
     with parsed(source) as module_ref:
         function_type, _ = _function_signature(module_ref, request.function)
         source += _adapter_text(adapter_name, request.function, function_type)
+    user_functions, user_globals = set(index.functions), set(index.globals)
     module = None
     try:
         with parsed(source) as module_ref:
-            user_functions = {f.name for f in module_ref.functions if not f.is_declaration} - {adapter_name}
-            user_globals = {g.name for g in module_ref.global_variables if g.name}
             for function in module_ref.functions:
                 if not function.is_declaration and function.name != adapter_name:
                     function.linkage = "internal"          # dead after inlining: the optimizer deletes it
@@ -413,15 +490,17 @@ def generate(user_text: str, request: Request, name: str, exported: bool, optimi
                 if variable.name and variable.linkage.name in ("internal", "private"):
                     # With main gone, a `static` the program sets would look constant to the optimizer.
                     variable.linkage = "external"
-            with optimized_by("pre_ad", module_ref) as optimized_ref:
+            with optimized_by("pre_ad", module_ref, progress.pass_timer("pre-AD")) as optimized_ref:
                 optimized = llvm_text.without_call_return_attributes(llvm_text.without_lifetime_markers(
                     llvm_text.expand_shufflevectors(str(optimized_ref))))
-        with parsed(optimized) as module_ref:
+        with progress.stage("read", lambda: f"{len(module.functions)} functions"), \
+                parsed(optimized) as module_ref:
             module = read_module(module_ref)
         primal = module.functions[adapter_name]
-        scalarize_vectors(module, primal)
-        derivative, spec = _differentiate(module, primal, request, function_type)
-        interface = _build_interface(module, primal, derivative, spec, request, name, function_type)
+        with progress.stage(f"{request.mode} mode"):
+            scalarize_vectors(module, primal)
+            derivative, spec = _differentiate(module, primal, request, function_type)
+            interface = _build_interface(module, primal, derivative, spec, request, name, function_type)
     except EnzpyError as error:
         # Messages name the adapter (the function enzpy differentiates); the user knows `f`.
         message = str(error).replace(ADAPTER_PREFIX, "").replace("Python source", "source")
@@ -433,7 +512,8 @@ def generate(user_text: str, request: Request, name: str, exported: bool, optimi
         raise type(error)(f"{message} [differentiating @{request.function} in {request.mode} mode]") from None
     _keep_only_reachable(module, interface, user_functions, user_globals)
     with parsed(write_module(module)) as parsed_ref, \
-            optimized_by(POST_AD_PIPELINE if optimize else None, parsed_ref) as module_ref:
+            optimized_by(POST_AD_PIPELINE if optimize else None, parsed_ref, progress.pass_timer("post-AD")) \
+            as module_ref:
         for function in module_ref.functions:
             if not function.is_declaration and function.name != name:
                 function.name = f"{name}.{function.name}"
@@ -443,6 +523,34 @@ def generate(user_text: str, request: Request, name: str, exported: bool, optimi
         if not exported:
             module_ref.get_function(name).linkage = "internal"
         return llvm_text.for_older_llvm(str(module_ref))
+
+
+_CUSTOM_DERIVATIVE = re.compile(r"^__enzyme_register_(?:gradient|derivative|splitderivative)_")
+
+
+def _refuse_custom_derivatives(index: ModuleText, request: Request) -> None:
+    """A function the derivative reaches with an Enzyme custom derivative registered is an error.
+
+    `void *__enzyme_register_derivative_f[] = {(void *)f, (void *)df};` asks
+    Enzyme to call df for f. enzpy has no use for it and would differentiate
+    f's own code instead: silently, a different derivative than the program
+    asked for.
+    """
+    registered = {}
+    for name in index.globals:
+        if _CUSTOM_DERIVATIVE.match(name):
+            line = index.lines[index.globals[name]]
+            functions = [unquote_name(m.group(0)) for m in re.finditer(r'@(?:"(?:[^"\\]|\\.)*"|[-\w$.]+)',
+                                                                         line.split(" = ", 1)[1])]
+            if functions:
+                registered.setdefault(functions[0], name)
+    if not registered:
+        return
+    for function in sorted(index.reach([request.function]) & registered.keys()):
+        reached = "" if function == request.function else f", which @{request.function} reaches,"
+        raise ForeignCodeError(f"@{function}{reached} has a custom derivative (@{registered[function]}), which "
+                               "enzpy does not use: it would differentiate the function's own code instead "
+                               f"[differentiating @{request.function} in {request.mode} mode]")
 
 
 _HEAP_FUNCTIONS = frozenset({"malloc", "calloc", "realloc", "free", "aligned_alloc", "posix_memalign",

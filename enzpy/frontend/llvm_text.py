@@ -16,8 +16,11 @@ import re
 from dataclasses import dataclass
 
 from ..errors import UnsupportedIRError
+from ..ir.text import unquote_name
 
 ENZYME_ENTRY_POINT = re.compile(r"__enzyme_(autodiff|fwddiff)")
+"""The entry points enzpy implements (`__enzyme_autodiff`, `__enzyme_fwddiff`, C++ instances of them)."""
+_ANY_ENZYME_NAME = re.compile(r"__enzyme_\w+")
 _NAME = r'(?:"(?:[^"\\]|\\.)*"|[-a-zA-Z$._0-9]+)'
 _DEFINITION = re.compile(rf"^(define|declare)\b[^@]*@({_NAME})\(")
 _GLOBAL = re.compile(rf"^@({_NAME}) = ")
@@ -109,6 +112,58 @@ def enzyme_call_lines(text: str) -> list[CallLine]:
             suffix = re.sub(r"\s*#\d+", "", line[closing + 1:])
             found.append(CallLine(number, call.group(1), call.group(2), callee,
                                   split_top_level(line[match.end():closing]), call.group(3), suffix))
+    return found
+
+
+@dataclass
+class UnknownCall:
+    """A call to an `__enzyme_*` function that enzpy does not implement."""
+
+    entry_point: str
+    """Its name as the source spells it (`__enzyme_batch`, also for a C++ template instance)."""
+    symbol: str
+    """The callee's symbol (`_Z14__enzyme_batchIJPdS0_EEdPvDpT_`)."""
+    caller: str
+    """The function that calls it."""
+
+
+def entry_point_name(symbol: str) -> str:
+    """`_Z14__enzyme_batchIJ...` -> `__enzyme_batch` (the mangled length), `__enzyme_batch` -> itself."""
+    if symbol.startswith("_Z"):
+        for found in re.finditer(r"(\d+)(__enzyme_)", symbol):
+            # The digits before the name are its length (a longer run may end in the length).
+            digits = found.group(1)
+            for start in range(len(digits)):
+                length = int(digits[start:])
+                name = symbol[found.start(2):found.start(2) + length]
+                if len(name) == length and re.fullmatch(r"__enzyme_\w+", name):
+                    return name
+    found = _ANY_ENZYME_NAME.search(symbol)
+    return found.group(0) if found else symbol
+
+
+def unknown_enzyme_calls(text: str) -> list[UnknownCall]:
+    """Calls, in module order, to `__enzyme_*` functions other than the ones enzpy implements.
+
+    Enzyme reads `__enzyme_batch`, `__enzyme_augmentfwd`, `__enzyme_truncate_*` ...
+    as requests; left in the output they are undefined symbols the linker reports.
+    """
+    found, caller = [], None
+    for line in text.split("\n"):
+        if line.startswith("define"):
+            caller = unquote_name("@" + _DEFINITION.match(line).group(2))
+            continue
+        if line.startswith("}"):
+            caller = None
+            continue
+        if caller is None or "__enzyme_" not in line:
+            continue
+        for match in re.finditer(rf"@({_NAME})\(", line):
+            callee = unquote_name("@" + match.group(1))
+            if "__enzyme_" not in callee or ENZYME_ENTRY_POINT.search(callee):
+                continue
+            if re.search(r"\b(?:call|invoke)\b", line[:match.start()]):
+                found.append(UnknownCall(entry_point_name(callee), callee, caller))
     return found
 
 
@@ -233,21 +288,23 @@ def top_level_entities(text: str) -> list[TopLevel]:
     return entities
 
 
-def append_generated(user_text: str, generated_text: str) -> str:
+def append_generated(user_text: str, *generated_texts: str) -> str:
     """The user's text with the generated entities it does not already have appended.
 
-    The generated module was made from the user's, so a name both have is the
-    user's entity (a declaration in the generated module); everything the
-    generated module added under a fresh name is appended.
+    The generated modules were made from the user's, so a name both have is the
+    user's entity (a declaration in the generated module); everything a
+    generated module added under a fresh name is appended. The user's text is
+    scanned once, however many modules are appended.
     """
     symbols, types = defined_symbols(user_text)
     added = []
-    for entity in top_level_entities(generated_text):
-        known = types if entity.kind == "type" else symbols
-        if entity.name in known:
-            continue
-        known.add(entity.name)
-        added.append(entity.text)
+    for generated_text in generated_texts:
+        for entity in top_level_entities(generated_text):
+            known = types if entity.kind == "type" else symbols
+            if entity.name in known:
+                continue
+            known.add(entity.name)
+            added.append(entity.text)
     if not added:
         return user_text
     return user_text.rstrip("\n") + "\n\n; ---- added by enzpy ----\n" + "\n\n".join(added) + "\n"

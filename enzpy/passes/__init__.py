@@ -14,6 +14,8 @@ import functools
 import os
 import re
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,10 +159,15 @@ class PassManager:
     dump_after: set[str] = field(default_factory=set)
     """Stage names after which to dump the module (`all` for every stage)."""
 
-    def run(self, module: llvm.ModuleRef, target: llvm.TargetMachine | None = None) -> llvm.ModuleRef:
+    def run(self, module: llvm.ModuleRef, target: llvm.TargetMachine | None = None,
+            report: Callable[[str, float], None] | None = None) -> llvm.ModuleRef:
+        """`report(stage name, seconds)` is called after each stage (`enzpy opt --verbose`)."""
         target = target or target_machine()
         for stage in self.passes:
+            start = time.perf_counter()
             module = stage.run(module, target) or module
+            if report is not None:
+                report(stage.name, time.perf_counter() - start)
             if stage.name in self.dump_after or "all" in self.dump_after:
                 _dump(stage.name, module)
         return module

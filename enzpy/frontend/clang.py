@@ -17,8 +17,12 @@ scalars `out` in reverse mode and `dup` (value and tangent) in forward mode,
 as in Enzyme. Reverse mode seeds a float result with 1.0 and returns the
 `enzyme_out` derivatives in order: one float, or a struct (or small vector)
 of them exactly as the call's C return type lays it out, including structs
-returned through a hidden `sret` pointer. Forward mode returns the tangent
-of `f`'s result.
+returned through a hidden `sret` pointer; declared `void`, it drops them
+(the shadows are still filled), as Enzyme does. Forward mode returns the
+tangent of `f`'s result. A marker may be passed by value or by address
+(`&enzyme_const`, as C++ templates pass it). Enzyme's other requests
+(entry points, registrations, the gradient logger) are refused by name or
+accepted in `enzyme_features`.
 
 How (per distinct request; see DESIGN.md for the numba side):
 
@@ -55,6 +59,8 @@ from ..ir.types import I8, I32, I64, PTR, VOID, ArrayType, FloatType, FunctionTy
     VectorType, quote_name
 from ..passes import load_pipeline
 from . import llvm_text
+from .enzyme_features import ForeignCodeError, feature_notes, marker_of_argument, refuse_unhonoured_features, \
+    refuse_unknown_entry_points
 from .module_text import ModuleText
 from .progress import SILENT, Progress
 from .vectors import scalarize_vectors
@@ -64,10 +70,6 @@ ACTIVITIES = ("dup", "dupnoneed", "const", "out")
 ADAPTER_PREFIX = "enzpy.adapted."
 POST_AD_PIPELINE = "post_ad_foreign"
 _MARKER_LOAD = re.compile(r'^(%\S+) = load (?:volatile )?i\d+, ptr @("?enzyme_[-\w$.]+"?)')
-
-
-class ForeignCodeError(EnzpyError):
-    """A C program asks for something enzpy cannot do (bad markers, unsupported signature)."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ def differentiate_enzyme_calls(text: str, optimize: bool = True, progress: Progr
     is refused before anything is generated. Each round indexes the module's
     text once (`ModuleText`); each derivative costs what its function reaches.
     """
-    _refuse_unknown_entry_points(text)
+    refuse_unknown_entry_points(text)
     names: dict[Request, str] = {}
     while True:
         call_lines = llvm_text.enzyme_call_lines(text)
@@ -146,38 +148,6 @@ def differentiate_enzyme_calls(text: str, optimize: bool = True, progress: Progr
             text = llvm_text.append_generated(text, *pieces)
         with progress.stage("verify the output"):
             check_parses(text)
-
-
-_UNIMPLEMENTED = {
-    "__enzyme_augmentfwd": "split reverse mode", "__enzyme_reverse": "split reverse mode",
-    "__enzyme_virtualreverse": "split reverse mode", "__enzyme_fwdsplit": "split forward mode",
-    "__enzyme_batch": "batched (vector) derivatives", "__enzyme_error_estimate": "floating-point error estimation",
-    "__enzyme_truncate": "precision truncation", "__enzyme_expand": "precision truncation",
-}
-
-
-def _refuse_unknown_entry_points(text: str) -> None:
-    """A call to an `__enzyme_*` function other than autodiff / fwddiff is an error naming it and its caller.
-
-    Left in the output, it would be an undefined symbol only the linker reports.
-    The message names the first call (its entry point as the source spells it,
-    the symbol when C++ mangled it, and the calling function), then the other
-    distinct (entry point, caller) pairs.
-    """
-    unknown = llvm_text.unknown_enzyme_calls(text)
-    if not unknown:
-        return
-    first = unknown[0]
-    what = next((f" ({v})" for k, v in _UNIMPLEMENTED.items() if first.entry_point.startswith(k)), "")
-    symbol = f" (@{first.symbol})" if first.symbol != first.entry_point else ""
-    others = list(dict.fromkeys((call.entry_point, call.caller) for call in unknown[1:]
-                                if (call.entry_point, call.caller) != (first.entry_point, first.caller)))
-    more = ""
-    if others:
-        shown = ", ".join(f"{entry_point} in @{caller}" for entry_point, caller in others[:5])
-        more = f"; also {shown}" + (f" and {len(others) - 5} more" if len(others) > 5 else "")
-    raise ForeignCodeError(f"@{first.caller} calls {first.entry_point}{symbol}, which enzpy does not implement"
-                           f"{what}: enzpy implements __enzyme_autodiff and __enzyme_fwddiff{more}")
 
 
 def add_derivative(text: str, function: str, activities: tuple[str, ...] | None, mode: str,
@@ -293,24 +263,15 @@ def _decode_calls(module_ref, index: ModuleText, call_lines) -> list:
                                      f"{len(instructions)}")
         markers = _marker_loads(index.body(caller))
         for line, instruction in zip(lines, instructions):
-            values = [_argument_name(argument) for argument in line.arguments]
-            decoded[line.number] = (caller, _decode_call(module_ref, caller, instruction,
-                                                         [markers.get(v) for v in values], index.lines))
+            decoded[line.number] = (caller, _decode_call(
+                module_ref, caller, instruction, [marker_of_argument(a, markers) for a in line.arguments],
+                index.lines))
     return [decoded[line.number] for line in call_lines]
 
 
 def _is_enzyme_callee(instruction) -> bool:
     callee = list(instruction.operands)[-1]
     return callee.value_kind.name == "function" and bool(llvm_text.ENZYME_ENTRY_POINT.search(callee.name))
-
-
-_ARGUMENT_VALUE = re.compile(r'(%(?:"[^"]*"|[-a-zA-Z$._0-9]+))\s*$')
-
-
-def _argument_name(argument: str) -> str | None:
-    """`i32 noundef %4` -> `%4` (None for a constant)."""
-    found = _ARGUMENT_VALUE.search(argument)
-    return found.group(1) if found else None
 
 
 def _marker_loads(body: list[str]) -> dict[str, str]:
@@ -471,7 +432,7 @@ def generate(user_text: str, request: Request, name: str, exported: bool, optimi
     """
     adapter_name = ADAPTER_PREFIX + request.function
     index = index if index is not None else ModuleText(user_text)
-    _refuse_custom_derivatives(index, request)
+    refuse_unhonoured_features(index, request.function, request.mode)
     with progress.stage("slice", lambda: f"{len(index.reach([request.function]) & index.functions.keys())} of "
                                          f"{len(index.functions)} functions, {source.count(chr(10))} lines"):
         source = llvm_text.without_global_debug_attachments(llvm_text.without_inlining_barriers(
@@ -509,6 +470,7 @@ def generate(user_text: str, request: Request, name: str, exported: bool, optimi
         if heap:
             message += (f"; note: @{request.function} calls {', '.join(heap)}: heap memory inside a "
                         "differentiated function is not supported yet (pass a work array instead)")
+        message += feature_notes(index, request.function)
         raise type(error)(f"{message} [differentiating @{request.function} in {request.mode} mode]") from None
     _keep_only_reachable(module, interface, user_functions, user_globals)
     with parsed(write_module(module)) as parsed_ref, \
@@ -523,34 +485,6 @@ def generate(user_text: str, request: Request, name: str, exported: bool, optimi
         if not exported:
             module_ref.get_function(name).linkage = "internal"
         return llvm_text.for_older_llvm(str(module_ref))
-
-
-_CUSTOM_DERIVATIVE = re.compile(r"^__enzyme_register_(?:gradient|derivative|splitderivative)_")
-
-
-def _refuse_custom_derivatives(index: ModuleText, request: Request) -> None:
-    """A function the derivative reaches with an Enzyme custom derivative registered is an error.
-
-    `void *__enzyme_register_derivative_f[] = {(void *)f, (void *)df};` asks
-    Enzyme to call df for f. enzpy has no use for it and would differentiate
-    f's own code instead: silently, a different derivative than the program
-    asked for.
-    """
-    registered = {}
-    for name in index.globals:
-        if _CUSTOM_DERIVATIVE.match(name):
-            line = index.lines[index.globals[name]]
-            functions = [unquote_name(m.group(0)) for m in re.finditer(r'@(?:"(?:[^"\\]|\\.)*"|[-\w$.]+)',
-                                                                         line.split(" = ", 1)[1])]
-            if functions:
-                registered.setdefault(functions[0], name)
-    if not registered:
-        return
-    for function in sorted(index.reach([request.function]) & registered.keys()):
-        reached = "" if function == request.function else f", which @{request.function} reaches,"
-        raise ForeignCodeError(f"@{function}{reached} has a custom derivative (@{registered[function]}), which "
-                               "enzpy does not use: it would differentiate the function's own code instead "
-                               f"[differentiating @{request.function} in {request.mode} mode]")
 
 
 _HEAP_FUNCTIONS = frozenset({"malloc", "calloc", "realloc", "free", "aligned_alloc", "posix_memalign",
@@ -713,11 +647,8 @@ def _return_values(builder: Builder, values: list[core.Value], request: Request,
     where = f"__enzyme_{'autodiff' if request.mode == 'reverse' else 'fwddiff'} of @{request.function}"
     target = request.sret_type if sret is not None else result
     if target == VOID:
-        # Forward mode may ignore the result's tangent (arrays carry the rest); derivatives
-        # asked for with enzyme_out and then dropped are a mistake worth an error.
-        if values and not request.pointer_outputs and request.mode == "reverse":
-            raise ForeignCodeError(f"{where} is declared to return void but has {len(values)} derivative(s) "
-                                   "to return (declare it to return double, or a struct of them)")
+        # Declared void, the call returns nothing: the derivatives of enzyme_out parameters are
+        # dropped and the shadows still filled, as Enzyme does (forward mode: the result's tangent).
         builder.ret()
         return
     leaves = _leaves(target)

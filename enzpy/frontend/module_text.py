@@ -49,6 +49,7 @@ _COMDAT_LINE = re.compile(rf"^\$({_NAME}) = comdat ")
 _COMDAT_USE = re.compile(rf"\bcomdat(?:\(\$({_NAME})\))?")
 _METADATA_NODE = re.compile(r"^!(\d+) = ")
 _METADATA_REFERENCE = re.compile(r"!(\d+)\b")
+_ATTRIBUTE_GROUP = re.compile(r"^attributes #(\d+) = \{(.*)\}\s*$")
 _ALIAS = re.compile(r"^(?:[-\w]+ |\w+\([^)]*\) )*(?:alias|ifunc) ")
 
 
@@ -88,6 +89,8 @@ class ModuleText:
         """Comdat -> its `$name = comdat ...` line."""
         self._metadata: dict[int, int] = {}
         """Numbered metadata node -> its line."""
+        self._attribute_groups: dict[int, str] | None = None
+        """Attribute group number -> its attributes, read when first asked for."""
         self._starts: list[int] = []
         self._names: list[str] = []
         lines, index = self.lines, 0
@@ -133,6 +136,16 @@ class ModuleText:
             elif first not in ("", ";") and not line.startswith("uselistorder") and line.strip():
                 self._kept.append(index)
             index += 1
+
+    def attribute_group(self, number: int) -> str:
+        """The text of `attributes #number = { ... }` ("" when the module has no such group)."""
+        if self._attribute_groups is None:
+            self._attribute_groups = {}
+            for index in self._kept:
+                found = _ATTRIBUTE_GROUP.match(self.lines[index])
+                if found is not None:
+                    self._attribute_groups[int(found.group(1))] = found.group(2)
+        return self._attribute_groups.get(number, "")
 
     def function_at(self, line_number: int) -> str | None:
         """The defined function whose body holds line `line_number`."""

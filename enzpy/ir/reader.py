@@ -38,6 +38,13 @@ _DEBUG_FIELD = re.compile(r'(\w+): (!\d+|"(?:[^"\\]|\\.)*"|\d+)')
 _DEFINED_NAME = re.compile(r'@("[^"]+"|[-a-zA-Z$._0-9]+)\(')
 _ATTRIBUTE_GROUP = re.compile(r"^attributes (#[0-9]+) = \{ (.*) \}$", re.M)
 _NAMED_STRUCT = re.compile(r'^%("[^"]*"|[-a-zA-Z$._0-9]+) = type (.*)$', re.M)
+_TYPE_NAME = re.compile(r'%("(?:[^"\\]|\\.)*"|[-a-zA-Z$._0-9]+)')
+_UNKNOWN_NAMED_TYPE = re.compile(r"unknown named type %(.+?)\)")
+
+
+def _mentioned_types(body: str) -> list[str]:
+    """The named types a struct body mentions (`{ %struct.Inner, [2 x %"class.std::x"] }`), in order."""
+    return [unquote_name("%" + name) for name in _TYPE_NAME.findall(body)] if "%" in body else []
 
 
 def debug_locations(text: str) -> dict[int, core.SourceLocation]:
@@ -137,6 +144,16 @@ class _ModuleReader:
 
     def read(self) -> core.Module:
         self._read_named_structs()
+        try:
+            return self._read_symbols()
+        except UnsupportedIRError as error:
+            opaque = _UNKNOWN_NAMED_TYPE.search(str(error))
+            if opaque is None or opaque.group(1) not in self.opaque_structs:
+                raise
+            raise UnsupportedIRError(f"opaque struct type %{opaque.group(1)} is not supported (used in: "
+                                     f"{str(error)})") from None
+
+    def _read_symbols(self) -> core.Module:
         kept = (lambda ref: True) if self.reached is None else (lambda ref: ref.name in self.reached)
         global_refs = [gv for gv in self.ref.global_variables if kept(gv)]
         for gv in global_refs:
@@ -154,14 +171,38 @@ class _ModuleReader:
         return self.module
 
     def _read_named_structs(self) -> None:
-        # Bodies may refer to each other: register empty shells first, then fill in order.
-        pending = [(unquote_name("%" + n), body) for n, body in _NAMED_STRUCT.findall(self.text)]
-        for name, body in pending:
-            if body.strip() == "opaque":
-                raise UnsupportedIRError(f"opaque struct type %{name} is not supported")
-        for name, body in pending:
-            literal = parse_type_text(body, self.module.named_structs)
-            self.module.named_structs[name] = StructType(literal.elements, literal.packed, name)
+        """Every named struct the module defines, whatever its spelling and wherever LLVM prints it.
+
+        LLVM prints a struct before the structs it holds (`%"class.std::basic_ios"
+        = type { %"class.std::ios_base", ... }` comes first, C++ headers nest many
+        levels), so each body is read after the named types it mentions. Opaque
+        types are not read: a C++ header declares some the differentiated code
+        never touches, so they are refused where a read global or instruction
+        uses one (`read`), not for being declared.
+        """
+        bodies = {unquote_name("%" + n): body.strip() for n, body in _NAMED_STRUCT.findall(self.text)}
+        self.opaque_structs = {name for name, body in bodies.items() if body == "opaque"}
+        named = self.module.named_structs
+        for root in bodies:
+            if root in named or root in self.opaque_structs:
+                continue
+            # Depth first over the bodies' mentions, without Python recursion (Eigen nests deeply).
+            stack, on_stack = [root], {root}
+            while stack:
+                name = stack[-1]
+                waiting = next((m for m in _mentioned_types(bodies[name])
+                                if m in bodies and m not in named and m not in self.opaque_structs), None)
+                if waiting is not None:
+                    # One at a time, so that the stack is a chain of bodies each holding the next.
+                    if waiting in on_stack:
+                        raise UnsupportedIRError(f"struct type %{name} holds itself (through %{waiting})")
+                    stack.append(waiting)
+                    on_stack.add(waiting)
+                    continue
+                literal = parse_type_text(bodies[name], named)
+                named[name] = StructType(literal.elements, literal.packed, name)
+                stack.pop()
+                on_stack.discard(name)
 
     def type_of(self, text: str) -> Type:
         return parse_type_text(text, self.module.named_structs)

@@ -763,7 +763,7 @@ class Differentiable:
         types = tuple(self.dispatcher.typeof_pyval(a) for a in args)
         if (types, floats_only) not in self._written:
             captured = capture(self.dispatcher, args=tuple(args))
-            module = optimize(to_ir(captured), "pre_ad")
+            module = optimize(to_ir(captured, tidy=True), "pre_ad")
             written = written_parameters(module.functions[captured.convention.entry])
             self._written[types, floats_only] = frozenset(
                 a.position for a in captured.convention.arguments
@@ -808,7 +808,7 @@ class Differentiable:
     def _gradient_module(self, captured, kinds: tuple[type, ...], distinct_arguments: bool):
         convention = captured.convention
         check_kinds(convention, kinds, scalar_duplicated=False)
-        module = optimize(to_ir(captured), "pre_ad" if self.optimize else "none")
+        module = optimize(to_ir(captured, tidy=self.optimize), "pre_ad" if self.optimize else "none")
         if self.optimize:
             outline_checkpointed_loops(module)
         remove_markers(module)
@@ -834,7 +834,7 @@ class Differentiable:
     def _tangent_module(self, captured, kinds: tuple[type, ...], width: int):
         convention = captured.convention
         check_kinds(convention, kinds, scalar_duplicated=True)
-        module = optimize(to_ir(captured), "pre_ad" if self.optimize else "none")
+        module = optimize(to_ir(captured, tidy=self.optimize), "pre_ad" if self.optimize else "none")
         remove_markers(module)         # forward mode needs no checkpoints
         arguments = list(zip(convention.arguments, kinds))
         duplicated = [a for a, kind in arguments if issubclass(kind, Duplicated) and a.is_array]

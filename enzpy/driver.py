@@ -24,7 +24,7 @@ from .passes import load_pipeline
 STAGES = ("raw", "optimized")
 
 
-def to_ir(captured: CapturedKernel) -> Module:
+def to_ir(captured: CapturedKernel, tidy: bool = False) -> Module:
     """The captured module as enzpy IR, its entry's shapes marked non-negative.
 
     Only what the entry reaches is read: numba links whole libraries (every
@@ -33,8 +33,16 @@ def to_ir(captured: CapturedKernel) -> Module:
     function (parallel/launches.py) the AD differentiates across. Vector code
     (numba's own optimized IR, for a callee compiled before enzpy was
     imported) is scalarized where it can be.
+
+    `tidy` (when the pre-AD pipeline follows) first runs `passes/pre_read.pipeline`
+    on the raw module: function passes that shrink it (stack slots to registers,
+    folded casts, merged blocks) so that there is less to read. `captured.module`
+    is changed in place; it was linked for this capture alone.
     """
-    module = read_module(captured.module, roots=[captured.convention.entry])
+    module_ref = captured.module
+    if tidy:
+        module_ref = load_pipeline("pre_read").run(module_ref)
+    module = read_module(module_ref, roots=[captured.convention.entry])
     keep_rule_calls(module)
     scalarize_where_possible(module)
     call_functions_directly(module)
@@ -103,7 +111,7 @@ def kernel_ir(function, args=None, signature: str | None = None, stage: str = "o
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, not {stage!r}")
     captured = capture(function, args=args, signature=signature)
-    module = to_ir(captured)
+    module = to_ir(captured, tidy=stage == "optimized")
     if stage == "optimized":
         module = optimize(module, "pre_ad", dump_after)
     return module, captured

@@ -287,3 +287,38 @@ entry:
     for name in ("formatter_part", "small_raiser", "large_but_succeeds", "passes_an_error_on", "long_helper",
                  "caller"):
         assert b"alwaysinline" in attributes[name], name
+
+
+def test_tidying_the_raw_module_shrinks_it_and_keeps_the_inlining_decisions():
+    """passes/pre_read.pipeline (driver.to_ir(tidy=True)): fewer instructions to read, and numba's
+    broadcast-error formatter still stays a call after the pre-AD pipeline (the decision is made on
+    the raw code, whose returns and size the tidying passes change)."""
+    import numba
+    import numpy as np
+
+    from enzpy.driver import optimize, to_ir
+    from enzpy.frontend.numba import capture
+    from enzpy.ir import core
+
+    @numba.njit
+    def stencil(a, b):
+        b[1:-1, 1:-1] = 0.25 * (a[2:, 1:-1] + a[:-2, 1:-1]) * a[1:-1, 2:]
+        return np.sum(b * b)
+
+    args = (np.ones((6, 5)), np.ones((6, 5)))
+
+    def instructions(module) -> int:
+        return sum(len(block.instructions) for f in module.functions.values() for block in f.blocks)
+
+    def formatter_calls(module) -> int:
+        return sum(1 for f in module.functions.values() for i in f.instructions()
+                   if isinstance(getattr(i, "callee", None), core.Function)
+                   and "ol_raise_with_shape_context" in i.callee.name)
+
+    # Plain integers in the asserts: pytest's rewriting would print whole modules.
+    raw, tidied = to_ir(capture(stencil, args=args)), to_ir(capture(stencil, args=args), tidy=True)
+    raw_size, tidied_size = instructions(raw), instructions(tidied)
+    assert tidied_size < 0.6 * raw_size
+    kept_raw, kept_tidied = formatter_calls(optimize(raw, "pre_ad")), formatter_calls(optimize(tidied, "pre_ad"))
+    assert kept_raw > 0
+    assert kept_tidied == kept_raw

@@ -52,8 +52,8 @@ class InlineCallees:
         kept_calls = error_formatters(str(module))
         for function in module.functions:
             attributes = b" ".join(function.attributes).split()
-            if function.is_declaration or b"noinline" in attributes:
-                continue
+            if function.is_declaration or b"noinline" in attributes or b"alwaysinline" in attributes:
+                continue        # decided already (numba's noinline, or an earlier run: pre_read)
             if function.name in kept_calls:
                 function.add_function_attribute("noinline")
             else:

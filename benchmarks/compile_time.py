@@ -85,10 +85,12 @@ def install_stage_timers(stages: dict) -> None:
     # `optimize` writes enzpy's IR to LLVM, runs the pre-AD passes and reads it back; `_entry_point`
     # runs the post-AD passes and MCJIT. Timing each pass manager's `run` (loaded from the
     # module's own namespace) separates the LLVM passes from the rest.
+    # (pre_read, the tidying of the raw module inside `to_ir`, stays in "read to IR".)
     for module, stage in [(driver, "pre-AD LLVM passes"), (jit, "post-AD LLVM passes")]:
-        def timed_load_pipeline(*args, _load=module.load_pipeline, _stage=stage, **kwargs):
-            manager = _load(*args, **kwargs)
-            manager.run = timed(_stage, manager.run)
+        def timed_load_pipeline(name, *args, _load=module.load_pipeline, _stage=stage, **kwargs):
+            manager = _load(name, *args, **kwargs)
+            if name != "pre_read":
+                manager.run = timed(_stage, manager.run)
             return manager
         module.load_pipeline = timed_load_pipeline
 

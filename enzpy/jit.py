@@ -30,7 +30,7 @@ _CTYPES = {"ptr": ctypes.c_void_p, "i64": ctypes.c_int64, "i32": ctypes.c_int32,
 _STATUS_OK, _STATUS_NONE = 0, -2
 
 
-LARGE_DERIVATIVE_INSTRUCTIONS = 15_000
+LARGE_DERIVATIVE_INSTRUCTIONS = 10_000
 """Above this many instructions a derivative module gets `post_ad_large` (O2, no vectorization or
 unrolling) instead of `post_ad` (O3): see passes/post_ad_large.pipeline for what was measured."""
 

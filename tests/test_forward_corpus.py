@@ -140,7 +140,12 @@ def test_vector_mode_matches_single_sweeps(case: Case):
         single_value, single = differentiable.jvp(
             copies, [None if s is None else (s[lane] if isinstance(args[i], np.ndarray) else float(s[lane]))
                      for i, s in enumerate(stacked)])
-        assert single_value == value
+        if value is not None and getattr(case.func, "targetoptions", {}).get("fastmath"):
+            # fastmath lets LLVM reassociate: the width-3 and width-1 modules differ in size, get
+            # different post-AD pipelines (jit.post_ad_pipeline) and may round the primal apart.
+            assert single_value == pytest.approx(value, rel=1e-13, abs=1e-300)
+        else:
+            assert single_value == value
         if isinstance(single, tuple):
             for ours, theirs in zip(vector, single):
                 if theirs is not None:

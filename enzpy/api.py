@@ -155,13 +155,13 @@ class Differentiable:
         >>> energy.value_and_grad(x, 0.5, 2, wrt=1)
         (2.5, 5.0)
         """
-        fast_key = fast_calls.call_key(args) if wrt is None else None
+        fast_key = fast_calls.call_key(args, wrt)
         if fast_key is not None:
             fast = self._fast_gradients.get(fast_key)
             if type(fast) is fast_calls.FastGradient:
                 result = fast_calls.value_and_grad(fast, args)
                 if result is not None:
-                    return result
+                    return result if wrt is None else (result[0], selected(result[1], wrt))
         return_type = self._result_type(args)
         if isinstance(return_type, (numba_types.NoneType, numba_types.Integer, numba_types.Boolean)):
             # Zeros would be a meaningless answer: an integer or no result has no gradient.
@@ -173,10 +173,10 @@ class Differentiable:
         annotated = default_annotations(args, differentiated_positions(self, args, wrt))
         value, active = self._reverse(annotated, seed=1.0)
         if fast_key is not None and isinstance(return_type, numba_types.Float):
-            self._count_general_call(fast_key, args)
+            self._count_general_call(fast_key, args, wrt)
         return value, selected(gradients_of(annotated, active), wrt)
 
-    def _count_general_call(self, fast_key, args) -> None:
+    def _count_general_call(self, fast_key, args, wrt) -> None:
         """From the third general call with these argument types on, calls take the compiled
         trampoline (`fast_calls`): its numba compile (~0.1 s) pays off only for repeated calls."""
         calls = self._fast_gradients.get(fast_key, 0)
@@ -186,7 +186,7 @@ class Differentiable:
             self._fast_gradients[fast_key] = calls + 1
             return
         try:
-            self._fast_gradients[fast_key] = fast_calls.build(self, args)
+            self._fast_gradients[fast_key] = fast_calls.build(self, args, wrt)
         except Exception:                 # the general path stays correct; only slower
             self._fast_gradients[fast_key] = None
 

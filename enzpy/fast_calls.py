@@ -12,8 +12,8 @@ compiled gradient (the one for distinct arrays) directly by its address, as
 The fast path is taken only where it is the same computation as the general
 path: a float result; every argument a float / integer / bool scalar or a
 C-contiguous, writeable, aligned array (float arrays get gradients, float
-scalars are Active, the rest Const, as `value_and_grad`'s defaults); no
-`wrt`; not a prange kernel; no MPI and no checkpointed loop in the gradient
+scalars are Active, the rest Const, as `value_and_grad`'s defaults; with
+`wrt`, the arguments it does not name are Const); not a prange kernel; no MPI and no checkpointed loop in the gradient
 (their calls report through Python-side state). Where the arrays overlap, the
 trampoline says so before anything runs and the call goes the general way (a
 gradient for overlapping arrays); a kernel that raises has its exception
@@ -34,6 +34,7 @@ from numba.extending import intrinsic
 from .annotations import Active, Duplicated
 from .arguments import default_annotations
 from .jit import raise_kernel_exception
+from .selection import differentiated_positions
 
 _OVERLAP = -100
 """Status of a trampoline call whose arrays overlap: nothing ran."""
@@ -54,9 +55,11 @@ class FastGradient:
     """How many Duplicated arguments (their shadows come first in the trampoline's result)."""
 
 
-def call_key(args) -> tuple | None:
-    """What decides the trampoline for `args` (None: the fast path does not apply)."""
-    key = []
+def call_key(args, wrt=None) -> tuple | None:
+    """What decides the trampoline for `args` and `wrt` (None: the fast path does not apply)."""
+    key = [_wrt_key(wrt)]
+    if key[0] is None:
+        return None
     for value in args:
         kind = type(value)
         if kind is np.ndarray:
@@ -73,6 +76,18 @@ def call_key(args) -> tuple | None:
         else:
             return None
     return tuple(key)
+
+
+def _wrt_key(wrt):
+    """`wrt` as part of a key: ("all",), ("one", i) or ("some", i, j, ...); None for anything else
+    (the general path checks it and says what is wrong)."""
+    if wrt is None:
+        return ("all",)
+    if type(wrt) is int:
+        return ("one", wrt)
+    if type(wrt) is tuple and all(type(i) is int for i in wrt):
+        return ("some", *wrt)
+    return None
 
 
 def value_and_grad(fast: FastGradient, args):
@@ -99,11 +114,12 @@ def value_and_grad(fast: FastGradient, args):
     return outcome[1], tuple(gradients)
 
 
-def build(differentiable, args) -> FastGradient | None:
-    """The trampoline for these arguments' types, or None where the general path is needed."""
+def build(differentiable, args, wrt=None) -> FastGradient | None:
+    """The trampoline for these arguments' types (and `wrt`: the arguments it does not name are
+    Const), or None where the general path is needed."""
     if getattr(differentiable.dispatcher, "targetoptions", {}).get("parallel"):
         return None
-    annotated = default_annotations(args)
+    annotated = default_annotations(args, None if wrt is None else differentiated_positions(differentiable, args, wrt))
     gradient = differentiable._gradient_for(annotated, True)
     if any(symbol in gradient.module_text for symbol in _PYTHON_SIDE_SYMBOLS) or not gradient.seeded:
         return None

@@ -135,16 +135,38 @@ def test_a_raising_kernel_raises_its_own_error_on_the_fast_path():
         kernel.value_and_grad(-x, 2.0)
 
 
-def test_strided_arrays_and_wrt_take_the_general_path(monkeypatch):
+def test_strided_arrays_take_the_general_path(monkeypatch):
     answers = spy(monkeypatch)
     kernel = enzpy.differentiate(single)
     x = np.linspace(0.1, 1.0, 10)
     for _ in range(4):
         np.testing.assert_allclose(kernel.value_and_grad(x[::2], 2.0)[1][0], 4.0 * x[::2], rtol=1e-15)
-        assert kernel.value_and_grad(x, 2.0, wrt=1)[1] == pytest.approx(np.sum(x * x), rel=1e-15)
     assert answers == []
     assert fast_calls.call_key((x[::2], 2.0)) is None
     assert fast_calls.call_key((x, 2**64)) is None            # numba would not type it int64
+    assert fast_calls.call_key((x, 2.0), wrt=[0]) is None     # a list: the general path says what wrt may be
+
+
+def test_wrt_gets_a_trampoline_of_its_own_with_the_rest_constant(monkeypatch):
+    """wrt=1 and wrt=(0,) each get their own trampoline; the arguments they leave out get no shadow
+    (Const), and the answers are the general path's, narrowed as `selection.selected` narrows."""
+    answers = spy(monkeypatch)
+    kernel = enzpy.differentiate(weighted)
+    args = arguments()
+    expected = general(weighted, args)
+    for _ in range(5):
+        value, dw = kernel.value_and_grad(*args, wrt=4)
+        assert dw == pytest.approx(expected[4], rel=1e-14)
+        value, (da, dd) = kernel.value_and_grad(*args, wrt=(0, 3))
+        np.testing.assert_allclose(da, expected[0], rtol=1e-14)
+        np.testing.assert_allclose(dd, expected[3], rtol=1e-14)
+    assert len([a for a in answers if a is not None]) == 4          # calls 4 and 5 of each
+    kinds = {key: fast.kinds for key, fast in kernel._fast_gradients.items() if type(fast) is fast_calls.FastGradient}
+    # (The caches are the dispatcher's: other tests' trampolines for `weighted` may be there too.)
+    assert {(Const, Const, Const, Const, Active, Const),
+            (Duplicated, Const, Const, Duplicated, Const, Const)} <= set(kinds.values())
+    with pytest.raises(TypeError, match="wrt names argument 5"):
+        kernel.value_and_grad(*args, wrt=5)                        # an integer: refused as before
 
 
 @numba.njit(parallel=True)

@@ -103,16 +103,15 @@ class GmmInstance(Instance):
         return lambda: kernel(*arguments)
 
     def enzpy_gradient(self, optimize: bool) -> Contender:
-        from enzpy import Const, Duplicated, differentiate
+        from enzpy import differentiate
 
         differentiable = differentiate(fresh_kernel(gmm_objective), optimize=optimize)
 
         def call():
-            shadows = (np.zeros_like(self.alphas), np.zeros_like(self.means), np.zeros_like(self.icf))
-            differentiable.autodiff(
-                Duplicated(self.alphas, shadows[0]), Duplicated(self.means, shadows[1]),
-                Duplicated(self.icf, shadows[2]), Const(self.x), Const(self.wishart_gamma), Const(self.wishart_m))
-            return shadows
+            # value_and_grad, as JAX's column: from the third call it runs through enzpy's compiled
+            # trampoline (fast_calls), with x and the Wishart parameters Const (not in wrt).
+            return differentiable.value_and_grad(self.alphas, self.means, self.icf, self.x, self.wishart_gamma,
+                                                 self.wishart_m, wrt=(0, 1, 2))[1]
 
         return Contender(call, concatenate)
 

@@ -179,12 +179,13 @@ class _Call:
         primals, cotangents = operands[:len(self.positions)], operands[len(self.positions):]
         args = self.arguments(primals)
         wanted = [self.positions[i] for i in differentiated]
-        if self.layout is None and set(wanted) == _float_positions(args):
-            # value_and_grad differentiates exactly these, and from its third call with the same
-            # types it takes enzpy's compiled trampoline (fast_calls): a few microseconds.
+        if self.layout is None:
+            # From its third call with the same types (and wrt) value_and_grad takes enzpy's
+            # compiled trampoline (fast_calls): a few microseconds. A scalar's gradient is linear
+            # in its seed.
             seed = cotangents[0][()]
-            _, gradients = self.kernel.value_and_grad(*args)
-            gradients = [gradients[p] if seed == 1 else gradients[p] * seed for p in wanted]
+            _, gradients = self.kernel.value_and_grad(*args, wrt=tuple(wanted))
+            gradients = [g if seed == 1 else g * seed for g in gradients]
         else:
             gradients = self._autodiff(args, wanted, cotangents)
         return [np.asarray(g, dtype=primals[i].dtype).reshape(primals[i].shape)
@@ -230,12 +231,6 @@ def _writeable_view(array: np.ndarray) -> np.ndarray:
         return np.array(array)
     memory = (ctypes.c_byte * array.nbytes).from_address(array.ctypes.data)
     return np.ndarray(array.shape, array.dtype, buffer=memory, strides=array.strides)
-
-
-def _float_positions(args) -> set[int]:
-    """The arguments value_and_grad differentiates: float arrays and float scalars."""
-    return {i for i, value in enumerate(args)
-            if isinstance(value, (float, np.floating)) or isinstance(value, np.ndarray) and value.dtype.kind == "f"}
 
 
 # ---------------------------------------------------------------- the primitives

@@ -285,17 +285,12 @@ class _Call:
     def _value_and_gradients(self, values, needs):
         """The value; the gradients of the inputs that need them, as tensors, in self.gradients."""
         positions = [i for i, need in enumerate(needs) if need]
-        float_arrays = {i for i, v in enumerate(values) if isinstance(v, np.ndarray) and v.dtype.kind == "f"}
-        # Without wrt, value_and_grad takes its compiled fast path; it then also differentiates
-        # Python floats and 0-d tensors without requires_grad, which costs next to nothing (an
-        # array without requires_grad would cost a shadow and its adjoint: then wrt names them).
-        wrt = None if float_arrays <= set(positions) else tuple(positions)
-        value, gradients = self.wrapper.kernel.value_and_grad(*values, wrt=wrt)
-        if wrt is not None:
-            aligned = [None] * len(values)
-            for position, gradient in zip(positions, gradients):
-                aligned[position] = gradient
-            gradients = aligned
+        # From the third call with the same types and wrt, value_and_grad takes enzpy's compiled
+        # trampoline (fast_calls); the inputs that need no gradient are Const there.
+        value, selected_gradients = self.wrapper.kernel.value_and_grad(*values, wrt=tuple(positions))
+        gradients = [None] * len(values)
+        for position, gradient in zip(positions, selected_gradients):
+            gradients[position] = gradient
         self.gradients = [self._gradient_tensor(i, g) if need else None
                           for i, (need, g) in enumerate(zip(needs, gradients))]
         return value

@@ -248,7 +248,8 @@ def _add_foreign_commands(commands) -> None:
                     "seed of a float result and returns void; forward mode returns the tangent of a float "
                     "result (void otherwise). Example: double f(double *x, int n, double s) with "
                     "dup,const,out -> void f_reverse(double *x, double *dx, int n, double s, double *ds, "
-                    "double seed).")
+                    "double seed). A struct FUNCTION takes by value through a `byval` pointer is a pointer "
+                    "to the struct, and its shadow a pointer to a shadow struct.")
     grad.add_argument("input", help="IN.ll")
     grad.add_argument("--function", required=True, help="the function to differentiate")
     grad.add_argument("--activity", help="one of dup,dupnoneed,const,out per parameter (default: pointers dup, "

@@ -364,8 +364,18 @@ ERRORS = {
                     " for (int i = 0; i < n; i++) t[i] = x[i] * x[i]; for (int i = 0; i < n; i++) s += t[i];"
                     " free(t); return s; }",
                     "__enzyme_autodiff((void *)f, x, dx, 2)", ["@f", "malloc"]),
-    "struct by value": ("typedef struct { double a[4]; } big;\ndouble f(big b) { return b.a[0]; }",
-                        "__enzyme_autodiff((void *)f, (big){{1, 2, 3, 4}})", ["parameter 0 of @f", "byval"]),
+    "struct by value without a marker": ("typedef struct { double a[4]; } big;\ndouble f(big b) { return b.a[0]; }",
+                                         "__enzyme_autodiff((void *)f, (big){{1, 2, 3, 4}})",
+                                         ["parameter 0 of @f", "%struct.big passed by value needs a marker"]),
+    "struct shadow by value": ("typedef struct { double a[4]; } big;\ndouble f(big b) { return b.a[0]; }",
+                               "__enzyme_autodiff((void *)f, enzyme_dup, (big){{1, 2, 3, 4}}, (big){{0}})",
+                               ["parameter 0 of @f", "passed by value too", "pass its address"]),
+    "struct out": ("typedef struct { double a[4]; } big;\ndouble f(big b) { return b.a[0]; }",
+                   "__enzyme_autodiff((void *)f, enzyme_out, (big){{1, 2, 3, 4}})",
+                   ["enzyme_out on a %struct.big passed by value is not supported"]),
+    "split struct shadow by value": ("typedef struct { double a, b; } two;\ndouble f(two t) { return t.a * t.b; }",
+                                     "__enzyme_autodiff((void *)f, enzyme_dup, (two){1, 2}, (two){0, 0})",
+                                     ["enzyme_dup on a struct passed by value", "pass its address"]),
 }
 
 

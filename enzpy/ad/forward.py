@@ -38,7 +38,7 @@ from ..errors import DifferentiationError
 from ..ir import core
 from ..ir.builder import Builder, constant_int
 from ..ir.clone import clone_body
-from ..ir.types import I1, I8, I32, I64, PTR, VOID, FunctionType, Type
+from ..ir.types import I1, I8, I32, I64, PTR, VOID, FunctionType, StructType, Type, float_leaf_type
 from ..rules import lists, typed_lists
 from ..rules.calls import callee_name, is_memory_transfer, is_memset, memory_call_rule
 from ..rules.registry import scalar_rule
@@ -130,8 +130,13 @@ class _ForwardBuilder:
         builder.br(self.blocks[0])
         self.entry_block = entry
 
-        self.float_arguments = {function.arguments[i] for i in spec.duplicated}
-        self.declared_types = dict(zip((function.arguments[i] for i in spec.duplicated), spec.duplicated_types))
+        # Arrays of floats; a struct (C, passed by value) holds its other fields where they lie.
+        self.float_arguments = {function.arguments[i] for i in spec.duplicated} - {
+            function.arguments[i] for i, ty in zip(spec.duplicated, spec.duplicated_types)
+            if isinstance(ty, StructType)}
+        # A struct's memory (a C struct passed by value) has the float type of its float fields.
+        self.declared_types = {function.arguments[i]: float_leaf_type(ty) or ty
+                               for i, ty in zip(spec.duplicated, spec.duplicated_types)}
         types = analyze_types(function, {
             **parameter_seeds(function, dict(zip(spec.duplicated, spec.duplicated_types)), spec.return_type),
             **operand_seeds(self.blocks),

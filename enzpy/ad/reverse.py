@@ -172,7 +172,10 @@ class _ReverseBuilder:
         extra = iter(function.arguments[len(primal.arguments):])
         for index in spec.duplicated:
             self.shadow_of[function.arguments[index]] = next(extra)
-        self.float_arguments = {function.arguments[i] for i in spec.duplicated}
+        # Arrays of floats; a struct (C, passed by value) holds its other fields where they lie.
+        self.float_arguments = {function.arguments[i] for i in spec.duplicated} - {
+            function.arguments[i] for i, ty in zip(spec.duplicated, spec.duplicated_types)
+            if isinstance(ty, StructType)}
         self.active_outputs = [(function.arguments[i], next(extra)) for i in spec.active]
         seed = next(extra) if spec.return_type is not None else None
         retptr = function.arguments[0]

@@ -515,14 +515,31 @@ def _memory_only(tree: TypeTree) -> TypeTree:
     return {path: concrete for path, concrete in tree.items() if path}
 
 
+def _field_types(ty: Type, base: int):
+    """(byte offset, Concrete) of each scalar field of a struct, nested structs and arrays flattened."""
+    if isinstance(ty, StructType):
+        for element, offset in zip(ty.elements, struct_layout(ty)):
+            yield from _field_types(element, base + offset)
+    elif isinstance(ty, ArrayType):
+        for index in range(ty.count):
+            yield from _field_types(ty.element, base + index * size_in_bytes(ty.element))
+    else:
+        yield base, float_of(ty) if ty.is_float else POINTER if ty.is_pointer else INTEGER
+
+
 def _describe(value: core.Value) -> str:
     return f"%{value.name}" if value.name else f"an unnamed {getattr(value, 'opcode', 'value')}"
 
 
 def parameter_seeds(function: core.Function, duplicated: dict[int, Type], return_type: Type | None) -> dict:
-    """Seeds for a numba entry point: float arrays behind duplicated data pointers, the result slot."""
+    """Seeds for a numba entry point: float arrays behind duplicated data pointers (or one struct, its
+    fields where they lie: a C struct passed by value), the result slot."""
     seeds: dict[core.Value, TypeTree] = {}
     for index, element in duplicated.items():
+        if isinstance(element, StructType):
+            seeds[function.arguments[index]] = {(): POINTER, **{(offset,): concrete for offset, concrete
+                                                                 in _field_types(element, 0)}}
+            continue
         seeds[function.arguments[index]] = {(): POINTER, (ANY_OFFSET,): float_of(element)}
     if return_type is not None:
         seeds[function.arguments[0]] = {(): POINTER, (0,): float_of(return_type)}

@@ -56,13 +56,15 @@ from ..ir import core, read_module, write_module
 from ..ir.builder import Builder, constant_float, constant_int
 from ..ir.text import parse_type_text, unquote_name
 from ..ir.types import I8, I32, I64, PTR, VOID, ArrayType, FloatType, FunctionType, StructType, Type, \
-    VectorType, quote_name
+    VectorType, float_leaf_type, quote_name
 from ..passes import load_pipeline
 from . import llvm_text
 from .enzyme_features import ForeignCodeError, feature_notes, marker_of_argument, refuse_unhonoured_features, \
     refuse_unknown_entry_points
 from .module_text import ModuleText
 from .progress import SILENT, Progress
+from .struct_arguments import StructPassing, adapter_text, byval_parameter_types, byval_type, \
+    check_struct_activity, default_struct_activity, passing_at, split_part
 from .vectors import scalarize_vectors
 
 MARKERS = {"enzyme_dup": "dup", "enzyme_dupnoneed": "dupnoneed", "enzyme_const": "const", "enzyme_out": "out"}
@@ -88,6 +90,9 @@ class Request:
     """Result type of the interface."""
     sret_type: Type | None = None
     """Struct the `out` derivatives are stored into through the first parameter (large C structs)."""
+    passing: tuple[StructPassing | None, ...] = ()
+    """Per parameter of the adapter (empty: none): how a struct passed by value reaches the function
+    (`struct_arguments`); such a parameter is a pointer to the struct."""
     pointer_outputs: bool = False
     """`enzpy grad`'s interface: each `out` parameter is followed by a pointer its derivative is added
     into, and a float result is seeded by a last parameter, instead of Enzyme's returned derivatives."""
@@ -154,7 +159,9 @@ def add_derivative(text: str, function: str, activities: tuple[str, ...] | None,
                    name: str | None = None, optimize: bool = True, progress: Progress = SILENT) -> str:
     """`enzpy grad`: `text` plus an exported derivative of `function` (signature: see `grad_signature`)."""
     with parsed(text) as module_ref:
-        function_type, _ = _function_signature(module_ref, function)
+        function_type, llvm_function = _function_signature(module_ref, function)
+        byval = byval_parameter_types(llvm_function, _named_structs(module_ref))
+        passing = tuple(StructPassing(ty, "byval", (PTR,)) if ty is not None else None for ty in byval)
         if activities is None:
             activities = tuple(_default_activity(t, mode) for t in function_type.params)
         if len(activities) != len(function_type.params):
@@ -166,7 +173,8 @@ def add_derivative(text: str, function: str, activities: tuple[str, ...] | None,
         name = name or f"{function}_{mode}"
         if _has_function(module_ref, name):
             raise ForeignCodeError(f"the module already has a function @{name} (choose another with --name)")
-    request = Request(function, mode, tuple(activities), argument_types, return_type, pointer_outputs=True)
+    request = Request(function, mode, tuple(activities), argument_types, return_type,
+                      passing=passing if any(passing) else (), pointer_outputs=True)
     piece = generate(text, request, name, exported=True, optimize=optimize, progress=progress)
     with progress.stage("append and verify"):
         output = llvm_text.append_generated(text, piece)
@@ -265,7 +273,7 @@ def _decode_calls(module_ref, index: ModuleText, call_lines) -> list:
         for line, instruction in zip(lines, instructions):
             decoded[line.number] = (caller, _decode_call(
                 module_ref, caller, instruction, [marker_of_argument(a, markers) for a in line.arguments],
-                index.lines))
+                index.lines, line.arguments))
     return [decoded[line.number] for line in call_lines]
 
 
@@ -295,10 +303,10 @@ def _function_signature(module_ref, name: str) -> tuple[FunctionType, object]:
         raise ForeignCodeError(f"@{name} takes variable arguments, which enzpy cannot differentiate")
     for index, argument in enumerate(function.arguments):
         attributes = b" ".join(argument.attributes).decode()
-        for abi in ("byval", "sret", "inalloca", "preallocated"):
+        for abi in ("sret", "inalloca", "preallocated"):
             if abi + "(" in attributes or attributes.split().count(abi):
-                raise ForeignCodeError(f"parameter {index} of @{name} is passed '{abi}' (a struct by value), "
-                                       "which enzpy does not support; pass a pointer instead")
+                raise ForeignCodeError(f"parameter {index} of @{name} is passed '{abi}', which enzpy does not "
+                                       "support; pass a pointer instead")
     result = function_type.return_type
     if not (result == VOID or result.is_float or result.is_integer):
         raise ForeignCodeError(f"@{name} returns {result}; enzpy differentiates functions returning a float, "
@@ -362,10 +370,13 @@ def _check_activity(activity: str, ty: Type, mode: str, where: str) -> None:
         raise ForeignCodeError(f"{where}: parameters of type {ty} are not supported")
 
 
-def _decode_call(module_ref, caller: str, call, markers: list[str | None], lines: list[str]):
+def _decode_call(module_ref, caller: str, call, markers: list[str | None], lines: list[str],
+                 argument_texts: list[str]):
     """(Request, indices of the call's arguments the interface takes, marker names used).
 
-    `markers[i]` names the marker global argument i loads (None for a value), `lines` is the module's text.
+    `markers[i]` names the marker global argument i loads (None for a value), `lines` is the module's
+    text, `argument_texts` the call's arguments as written. A struct passed by value takes one marker
+    for all of it (`struct_arguments`).
     """
     # An invoke's operands end with its two successor blocks, then the callee.
     operands = [o for o in list(call.operands)[:-1] if o.value_kind.name != "basic_block"]
@@ -388,10 +399,17 @@ def _decode_call(module_ref, caller: str, call, markers: list[str | None], lines
         raise ForeignCodeError(f"{where}: the first argument must be the function to differentiate, "
                                "known at compile time")
     target = operands[position].name
-    function_type, _ = _function_signature(module_ref, target)
+    function_type, llvm_function = _function_signature(module_ref, target)
     position += 1
-    activities, used = [], set()
-    for index, ty in enumerate(function_type.params):
+    parameters = list(function_type.params)
+    byval_parameters = byval_parameter_types(llvm_function, named)
+    # clang marks every scalar C argument noundef and no register of a split struct.
+    marks_scalars = any(" noundef " in f" {a} " for a in argument_texts)
+    undef_free = [b"noundef" in argument.attributes for argument in llvm_function.arguments]
+    activities, passing, used = [], [], set()
+    index = 0
+    while index < len(parameters):
+        ty = parameters[index]
         marker = _marker(position) if position < len(operands) else None
         if marker is not None:
             if marker not in MARKERS:
@@ -399,25 +417,103 @@ def _decode_call(module_ref, caller: str, call, markers: list[str | None], lines
                                        f"{', '.join(MARKERS)})")
             used.add(marker)
             position += 1
+        here = f"{where}, parameter {index} of @{target}"
+        value_text = argument_texts[position] if position < len(operands) else ""
+        struct_type = byval_type(value_text, named)
+        if struct_type is not None:
+            form = passing_at(struct_type, parameters, byval_parameters, index, here)
+            activity = MARKERS[marker] if marker else default_struct_activity(form, mode, here)
+            count = 2 if activity in ("dup", "dupnoneed") else 1
+            check_struct_activity(activity, form, mode, argument_texts[position + 1] if count == 2 and
+                                  position + 1 < len(operands) else None, here)
+            _check_values(where, target, index, activity, count, position, operands, _marker)
+            kept.extend(range(position, position + count))
+            activities.append(activity)
+            passing.append(form)
+            position += count
+            index += len(form.parameter_types)
+            continue
+        if byval_parameters[index] is not None:
+            raise ForeignCodeError(f"{here}: the function takes a {byval_parameters[index]} by value (byval), "
+                                   f"and the call passes {value_text or 'nothing'}")
+        if marks_scalars and not ty.is_pointer and position < len(operands) and split_part(value_text) \
+                and not undef_free[index]:
+            group = _split_struct_group(parameters, index, position, operands, argument_texts, marker, mode,
+                                        _marker, here)
+            for part, activity in group.items():
+                activities.append(activity if parameters[index + part].is_float else "const")
+                passing.append(None)
+            kept.extend(_interleaved(position, len(group), 2 if marker in ("enzyme_dup", "enzyme_dupnoneed")
+                                     else 1))
+            position += len(group) * (2 if marker in ("enzyme_dup", "enzyme_dupnoneed") else 1)
+            index += len(group)
+            continue
         activity = MARKERS[marker] if marker else _default_activity(ty, mode)
-        _check_activity(activity, ty, mode, f"{where}, parameter {index} of @{target}")
+        _check_activity(activity, ty, mode, here)
         count = 2 if activity in ("dup", "dupnoneed") else 1
-        if position + count > len(operands):
-            raise ForeignCodeError(f"{where}: too few arguments for @{target} (parameter {index}, {activity}, "
-                                   f"needs {count} value(s))")
-        for offset in range(count):
-            if _marker(position + offset) is not None:
-                raise ForeignCodeError(f"{where}: parameter {index} of @{target} ({activity}) got a marker "
-                                       "where a value belongs")
+        _check_values(where, target, index, activity, count, position, operands, _marker)
         kept.extend(range(position, position + count))
         activities.append(activity)
+        passing.append(None)
         position += count
+        index += 1
     if position != len(operands):
         raise ForeignCodeError(f"{where}: {len(operands) - position} argument(s) more than @{target} takes")
     argument_types = tuple(parse_type_text(str(operands[i].type), named) for i in kept)
     request = Request(target, mode, tuple(activities), argument_types, parse_type_text(str(call.type), named),
-                      sret_type)
+                      sret_type, tuple(passing) if any(passing) else ())
     return request, kept, used
+
+
+def _check_values(where, target, index, activity, count, position, operands, marker_at) -> None:
+    if position + count > len(operands):
+        raise ForeignCodeError(f"{where}: too few arguments for @{target} (parameter {index}, {activity}, "
+                               f"needs {count} value(s))")
+    for offset in range(count):
+        if marker_at(position + offset) is not None:
+            raise ForeignCodeError(f"{where}: parameter {index} of @{target} ({activity}) got a marker "
+                                   "where a value belongs")
+
+
+def _split_struct_group(parameters, index, position, operands, argument_texts, marker, mode, marker_at,
+                        where) -> dict[int, str]:
+    """{part: activity} for a struct the call passes in registers, from parameter `index` and call
+    argument `position` on: the marker covers the run of split registers after it."""
+    run = 0
+    while position + run < len(operands) and marker_at(position + run) is None \
+            and split_part(argument_texts[position + run]):
+        run += 1
+    activity = MARKERS[marker] if marker else None
+    count = 2 if activity in ("dup", "dupnoneed") else 1
+    size = run // count
+    function_run = 0
+    while index + function_run < len(parameters) and not parameters[index + function_run].is_pointer:
+        function_run += 1
+    size = min(size, function_run)
+    if size == 0 or run % count:
+        raise ForeignCodeError(f"{where}: a struct passed by value in registers: {run} register(s) after "
+                               f"{marker or 'no marker'}, which does not divide into {count} copies of it")
+    if activity is None:
+        if mode == "forward":
+            raise ForeignCodeError(f"{where}: a struct passed by value needs a marker in forward mode "
+                                   "(enzyme_const, or enzyme_dup, the struct and its tangent)")
+        activity = "out"
+    if activity in ("dup", "dupnoneed") and mode == "reverse":
+        raise ForeignCodeError(f"{where}: enzyme_dup on a struct passed by value: its shadow is passed by "
+                               "value too, so the derivative added into it would be lost; pass its address "
+                               "instead")
+    if activity in ("dup", "dupnoneed") and not all(parameters[index + part].is_float for part in range(size)):
+        raise ForeignCodeError(f"{where}: enzyme_dup on a struct passed by value in registers that holds "
+                               "integer fields is not supported; pass it by address")
+    return {part: activity for part in range(size)}
+
+
+def _interleaved(position: int, size: int, count: int) -> list[int]:
+    """Call argument indices for `size` parameters: their values, then (count 2) their shadows, as the
+    interface takes them (each value followed by its shadow)."""
+    if count == 1:
+        return list(range(position, position + size))
+    return [position + offset + copy * size for offset in range(size) for copy in range(2)]
 
 
 # ---------------------------------------------------------------- generating one derivative
@@ -439,7 +535,7 @@ def generate(user_text: str, request: Request, name: str, exported: bool, optimi
             index.slice([request.function])))
     with parsed(source) as module_ref:
         function_type, _ = _function_signature(module_ref, request.function)
-        source += _adapter_text(adapter_name, request.function, function_type)
+        source += adapter_text(adapter_name, request.function, function_type, request.passing)
     user_functions, user_globals = set(index.functions), set(index.globals)
     module = None
     try:
@@ -496,16 +592,6 @@ def _heap_calls(function: core.Function) -> set[str]:
             if isinstance(i, core.Call) and getattr(i.callee, "name", "") in _HEAP_FUNCTIONS}
 
 
-def _adapter_text(adapter_name: str, function_name: str, function_type: FunctionType) -> str:
-    """`i32 @adapter(ptr %retptr, params...)`: calls the function and stores its result (numba's convention)."""
-    parameters = [f"{ty} %argument.{index}" for index, ty in enumerate(function_type.params)]
-    result = function_type.return_type
-    call = f"call {result} @{quote_name(function_name)}({', '.join(parameters)})"
-    body = [f"  {call}"] if result == VOID else [f"  %result = {call}", f"  store {result} %result, ptr %retptr"]
-    header = f"define i32 @{quote_name(adapter_name)}({', '.join(['ptr %retptr', *parameters])}) {{"
-    return "\n".join(["", header, "entry:", *body, "  ret i32 0", "}", ""])
-
-
 def _element_float_type(function: core.Function, argument: core.Argument) -> Type | None:
     """The float type behind a pointer parameter; None when only integers are read and written there."""
     from ..analysis.memory_types import memory_float_type, pointer_root
@@ -532,7 +618,12 @@ def _differentiate(module: core.Module, primal: core.Function, request: Request,
     duplicated, duplicated_types, active = [], [], []
     for index, (activity, ty) in enumerate(zip(request.activities, parameter_types)):
         argument = primal.arguments[index + 1]
-        if activity in ("dup", "dupnoneed") and ty.is_pointer:
+        passing = request.passing[index] if request.passing else None
+        if activity in ("dup", "dupnoneed") and passing is not None:
+            if float_leaf_type(passing.struct_type) is not None:     # the struct's fields, where they lie
+                duplicated.append(index + 1)
+                duplicated_types.append(passing.struct_type)
+        elif activity in ("dup", "dupnoneed") and ty.is_pointer:
             element = _element_float_type(primal, argument)
             if element is not None:          # integer arrays carry no derivative: the shadow is ignored
                 duplicated.append(index + 1)

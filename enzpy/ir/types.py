@@ -229,3 +229,16 @@ def struct_layout(ty: StructType) -> list[int]:
 
 def _round_up(value: int, multiple: int) -> int:
     return (value + multiple - 1) // multiple * multiple
+
+
+def float_leaf_type(ty: Type) -> Type | None:
+    """The float type of a scalar, or of the float fields of a struct or array (None: no float);
+    several float types in one struct are refused where that matters (one shadow type per memory)."""
+    if isinstance(ty, StructType):
+        found = {leaf for element in ty.elements if (leaf := float_leaf_type(element)) is not None}
+        if len(found) > 1:
+            raise TypeError(f"{ty} holds several float types ({', '.join(sorted(map(str, found)))})")
+        return found.pop() if found else None
+    if isinstance(ty, (ArrayType, VectorType)):
+        return float_leaf_type(ty.element)
+    return ty if ty.is_float else None

@@ -359,11 +359,11 @@ ERRORS = {
     "no body": ("double f(double *x);", "__enzyme_autodiff((void *)f, x, dx)", ["@f is only declared"]),
     "extra arguments": ("double f(double *x, int n) { return x[0] * n; }",
                         "__enzyme_autodiff((void *)f, x, dx, 2, 3)", ["more than @f takes"]),
-    "heap memory": ("#include <stdlib.h>\n"
-                    "double f(double *x, int n) { double *t = malloc(n * sizeof(double)); double s = 0;"
-                    " for (int i = 0; i < n; i++) t[i] = x[i] * x[i]; for (int i = 0; i < n; i++) s += t[i];"
-                    " free(t); return s; }",
-                    "__enzyme_autodiff((void *)f, x, dx, 2)", ["@f", "malloc"]),
+    "realloc": ("#include <stdlib.h>\n"
+                "double f(double *x, int n) { double *t = malloc(sizeof(double)); double s = 0;"
+                " for (int i = 0; i < n; i++) { t = realloc(t, (i + 1) * sizeof(double)); t[i] = x[i] * x[i]; }"
+                " for (int i = 0; i < n; i++) s += t[i]; free(t); return s; }",
+                "__enzyme_autodiff((void *)f, x, dx, 2)", ["@f", "'realloc'", "no differentiation rule"]),
     "struct by value without a marker": ("typedef struct { double a[4]; } big;\ndouble f(big b) { return b.a[0]; }",
                                          "__enzyme_autodiff((void *)f, (big){{1, 2, 3, 4}})",
                                          ["parameter 0 of @f", "%struct.big passed by value needs a marker"]),

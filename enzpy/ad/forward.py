@@ -41,15 +41,16 @@ from ..ir.clone import clone_body
 from ..ir.types import I1, I8, I32, I64, PTR, VOID, FunctionType, StructType, Type, float_leaf_type
 from ..rules import lists, typed_lists
 from ..rules.calls import callee_name, is_memory_transfer, is_memset, memory_call_rule
+from ..rules.heap import DEALLOCATORS
 from ..rules.registry import scalar_rule
 from ..analysis.loops import reverse_post_order
 from .calls import operand_seeds, result_slots, tangent_calls, without
 from .memory_calls import ForwardMemoryCall
 from .shadows import check_supported, fill_shadow_phi, make_shadow, memory_roots, stores_zero_bits, zero_of
 
-# numba's reference counting and freeing: the shadow of an allocation follows
-# every one of these calls on its primal, so it is freed when the primal is.
-LIFETIME_FUNCTIONS = ("NRT_incref", "NRT_decref", "NRT_MemInfo_call_dtor", "NRT_Free")
+# numba's reference counting and freeing, C's free and C++'s delete: the shadow of an allocation
+# follows every one of these calls on its primal, so it is freed when the primal is.
+LIFETIME_FUNCTIONS = ("NRT_incref", "NRT_decref", "NRT_MemInfo_call_dtor", "NRT_Free", *DEALLOCATORS)
 
 
 @dataclass(frozen=True)
@@ -332,7 +333,7 @@ class _ForwardBuilder:
         for lane in self.lanes:
             shadow = self.shadow_of[lane].get(primal)
             if shadow is not None and shadow is not primal:     # else a field shared with the primal
-                builder.call(mirror_function(self.module, name), [primal, shadow])
+                builder.call(mirror_function(self.module, DEALLOCATORS.get(name, name)), [primal, shadow])
 
     # -- helpers
 

@@ -24,6 +24,7 @@ from ..ir.builder import Builder, constant_float, constant_int
 from ..ir.types import I1, I8, I64, PTR, VOID, Type, size_in_bytes
 from ..rules.calls import allocation_rule, is_inactive_call, is_memory_transfer, is_memset, memory_call_rule
 from ..rules import typed_lists
+from ..rules.heap import deallocation
 from ..rules.lists import reallocation_rule
 from ..rules.typed_lists import handles as typed_list_handles
 from ..rules.typed_lists import is_base_pointer, shadow_base_pointer
@@ -193,6 +194,7 @@ def check_supported(blocks: Iterable[core.Block], activity: Activity, float_argu
                                       activity.varied, lambda slot: _stored_into(blocks, slot), error)
                 elif touches_shadow and allocation_rule(instruction) is None and not is_memset(instruction) \
                         and scalar_rule(instruction) is None and reallocation_rule(instruction) is None \
+                        and deallocation(instruction) is None \
                         and not typed_list_handles(instruction, activity.shadowed):
                     name = getattr(instruction.callee, "name", "an indirect call")
                     # numba's helpers are named by the numpy operation the user wrote (np.linalg.solve).

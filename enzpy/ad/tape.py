@@ -284,8 +284,9 @@ class AllocationLog:
     raises, it releases what it recorded itself, down to where it started.
     """
 
-    RELEASES = ("NRT_MemInfo_release", "NRT_MemInfo_call_dtor", "NRT_Free", "free")
-    """Release functions, by the index recorded next to each pointer (`free`: a callee's frame)."""
+    RELEASES = ("NRT_MemInfo_release", "NRT_MemInfo_call_dtor", "NRT_Free", "free", "_ZdlPv", "_ZdaPv")
+    """Release functions, by the index recorded next to each pointer (`free`: a callee's frame or a C
+    heap block's shadow; `_ZdlPv` / `_ZdaPv`: the shadow of C++'s new / new[])."""
 
     def __init__(self, module: core.Module, builder: Builder, lent: core.Value | None = None,
                  initial_slots: int = INITIAL_SLOTS):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from ..ir import core
 from ..rules.calls import allocation_rule, is_memory_transfer, is_memset, memory_call_rule, written_operands
+from ..rules.heap import deallocation
 from ..rules.lists import reallocation_rule
 from ..rules.typed_lists import NEW, typed_list_operation
 from ..rules.registry import scalar_rule
@@ -110,6 +111,8 @@ def _written_roots(instruction: core.Instruction) -> list[object]:
         return [_root(instruction.operands[0])] if typed_list_operation(instruction) == NEW else []
     if reallocation_rule(instruction) is not None:
         return [_root(instruction.operands[0])]    # a list shrinking loses its tail
+    if deallocation(instruction) is not None:
+        return [_root(instruction.operands[0])]      # free clobbers its own block, nothing else
     if scalar_rule(instruction) is not None or allocation_rule(instruction) is not None:
         return []                          # math functions; fresh memory
     if not any(operand.type.is_pointer for operand in instruction.operands):

@@ -564,8 +564,8 @@ def generate(user_text: str, request: Request, name: str, exported: bool, optimi
         adapter = module.functions.get(adapter_name) if module is not None else None
         heap = sorted(_heap_calls(adapter)) if adapter is not None else []
         if heap:
-            message += (f"; note: @{request.function} calls {', '.join(heap)}: heap memory inside a "
-                        "differentiated function is not supported yet (pass a work array instead)")
+            message += (f"; note: @{request.function} calls {', '.join(heap)}: of the heap functions enzpy "
+                        "differentiates malloc, calloc, free and C++'s new and delete (rules/heap.py)")
         message += feature_notes(index, request.function)
         raise type(error)(f"{message} [differentiating @{request.function} in {request.mode} mode]") from None
     _keep_only_reachable(module, interface, user_functions, user_globals)
@@ -583,8 +583,9 @@ def generate(user_text: str, request: Request, name: str, exported: bool, optimi
         return llvm_text.for_older_llvm(str(module_ref))
 
 
-_HEAP_FUNCTIONS = frozenset({"malloc", "calloc", "realloc", "free", "aligned_alloc", "posix_memalign",
-                             "_Znwm", "_Znam", "_ZdlPv", "_ZdaPv", "_ZdlPvm", "_ZdaPvm"})
+_HEAP_FUNCTIONS = frozenset({"realloc", "aligned_alloc", "posix_memalign", "reallocarray", "_ZnwmSt11align_val_t",
+                             "_ZnamSt11align_val_t"})
+"""Heap functions without a rule: named in a failure's message."""
 
 
 def _heap_calls(function: core.Function) -> set[str]:

@@ -26,7 +26,7 @@ def test_malloc_calloc_and_free_in_both_modes(tmp_path, level):
     assert finished.stdout.count(" ok\n") == CHECKS, finished.stdout
 
 
-def _sanitizer_links() -> bool:
+def sanitizer_links() -> bool:
     if CLANG is None:
         return False
     probe = subprocess.run([CLANG, "-fsanitize=address", "-x", "c", "-", "-o", "/dev/null"],
@@ -35,18 +35,24 @@ def _sanitizer_links() -> bool:
 
 
 @needs_clang
-@pytest.mark.skipif(not _sanitizer_links(), reason="clang cannot link AddressSanitizer's runtime here")
+@pytest.mark.skipif(not sanitizer_links(), reason="clang cannot link AddressSanitizer's runtime here")
 @pytest.mark.parametrize("level", ["-O0", "-O2"])
 def test_no_leak_double_free_or_use_after_free(tmp_path, level):
-    source, primal, derivative, executable = (tmp_path / name for name in ("heap.c", "heap.ll", "heap.d.ll", "heap"))
-    source.write_text(HEAP)
+    finished = run_under_sanitizer(tmp_path, HEAP, level)
+    assert finished.stdout.count(" ok\n") == CHECKS, finished.stdout
+
+
+def run_under_sanitizer(tmp_path, text: str, level: str) -> subprocess.CompletedProcess:
+    """clang `level` -> enzpy opt -> clang with AddressSanitizer -> run; asserts it exits 0."""
+    source, primal, derivative, executable = (tmp_path / name for name in ("p.c", "p.ll", "p.d.ll", "p"))
+    source.write_text(text)
     subprocess.run([CLANG, level, "-S", "-emit-llvm", str(source), "-o", str(primal)], check=True)
     assert main(["opt", str(primal), "-o", str(derivative)]) == 0
     subprocess.run([CLANG, "-O1", "-fsanitize=address", str(derivative), "-o", str(executable), "-lm"], check=True)
     finished = subprocess.run([str(executable)], capture_output=True, text=True,
                               env={"ASAN_OPTIONS": "detect_leaks=1"})
     assert finished.returncode == 0, finished.stdout + finished.stderr
-    assert finished.stdout.count(" ok\n") == CHECKS, finished.stdout
+    return finished
 
 
 NEW_DELETE = PRELUDE.replace("double __enzyme_autodiff(void *, ...);", 'extern "C" double __enzyme_autodiff(void *, ...);')\

@@ -9,6 +9,8 @@ LLVM functions (below) added to the module and inlined by the post-AD pipeline.
 
 from __future__ import annotations
 
+import weakref
+
 from ..analysis.alias_scopes import TAPE
 from ..ir import core
 from ..ir.builder import Builder, constant_int
@@ -271,6 +273,9 @@ def tape_constant_zero() -> core.ZeroInitializer:
 
 
 
+_RECORDED_RELEASES: "weakref.WeakKeyDictionary[core.Module, set[str]]" = weakref.WeakKeyDictionary()
+
+
 class AllocationLog:
     """What the forward sweep allocated or kept alive, released if the kernel raises.
 
@@ -290,12 +295,14 @@ class AllocationLog:
 
     def __init__(self, module: core.Module, builder: Builder, lent: core.Value | None = None,
                  initial_slots: int = INITIAL_SLOTS):
+        self.module = module
         self.lent = lent is not None
         self.tape = Tape(module, lent, initial_slots) if self.lent \
             else Tape.start(module, builder, spare=False, initial_slots=initial_slots)
         self.base = self.tape.slots(builder) if self.lent else constant_int(I64, 0)
 
     def record(self, builder: Builder, pointer: core.Value, release: str) -> None:
+        _RECORDED_RELEASES.setdefault(self.module, set()).add(release)
         self.tape.push(builder, pointer)
         self.tape.push(builder, constant_int(I64, self.RELEASES.index(release)))
 
@@ -311,7 +318,12 @@ class AllocationLog:
         kind = self.tape.pop(builder, ty=I64)
         pointer = self.tape.pop(builder, ty=PTR)
         cases = []
+        # Only the release functions something in this module records (a C program has no NRT_Free):
+        # entries are recorded before the release code is made, callees' before their callers'.
+        recorded = _RECORDED_RELEASES.get(self.module, set())
         for index, name in enumerate(self.RELEASES):
+            if name not in recorded:
+                continue
             block = function.append_block(f"release.{name}")
             case = Builder(builder.module).at_end(block)
             case.call(case.declare(name, VOID, [PTR]), [pointer])

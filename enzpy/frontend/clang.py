@@ -59,6 +59,7 @@ from ..ir.types import I8, I32, I64, PTR, VOID, ArrayType, FloatType, FunctionTy
     VectorType, float_leaf_type, quote_name
 from ..passes import load_pipeline
 from . import llvm_text
+from .c_calls import convert_calls_that_stay
 from .enzyme_features import ForeignCodeError, feature_notes, marker_of_argument, refuse_unhonoured_features, \
     refuse_unknown_entry_points
 from .module_text import ModuleText
@@ -555,7 +556,8 @@ def generate(user_text: str, request: Request, name: str, exported: bool, optimi
             module = read_module(module_ref)
         primal = module.functions[adapter_name]
         with progress.stage(f"{request.mode} mode"):
-            scalarize_vectors(module, primal)
+            for function in (primal, *convert_calls_that_stay(module, primal)):
+                scalarize_vectors(module, function)
             derivative, spec = _differentiate(module, primal, request, function_type)
             interface = _build_interface(module, primal, derivative, spec, request, name, function_type)
     except EnzpyError as error:

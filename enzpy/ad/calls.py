@@ -202,7 +202,9 @@ def _redirect(call: core.Call, function: core.Function, operands: list[core.Valu
     call.attributes, call.tail = (), ""     # a tail call may not reach the caller's stack slots
 
 
-def _located(error: DifferentiationError, call: core.Call) -> DifferentiationError:
+def _located(error: DifferentiationError, call: core.Call | None) -> DifferentiationError:
+    if call is None:
+        return error
     caller = call.parent.parent.name if call.parent is not None and call.parent.parent is not None else "?"
     return DifferentiationError(f"{error}; differentiating across the call to @{call.callee.name} "
                                 f"in @{caller}")
@@ -324,7 +326,19 @@ def reverse_calls(module: core.Module, blocks, activity, types, caller_spec, err
     return found
 
 
-def _reverse_functions(module: core.Module, call: core.Call, signature: _Signature, caller_spec):
+def augmented_and_reverse(module: core.Module, callee: core.Function, duplicated: tuple[int, ...],
+                          active: tuple[int, ...], parameter_trees=()) -> tuple[core.Function, core.Function]:
+    """The augmented forward function A and the reverse function R of `callee` (see the module's
+    docstring for their parameters), for a caller outside enzpy: C's split mode
+    (`__enzyme_augmentfwd` / `__enzyme_reverse`, frontend/split_mode.py)."""
+    from .reverse import ReverseSpec
+
+    signature = _Signature(callee, tuple(duplicated), tuple(active), tuple(parameter_trees))
+    return _reverse_functions(module, None, signature, ReverseSpec(duplicated=(), active=(), return_type=None))
+
+
+def _reverse_functions(module: core.Module, call: core.Call | None, signature: _Signature, caller_spec):
+    """A and R for `call` (None: a caller outside enzpy, which has no custom rule)."""
     from .reverse import ReverseSpec, build_reverse, reverse_report
 
     memo = _memo(module)
@@ -347,7 +361,7 @@ def _reverse_functions(module: core.Module, call: core.Call, signature: _Signatu
         function.linkage = "internal"
         module.add_function(function)
     memo[key] = (augmented, reverse)       # recursion calls these while they are being built
-    if rule_for(callee.name) is not None:  # the user's rule (custom_rules.py) instead of the callee's code
+    if call is not None and rule_for(callee.name) is not None:  # the user's rule (custom_rules.py)
         try:
             custom_reverse_functions(module, call, signature.duplicated, signature.active, augmented, reverse)
         except DifferentiationError as error:

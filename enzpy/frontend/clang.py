@@ -47,56 +47,30 @@ from __future__ import annotations
 
 import re
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import llvmlite.binding as llvm
 
 from ..errors import EnzpyError, UnsupportedIRError
 from ..ir import core, read_module, write_module
-from ..ir.builder import Builder, constant_float, constant_int
 from ..ir.text import parse_type_text, unquote_name
-from ..ir.types import I8, I32, I64, PTR, VOID, ArrayType, FloatType, FunctionType, StructType, Type, \
-    VectorType, float_leaf_type, quote_name
+from ..ir.types import PTR, VOID, FloatType, FunctionType, StructType, Type, \
+    float_leaf_type, quote_name
 from ..passes import load_pipeline
 from . import llvm_text
 from .c_calls import convert_calls_that_stay
 from .enzyme_features import ForeignCodeError, feature_notes, marker_of_argument, refuse_unhonoured_features, \
     refuse_unknown_entry_points
+from .interface import build_interface
 from .module_text import ModuleText
 from .progress import SILENT, Progress
+from .request import ACTIVITIES, MARKERS, Request
 from .struct_arguments import StructPassing, adapter_text, byval_parameter_types, byval_type, \
     check_struct_activity, default_struct_activity, passing_at, split_part
 from .vectors import scalarize_vectors
 
-MARKERS = {"enzyme_dup": "dup", "enzyme_dupnoneed": "dupnoneed", "enzyme_const": "const", "enzyme_out": "out"}
-ACTIVITIES = ("dup", "dupnoneed", "const", "out")
 ADAPTER_PREFIX = "enzpy.adapted."
 POST_AD_PIPELINE = "post_ad_foreign"
 _MARKER_LOAD = re.compile(r'^(%\S+) = load (?:volatile )?i\d+, ptr @("?enzyme_[-\w$.]+"?)')
-
-
-@dataclass(frozen=True)
-class Request:
-    """One derivative to generate: the function, the activities, and the interface's types."""
-
-    function: str
-    """Name of the differentiated function."""
-    mode: str
-    """`reverse` or `forward`."""
-    activities: tuple[str, ...]
-    """One of ACTIVITIES per parameter."""
-    argument_types: tuple[Type, ...]
-    """Parameter types of the interface, in order (sret pointer first when there is one)."""
-    return_type: Type
-    """Result type of the interface."""
-    sret_type: Type | None = None
-    """Struct the `out` derivatives are stored into through the first parameter (large C structs)."""
-    passing: tuple[StructPassing | None, ...] = ()
-    """Per parameter of the adapter (empty: none): how a struct passed by value reaches the function
-    (`struct_arguments`); such a parameter is a pointer to the struct."""
-    pointer_outputs: bool = False
-    """`enzpy grad`'s interface: each `out` parameter is followed by a pointer its derivative is added
-    into, and a float result is seeded by a last parameter, instead of Enzyme's returned derivatives."""
 
 
 # ---------------------------------------------------------------- entry points
@@ -559,7 +533,7 @@ def generate(user_text: str, request: Request, name: str, exported: bool, optimi
             for function in (primal, *convert_calls_that_stay(module, primal)):
                 scalarize_vectors(module, function)
             derivative, spec = _differentiate(module, primal, request, function_type)
-            interface = _build_interface(module, primal, derivative, spec, request, name, function_type)
+            interface = build_interface(module, primal, derivative, spec, request, name, function_type)
     except EnzpyError as error:
         # Messages name the adapter (the function enzpy differentiates); the user knows `f`.
         message = str(error).replace(ADAPTER_PREFIX, "").replace("Python source", "source")
@@ -650,134 +624,6 @@ def _differentiate(module: core.Module, primal: core.Function, request: Request,
         derivative = build_forward(module, primal, spec, name)
     derivative.linkage = "internal"
     return derivative, spec
-
-
-# ---------------------------------------------------------------- the interface function
-
-def _convert(builder: Builder, value: core.Value, ty: Type, where: str) -> core.Value:
-    """A C argument as the parameter takes it (varargs promote float to double and short ints to int)."""
-    if value.type == ty:
-        return value
-    if value.type.is_float and ty.is_float:
-        return builder.cast("fptrunc" if value.type.width > ty.width else "fpext", value, ty)
-    if value.type.is_integer and ty.is_integer:
-        return builder.cast("trunc" if value.type.width > ty.width else "sext", value, ty)
-    raise ForeignCodeError(f"{where}: got a {value.type} for a parameter of type {ty}")
-
-
-def _build_interface(module: core.Module, primal: core.Function, derivative: core.Function, spec,
-                     request: Request, name: str, function_type: FunctionType) -> core.Function:
-    """`@name` with the request's exact types: converts, calls the derivative, lays out the results."""
-    for ty in (request.return_type, request.sret_type, *request.argument_types):
-        _register_named_structs(module, ty)
-    interface = core.Function(name, FunctionType(request.return_type, request.argument_types))
-    module.add_function(interface)
-    builder = Builder(module).at_end(interface.append_block("entry"))
-    arguments = iter(interface.arguments)
-    sret = next(arguments) if request.sret_type is not None else None
-    result_type = function_type.return_type
-    result_slot = builder.alloca(result_type if result_type != VOID else I8, "result")
-    primals, shadows, actives, outputs = [], {}, {}, []
-    for index, activity in enumerate(request.activities):
-        parameter = primal.arguments[index + 1]
-        where = f"parameter {index} of @{request.function}"
-        primals.append(_convert(builder, next(arguments), parameter.type, where))
-        if activity in ("dup", "dupnoneed"):
-            shadow = next(arguments)
-            if parameter.type.is_float:
-                actives[index + 1] = _convert(builder, shadow, parameter.type, where + " (tangent)")
-            else:
-                shadows[index + 1] = shadow
-        elif activity == "out":
-            if request.pointer_outputs:
-                actives[index + 1] = next(arguments)
-            else:
-                slot = builder.alloca(parameter.type, f"derivative.{index}")
-                builder.store(constant_float(parameter.type, 0.0), slot)
-                actives[index + 1] = slot
-                outputs.append((slot, parameter.type))
-    call_arguments = [result_slot, *primals, *(shadows[i] for i in spec.duplicated),
-                      *(actives[i] for i in spec.active)]
-    tangent_slot = None
-    if spec.return_type is not None:
-        if request.mode == "reverse":
-            seed = next(arguments) if request.pointer_outputs else constant_float(spec.return_type, 1.0)
-            call_arguments.append(seed)
-        else:
-            tangent_slot = builder.alloca(spec.return_type, "tangent")
-            call_arguments.append(tangent_slot)
-    builder.call(derivative, call_arguments)
-    if tangent_slot is not None:
-        values = [builder.load(spec.return_type, tangent_slot)]
-    else:
-        values = [builder.load(ty, slot) for slot, ty in outputs]
-    _return_values(builder, values, request, sret)
-    return interface
-
-
-def _register_named_structs(module: core.Module, ty: Type | None) -> None:
-    """Named structs of the C call's types: the optimizer dropped those only main used."""
-    if isinstance(ty, StructType):
-        for element in ty.elements:
-            _register_named_structs(module, element)
-        if ty.name is not None:
-            module.named_structs.setdefault(ty.name, ty)
-    elif isinstance(ty, (ArrayType, VectorType)):
-        _register_named_structs(module, ty.element)
-
-
-def _leaves(ty: Type, path=()) -> list[tuple[tuple[int, ...], Type]]:
-    """The scalar fields of a (nested) struct, array or vector type with their index paths."""
-    if isinstance(ty, StructType):
-        return [leaf for index, element in enumerate(ty.elements) for leaf in _leaves(element, path + (index,))]
-    if isinstance(ty, (ArrayType, VectorType)):
-        return [leaf for index in range(ty.count) for leaf in _leaves(ty.element, path + (index,))]
-    return [(path, ty)]
-
-
-def _return_values(builder: Builder, values: list[core.Value], request: Request, sret) -> None:
-    """Return the derivatives laid out as the C call expects them (value, struct, vector or sret)."""
-    result = request.return_type
-    where = f"__enzyme_{'autodiff' if request.mode == 'reverse' else 'fwddiff'} of @{request.function}"
-    target = request.sret_type if sret is not None else result
-    if target == VOID:
-        # Declared void, the call returns nothing: the derivatives of enzyme_out parameters are
-        # dropped and the shadows still filled, as Enzyme does (forward mode: the result's tangent).
-        builder.ret()
-        return
-    leaves = _leaves(target)
-    if not values and len(leaves) == 1 and leaves[0][1].is_float:
-        values = [constant_float(leaves[0][1], 0.0)]
-    if len(leaves) != len(values) or not all(ty.is_float for _, ty in leaves):
-        raise ForeignCodeError(f"{where} returns {target}, which does not hold its {len(values)} float "
-                               "derivative(s) (one per enzyme_out parameter, in order)")
-    values = [_convert(builder, v, ty, where) for v, (_, ty) in zip(values, leaves)]
-    if sret is not None:
-        for value, (path, _) in zip(values, leaves):
-            indices = [constant_int(I32, 0)] + [_gep_index(target, path[:k + 1]) for k in range(len(path))]
-            builder.store(value, builder.gep(target, sret, indices))
-        builder.ret()
-    elif len(leaves) == 1 and not leaves[0][0]:
-        builder.ret(values[0])
-    elif isinstance(target, VectorType):
-        vector: core.Value = core.Undef(target)
-        for value, (path, _) in zip(values, leaves):
-            vector = builder.insert(core.VectorOperation(type=target, opcode="insertelement",
-                                                         operands=[vector, value, constant_int(I64, path[0])]))
-        builder.ret(vector)
-    else:
-        aggregate: core.Value = core.Undef(target)
-        for value, (path, _) in zip(values, leaves):
-            aggregate = builder.insert(core.InsertValue(type=target, opcode="insertvalue", indices=path,
-                                                        operands=[aggregate, value]))
-        builder.ret(aggregate)
-
-
-def _gep_index(ty: Type, path: tuple[int, ...]) -> core.Value:
-    """GEP index for the last step of `path` into `ty`: i32 into a struct, i64 into an array."""
-    for step in path[:-1]:
-        ty = ty.elements[step] if isinstance(ty, StructType) else ty.element
-    return constant_int(I32 if isinstance(ty, StructType) else I64, path[-1])
 
 
 # ---------------------------------------------------------------- pruning

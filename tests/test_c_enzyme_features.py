@@ -10,7 +10,7 @@
    and the function (exit 2): custom derivatives (`__enzyme_register_gradient_*`,
    `__enzyme_register_derivative_*`), `__enzyme_function_like`,
    `__enzyme_inactivefn`, the gradient logger (`enzymeLogGrad`), split mode
-   (`__enzyme_augmentfwd` / `__enzyme_reverse`); at -O1 and above also when
+   (`__enzyme_virtualreverse`, `__enzyme_fwdsplit`); at -O1 and above also when
    clang may have inlined the registered function already. What enzpy does
    the way Enzyme does is accepted: `__enzyme_inactive_global` (enzpy gives no
    global a shadow), hints such as `__enzyme_nofree`.
@@ -304,23 +304,23 @@ def test_the_gradient_logger_is_refused(tmp_path, capsys, level):
     assert "[differentiating @square in reverse mode]" in message
 
 
-SPLIT_MODE = r"""
-#include <stdio.h>
+SPLIT_MODE = PRELUDE + r"""
 void *__enzyme_augmentfwd(void *, ...);
-void __enzyme_reverse(void *, ...);
+double __enzyme_reverse(void *, ...);
 __attribute__((noinline)) double square(double x) { return x * x; }
 __attribute__((noinline)) void *record(double x) { return __enzyme_augmentfwd((void *)square, x); }
-__attribute__((noinline)) void replay(double x, void *tape) { __enzyme_reverse((void *)square, x, 1.0, tape); }
-int main(void) { void *tape = record(3.0); replay(3.0, tape); printf("%p\n", tape); return 0; }
+__attribute__((noinline)) double replay(double x, void *tape) { return __enzyme_reverse((void *)square, x, 1.0, tape); }
+int main(void) { void *tape = record(3.0); check("d x^2 / d x", replay(3.0, tape), 6.0, 1e-15); return failures; }
 """
 
 
 @needs_clang
 @pytest.mark.parametrize("level", LEVELS)
-def test_split_mode_is_refused(tmp_path, capsys, level):
-    message = refusal(tmp_path, capsys, SPLIT_MODE, level)
-    assert "@record calls __enzyme_augmentfwd, which enzpy does not implement (split reverse mode)" in message
-    assert "also __enzyme_reverse in @replay" in message
+def test_split_mode_in_wrappers_the_program_calls(tmp_path, level):
+    """Enzyme's own shape of split mode (frontend/split_mode.py; examples/c/split_mode.c has more):
+    the tape returned by the augmented call, consumed by the reverse call in another function."""
+    finished = build_and_run(tmp_path, SPLIT_MODE, level)
+    assert finished.stdout.count(" ok") == 1, finished.stdout
 
 
 INACTIVE_GLOBAL = PRELUDE + r"""

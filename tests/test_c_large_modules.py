@@ -2,7 +2,7 @@
 
 Issue 26: on Enzyme's `blas.cpp` / `cublas.cpp` integration tests `enzpy opt`
 ran for minutes inlining the whole program before any AD, and calls to
-`__enzyme_batch`, `__enzyme_augmentfwd`, ... went through to the linker.
+`__enzyme_batch`, `__enzyme_fwdsplit`, ... went through to the linker.
 
 - A generated C++ program of thousands of functions (chains of small
   functions, template instances, a table of test functions and a checking
@@ -197,15 +197,10 @@ UNKNOWN_IN_C = {
         "double __enzyme_truncate_mem_value(double, int, int);",
         "double narrowed(double x) { return __enzyme_truncate_mem_value(x, 64, 32); }",
         "narrowed", "narrowed(3.0)"),
-    "__enzyme_augmentfwd": (
-        "void *__enzyme_augmentfwd(void *, ...);",
-        "void *forward_pass(double *x, double *dx) { return __enzyme_augmentfwd((void *)sum_of_squares, x, dx, 2); }",
-        "forward_pass", "(forward_pass(x, dx) != 0)"),
-    "__enzyme_reverse": (
-        "void __enzyme_reverse(void *, ...);",
-        "void reverse_pass(double *x, double *dx, void *tape) {"
-        " __enzyme_reverse((void *)sum_of_squares, x, dx, 2, 1.0, tape); }",
-        "reverse_pass", "(reverse_pass(x, dx, 0), 0)"),
+    "__enzyme_virtualreverse": (
+        "void __enzyme_virtualreverse(void *, ...);",
+        "void reverse_pass(double *x, double *dx) { __enzyme_virtualreverse((void *)sum_of_squares, x, dx, 2); }",
+        "reverse_pass", "(reverse_pass(x, dx), 0)"),
     "__enzyme_fwdsplit": (
         "double __enzyme_fwdsplit(void *, ...);",
         "double tangent_pass(double x) { return __enzyme_fwdsplit((void *)square, x, 1.0, (void *)0); }",
@@ -240,7 +235,7 @@ def test_unknown_entry_point_is_refused_naming_it_and_its_caller(tmp_path, capsy
               f" return 0; }}\n")
     message = _refused(capsys, _compile(tmp_path, source, level))
     assert f"@{caller_name} calls {entry_point}," in message, message
-    assert "which enzpy does not implement" in message and "__enzyme_autodiff and __enzyme_fwddiff" in message
+    assert "which enzpy does not implement" in message and "__enzyme_autodiff, __enzyme_fwddiff" in message
 
 
 CPP_TEMPLATE = r"""
@@ -248,19 +243,19 @@ CPP_TEMPLATE = r"""
 extern int enzyme_width, enzyme_vector;
 struct Pair { double a, b; };
 template <typename... T> Pair __enzyme_batch(void *, T...);
-template <typename... T> void *__enzyme_augmentfwd(void *, T...);
+template <typename... T> double __enzyme_fwdsplit(void *, T...);
 double square(double x) { return x * x; }
 namespace physics {
 __attribute__((noinline)) Pair vecsquare(double x, double y) {
     return __enzyme_batch<int, int, int, double, double>((void *)square, enzyme_width, 2, enzyme_vector, x, y);
 }
 }
-__attribute__((noinline)) void *record(double *x, double *dx) {
-    return __enzyme_augmentfwd<double *, double *>((void *)square, x, dx);
+__attribute__((noinline)) double record(double *x, double *dx) {
+    return __enzyme_fwdsplit<double, double, void *>((void *)square, *x, *dx, (void *)0);
 }
 int main() {
     double x = 1, dx = 0;
-    std::printf("%g %p\n", physics::vecsquare(1.0, 2.0).a, record(&x, &dx));
+    std::printf("%g %g\n", physics::vecsquare(1.0, 2.0).a, record(&x, &dx));
 }
 """
 
@@ -274,7 +269,7 @@ def test_cpp_template_instances_of_unknown_entry_points_are_refused(tmp_path, ca
     # The first call (module order) is named with its mangled symbol and caller; the other is listed.
     assert f"@_ZN7physics9vecsquareEdd calls __enzyme_batch (@{batch_symbol})," in message, message
     assert "(batched (vector) derivatives)" in message
-    assert "also __enzyme_augmentfwd in @_Z6recordPdS_" in message, message
+    assert "also __enzyme_fwdsplit in @_Z6recordPdS_" in message, message
 
 
 @needs_clang
@@ -322,20 +317,20 @@ def test_a_registered_custom_derivative_is_refused_not_ignored(tmp_path, capsys,
 
 # Without clang: the same refusal on hand-written text, and the names C++ gives the entry points.
 UNKNOWN_TEXT = """
-declare ptr @_Z19__enzyme_augmentfwdIJPdS0_EEPvS1_DpT_(ptr, ...)
-declare void @__enzyme_reverse(ptr, ...)
+declare ptr @_Z17__enzyme_fwdsplitIJPdS0_EEPvS1_DpT_(ptr, ...)
+declare void @__enzyme_virtualreverse(ptr, ...)
 declare double @__enzyme_autodiff(ptr, ...)
 define double @f(double %x) {
   %y = fmul double %x, %x
   ret double %y
 }
 define ptr @"record tape"(ptr %x, ptr %dx) {
-  %t = call ptr (ptr, ...) @_Z19__enzyme_augmentfwdIJPdS0_EEPvS1_DpT_(ptr @f, ptr %x, ptr %dx)
+  %t = call ptr (ptr, ...) @_Z17__enzyme_fwdsplitIJPdS0_EEPvS1_DpT_(ptr @f, ptr %x, ptr %dx)
   ret ptr %t
 }
 define void @replay(ptr %x, ptr %dx, ptr %t) {
-  call void (ptr, ...) @__enzyme_reverse(ptr @f, ptr %x, ptr %dx, ptr %t)
-  call void (ptr, ...) @__enzyme_reverse(ptr @f, ptr %x, ptr %dx, ptr %t)
+  call void (ptr, ...) @__enzyme_virtualreverse(ptr @f, ptr %x, ptr %dx, ptr %t)
+  call void (ptr, ...) @__enzyme_virtualreverse(ptr @f, ptr %x, ptr %dx, ptr %t)
   ret void
 }
 define double @gradient(double %x) {
@@ -348,13 +343,14 @@ define double @gradient(double %x) {
 def test_unknown_entry_points_in_text_are_found_with_their_callers():
     calls = llvm_text.unknown_enzyme_calls(UNKNOWN_TEXT)
     assert [(c.entry_point, c.caller) for c in calls] == [
-        ("__enzyme_augmentfwd", "record tape"), ("__enzyme_reverse", "replay"), ("__enzyme_reverse", "replay")]
-    assert calls[0].symbol == "_Z19__enzyme_augmentfwdIJPdS0_EEPvS1_DpT_"
+        ("__enzyme_fwdsplit", "record tape"), ("__enzyme_virtualreverse", "replay"),
+        ("__enzyme_virtualreverse", "replay")]
+    assert calls[0].symbol == "_Z17__enzyme_fwdsplitIJPdS0_EEPvS1_DpT_"
     with pytest.raises(ForeignCodeError) as raised:
         differentiate_enzyme_calls(UNKNOWN_TEXT)
     message = str(raised.value)
-    assert message.startswith("@record tape calls __enzyme_augmentfwd (@_Z19__enzyme_augmentfwd"), message
-    assert "(split reverse mode)" in message and message.endswith("; also __enzyme_reverse in @replay"), message
+    assert message.startswith("@record tape calls __enzyme_fwdsplit (@_Z17__enzyme_fwdsplit"), message
+    assert "(split forward mode)" in message and message.endswith("; also __enzyme_virtualreverse in @replay"), message
 
 
 def test_entry_point_names_from_mangled_symbols():

@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..analysis.activity import Activity, analyze, holds_floats, holds_pointers
-from ..analysis.alias_scopes import label_memory
+from ..analysis.alias_scopes import label_memory, private_arguments
 from ..analysis.lists import list_meminfos, writes_list_header
 from ..analysis.memory_types import memory_float_type, pointer_root
 from ..analysis.type_analysis import analyze_types, parameter_seeds
@@ -79,7 +79,7 @@ def build_forward(module: core.Module, primal: core.Function, spec: ForwardSpec,
     if spec.width < 1:
         raise ValueError(f"width must be at least 1, got {spec.width}")
     function = _ForwardBuilder(module, primal, spec, name).build()
-    label_memory(function, False, frozenset(function.arguments[:spec.private_parameters]))
+    label_memory(function, False, private_arguments(function, spec.private_parameters))
     return function
 
 
@@ -99,6 +99,9 @@ class _ForwardBuilder:
             params.append(PTR)
             names.append("return.tangents")
         self.function = core.Function(name, FunctionType(I32, tuple(params)), names)
+        for argument, original in zip(self.function.arguments, primal.arguments):
+            # C's `restrict`: the parameter's memory is reached through it alone (private_arguments).
+            argument.attributes = tuple(a for a in original.attributes if a == "noalias")
         self.function.linkage = ""
         module.add_function(self.function)
         # One map per lane: primal pointer -> shadow pointer, primal float -> tangent.

@@ -30,7 +30,7 @@ import weakref
 from dataclasses import dataclass
 
 from ..analysis.activity import Activity, analyze, holds_floats
-from ..analysis.alias_scopes import label_memory
+from ..analysis.alias_scopes import label_memory, private_arguments
 from ..analysis.loops import LoopInfo, reverse_post_order  # noqa: F401  (reverse_post_order: public here)
 from ..analysis.memory_types import pointer_root
 from ..analysis.type_analysis import analyze_types, parameter_seeds
@@ -42,6 +42,7 @@ from ..ir.clone import clone_body
 from ..ir.types import I1, I8, I32, I64, PTR, VOID, ArrayType, FunctionType, StructType, Type
 from ..rules import typed_lists
 from ..rules.calls import allocation_rule, is_memset, memory_call_rule, transfer_adjoint_function
+from ..rules.heap import kept_heap_blocks
 from ..rules.registry import scalar_rule
 from .calls import operand_seeds, result_slots, reverse_calls, without
 from .memory_calls import ForwardMemoryCall, OperandCopies, active_arrays
@@ -97,7 +98,7 @@ def build_reverse(module: core.Module, primal: core.Function, spec: ReverseSpec,
     builder = _ReverseBuilder(module, primal, spec, name)
     function = builder.build()
     _REPORTS[function] = builder.report()
-    label_memory(function, spec.distinct_arguments, frozenset(function.arguments[:spec.private_parameters]))
+    label_memory(function, spec.distinct_arguments, private_arguments(function, spec.private_parameters))
     return function
 
 
@@ -150,6 +151,9 @@ class _ReverseBuilder:
         if spec.caller_continues:
             params, names = params + [PTR, PTR], names + ["tape", "allocation.log"]
         self.function = core.Function(name, FunctionType(I32, tuple(params)), names)
+        for argument, original in zip(self.function.arguments, primal.arguments):
+            # C's `restrict`: the parameter's memory is reached through it alone (private_arguments).
+            argument.attributes = tuple(a for a in original.attributes if a == "noalias")
         self.function.linkage = ""
         module.add_function(self.function)
         self.shadow_of: dict[core.Value, core.Value] = {}
@@ -223,9 +227,14 @@ class _ReverseBuilder:
         # Kernel-allocated buffers stay alive until the reverse sweep reaches their allocation.
         self.retained = {i for b in self.forward_blocks for i in b.instructions
                          if allocation_rule(i) is not None and allocation_rule(i).returns_meminfo}
+        # So do C heap blocks allocated once and freed by the function: their frees move there.
+        self.kept_heap_blocks = kept_heap_blocks(self.forward_blocks, self._blocks_run_once())
+        for free in (f for frees in self.kept_heap_blocks.values() for f in frees):
+            free.parent.instructions.remove(free)
         overwrites = OverwriteAnalysis(self.forward_blocks, self.original_instructions, spec.distinct_arguments,
-                                       frozenset(function.arguments[:spec.private_parameters]),
-                                       frozenset(() if spec.caller_continues else self.retained))
+                                       private_arguments(function, spec.private_parameters),
+                                       frozenset(() if spec.caller_continues else self.retained)
+                                       | frozenset(self.kept_heap_blocks))
         self.operand_copies = OperandCopies(self.module, self.entry_block, overwrites, self.allocation_log,
                                             spec.minimize_cache)
         self._augment_forward()
@@ -326,9 +335,9 @@ class _ReverseBuilder:
         """Blocks outside loops that every path to a return passes through: their values stay valid."""
         once = {self.entry_block}
         dominators = self.loops.dominators
+        returning = self.returning_blocks or [b for b in self.forward_blocks if isinstance(b.terminator, core.Return)]
         for block in self.forward_blocks:
-            if not self.loops.loops_of(block) and all(dominators.dominates(block, r)
-                                                      for r in self.returning_blocks):
+            if not self.loops.loops_of(block) and all(dominators.dominates(block, r) for r in returning):
                 once.add(block)
         return once
 
@@ -410,6 +419,8 @@ class _ReverseBuilder:
                     value, pointer = instruction.operands
                     if value in self.activity.shadowed and pointer in self.activity.shadowed:
                         builder.store(self.shadow_of[value], self.shadow_of[pointer], instruction.align)
+                if instruction in self.kept_heap_blocks:
+                    self.allocation_log.record(builder, instruction, allocation_rule(instruction).shadow_release)
                 if instruction in self.retained:
                     # One more reference: the primal's own decrefs cannot free the buffer
                     # before the reverse sweep has re-loaded what it needs from it.
@@ -633,10 +644,14 @@ class _ReverseBuilder:
             elif pointer in activity.shadowed and stores_zero_bits(instruction) \
                     and getattr(self.types.held_at(pointer), "kind", None) == "float":
                 builder.store(value, values.shadow(builder, pointer), instruction.align)
-        elif isinstance(instruction, core.Call) and (instruction in activity.shadowed or instruction in self.retained):
+        elif isinstance(instruction, core.Call) and (instruction in activity.shadowed or instruction in self.retained
+                                                     or instruction in self.kept_heap_blocks):
             if instruction in activity.shadowed and allocation_rule(instruction) is not None:
                 # (A list's reallocation has nothing to undo: its shadow goes with the shadow MemInfo.)
                 allocation_rule(instruction).free_shadow(builder, values.shadow(builder, instruction))
+            if instruction in self.kept_heap_blocks:
+                release = allocation_rule(instruction).shadow_release
+                builder.call(builder.declare(release, VOID, [PTR]), [values.value(builder, instruction)])
             if instruction in self.retained:
                 release = builder.declare("NRT_MemInfo_release", VOID, [PTR])
                 builder.call(release, [values.value(builder, instruction)])

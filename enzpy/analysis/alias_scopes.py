@@ -38,6 +38,12 @@ TAPE = "enzpy.tape"
 """Label of the tape buffer's slots (a heap buffer no other pointer reaches)."""
 
 
+def private_arguments(function: core.Function, count: int) -> frozenset[core.Argument]:
+    """Parameters whose memory no other parameter reaches: the first `count` (numba's retptr and
+    excinfo, the C adapter's result slot) and every `noalias` one (C's `restrict`)."""
+    return frozenset(function.arguments[:count]) | {a for a in function.arguments if "noalias" in a.attributes}
+
+
 def label_memory(function: core.Function, distinct_arguments: bool,
                  private_arguments: frozenset[core.Argument] = frozenset()) -> None:
     """Set `memory` on the loads and stores of `function` that stay inside one known object."""

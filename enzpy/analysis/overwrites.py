@@ -85,7 +85,9 @@ class OverwriteAnalysis:
         if written is _EVERYTHING or written is root:
             return True
         if isinstance(written, core.Argument) and isinstance(root, core.Argument):
-            if written in self.private_arguments or root in self.private_arguments:
+            # A private (or `noalias`: C's restrict) parameter's memory is reached through it alone.
+            if written in self.private_arguments or root in self.private_arguments \
+                    or "noalias" in written.attributes or "noalias" in root.attributes:
                 return False
             return not self.distinct_arguments
         return False

@@ -63,6 +63,8 @@ from .enzyme_features import ForeignCodeError, feature_notes, marker_of_argument
 from .interface import build_interface
 from .module_text import ModuleText
 from .progress import SILENT, Progress
+from .split_mode import SPLIT_MARKERS, SplitCall, SplitMarkers, build_split_interfaces, check_allocated, \
+    entry_mode, size_text
 from .request import ACTIVITIES, MARKERS, Request
 from .struct_arguments import StructPassing, adapter_text, byval_parameter_types, byval_type, \
     check_struct_activity, default_struct_activity, passing_at, split_part
@@ -105,14 +107,20 @@ def differentiate_enzyme_calls(text: str, optimize: bool = True, progress: Progr
         new = list(dict.fromkeys(request for (_, (request, _, _)), is_ready in zip(calls, ready)
                                  if is_ready and request not in names))
         callers = {request: caller for caller, (request, _, _) in reversed(calls)}
-        pieces = []
-        for number, request in enumerate(new, 1):
-            name = names[request] = f"enzpy.{request.mode}.{request.function}.{len(names)}"
-            progress.note(f"[{number}/{len(new)}] {request.mode} @{request.function} "
-                          f"(called in @{callers[request]})")
+        pieces, groups = [], {}
+        for request in new:
+            names[request] = f"enzpy.{request.mode.replace(' ', '.')}.{request.function}.{len(names)}"
+            groups.setdefault(request.derivative_key, []).append(request)
+        for number, group in enumerate(groups.values(), 1):
+            first = group[0]
+            if first.mode == "tape size":
+                pieces.append(size_text(names[first], first.return_type))
+                continue
+            progress.note(f"[{number}/{len(groups)}] {first.derivative_key.mode} @{first.function} "
+                          f"(called in @{callers[first]})")
             with progress.nested():
-                pieces.append(generate(text, request, name, exported=False, optimize=optimize, index=index,
-                                       progress=progress))
+                pieces.append(generate_group(text, group, [names[r] for r in group], exported=False,
+                                             optimize=optimize, index=index, progress=progress))
         replacements, markers = {}, set()
         for line, (_, (request, kept, used_markers)), is_ready in zip(call_lines, calls, ready):
             if not is_ready:
@@ -360,7 +368,8 @@ def _decode_call(module_ref, caller: str, call, markers: list[str | None], lines
     if len(markers) != len(operands):
         raise UnsupportedIRError(f"{where}: the text has {len(markers)} arguments, LLVM sees {len(operands)}")
     _marker = markers.__getitem__
-    mode = "forward" if "fwddiff" in callee.name else "reverse"
+    entry = entry_mode(callee.name)
+    mode = "forward" if entry == "forward" else "reverse"      # split mode's halves are reverse mode
     named = _named_structs(module_ref, lines)
     kept, position, sret_type = [], 0, None
     first_parameter = next(iter(module_ref.get_function(callee.name).arguments), None)
@@ -376,6 +385,10 @@ def _decode_call(module_ref, caller: str, call, markers: list[str | None], lines
     target = operands[position].name
     function_type, llvm_function = _function_signature(module_ref, target)
     position += 1
+    if entry == "tape size":
+        return _decode_tape_size(target, function_type, operands, position, _marker, call, named, where), [], \
+            {m for m in markers if m is not None}
+    split = SplitMarkers() if entry in ("augmented", "split reverse") else None
     parameters = list(function_type.params)
     byval_parameters = byval_parameter_types(llvm_function, named)
     # clang marks every scalar C argument noundef and no register of a split struct.
@@ -385,6 +398,8 @@ def _decode_call(module_ref, caller: str, call, markers: list[str | None], lines
     index = 0
     while index < len(parameters):
         ty = parameters[index]
+        if split is not None:
+            position = split.take(position, operands, _marker, argument_texts, where)
         marker = _marker(position) if position < len(operands) else None
         if marker is not None:
             if marker not in MARKERS:
@@ -432,12 +447,55 @@ def _decode_call(module_ref, caller: str, call, markers: list[str | None], lines
         passing.append(None)
         position += count
         index += 1
+    split_call = None
+    if split is not None:
+        used |= {m for m in markers if m in SPLIT_MARKERS}
+        split_call, position = _split_arguments(entry, split, function_type, kept, position, operands, _marker,
+                                                argument_texts, sret_type, where)
     if position != len(operands):
         raise ForeignCodeError(f"{where}: {len(operands) - position} argument(s) more than @{target} takes")
     argument_types = tuple(parse_type_text(str(operands[i].type), named) for i in kept)
-    request = Request(target, mode, tuple(activities), argument_types, parse_type_text(str(call.type), named),
-                      sret_type, tuple(passing) if any(passing) else ())
+    request = Request(target, entry, tuple(activities), argument_types, parse_type_text(str(call.type), named),
+                      sret_type, tuple(passing) if any(passing) else (), split_call)
     return request, kept, used
+
+
+def _split_arguments(entry, split, function_type, kept, position, operands, marker_at, argument_texts, sret_type,
+                     where):
+    """(SplitCall, position after it): the tape and the result's differential a split-mode call passes
+    after the function's arguments; their indices are added to `kept`."""
+    position = split.take(position, operands, marker_at, argument_texts, where)
+    if sret_type is not None:
+        raise ForeignCodeError(f"{where}: a split-mode call returning a struct through memory is not supported")
+    seed = None
+    if entry == "split reverse" and function_type.return_type.is_float:
+        if position >= len(operands) or (position + 1 == len(operands) and split.tape_operand is None):
+            raise ForeignCodeError(f"{where}: the reverse call of a function returning "
+                                   f"{function_type.return_type} passes the result's differential before the tape")
+        seed = len(kept)
+        kept.append(position)
+        position += 1
+        position = split.take(position, operands, marker_at, argument_texts, where)
+    if split.tape_operand is None and entry == "split reverse":
+        if position >= len(operands):
+            raise ForeignCodeError(f"{where}: the reverse call passes no tape (the augmented call's result, or "
+                                   "enzyme_tape and the tape memory)")
+        split.tape_operand = position
+        position += 1
+    tape = None
+    if split.tape_operand is not None:
+        tape = len(kept)
+        kept.append(split.tape_operand)
+    split_call = SplitCall(entry, tape, split.allocated, seed)
+    check_allocated(split_call, where)
+    return split_call, position
+
+
+def _decode_tape_size(target, function_type, operands, position, marker_at, call, named, where) -> Request:
+    """`__enzyme_augmentsize(f, markers...)`: enzpy's tape has one size whatever the activities."""
+    if position != len(operands) and any(marker_at(i) is None for i in range(position, len(operands))):
+        raise ForeignCodeError(f"{where}: __enzyme_augmentsize takes the function and markers only")
+    return Request(target, "tape size", (), (), parse_type_text(str(call.type), named), split=SplitCall("tape size"))
 
 
 def _check_values(where, target, index, activity, count, position, operands, marker_at) -> None:
@@ -501,16 +559,25 @@ def generate(user_text: str, request: Request, name: str, exported: bool, optimi
     pipeline (`index.slice`): the rest of the program is neither inlined nor
     optimized, and the output keeps it as the user wrote it.
     """
+    return generate_group(user_text, [request], [name], exported, optimize, index, progress)
+
+
+def generate_group(user_text: str, requests: list[Request], names: list[str], exported: bool,
+                   optimize: bool = True, index: ModuleText | None = None, progress: Progress = SILENT) -> str:
+    """`generate` for requests of one derivative (`Request.derivative_key`: split mode's augmented and
+    reverse calls of one function and activities), each interface named by `names`."""
+    request = requests[0]
     adapter_name = ADAPTER_PREFIX + request.function
     index = index if index is not None else ModuleText(user_text)
-    refuse_unhonoured_features(index, request.function, request.mode)
+    refuse_unhonoured_features(index, request.function, request.base_mode)
     with progress.stage("slice", lambda: f"{len(index.reach([request.function]) & index.functions.keys())} of "
                                          f"{len(index.functions)} functions, {source.count(chr(10))} lines"):
         source = llvm_text.without_global_debug_attachments(llvm_text.without_inlining_barriers(
             index.slice([request.function])))
     with parsed(source) as module_ref:
-        function_type, _ = _function_signature(module_ref, request.function)
-        source += adapter_text(adapter_name, request.function, function_type, request.passing)
+        function_type, llvm_function = _function_signature(module_ref, request.function)
+        restrict = frozenset(i for i, a in enumerate(llvm_function.arguments) if b"noalias" in a.attributes)
+        source += adapter_text(adapter_name, request.function, function_type, request.passing, restrict)
     user_functions, user_globals = set(index.functions), set(index.globals)
     module = None
     try:
@@ -529,11 +596,15 @@ def generate(user_text: str, request: Request, name: str, exported: bool, optimi
                 parsed(optimized) as module_ref:
             module = read_module(module_ref)
         primal = module.functions[adapter_name]
-        with progress.stage(f"{request.mode} mode"):
+        with progress.stage(f"{request.derivative_key.mode} mode"):
             for function in (primal, *convert_calls_that_stay(module, primal)):
                 scalarize_vectors(module, function)
-            derivative, spec = _differentiate(module, primal, request, function_type)
-            interface = build_interface(module, primal, derivative, spec, request, name, function_type)
+            if request.split is not None:
+                interfaces = build_split_interfaces(module, primal, requests, names, function_type,
+                                                    *_activity_lists(primal, request))
+            else:
+                derivative, spec = _differentiate(module, primal, request, function_type)
+                interfaces = [build_interface(module, primal, derivative, spec, request, names[0], function_type)]
     except EnzpyError as error:
         # Messages name the adapter (the function enzpy differentiates); the user knows `f`.
         message = str(error).replace(ADAPTER_PREFIX, "").replace("Python source", "source")
@@ -543,19 +614,22 @@ def generate(user_text: str, request: Request, name: str, exported: bool, optimi
             message += (f"; note: @{request.function} calls {', '.join(heap)}: of the heap functions enzpy "
                         "differentiates malloc, calloc, free and C++'s new and delete (rules/heap.py)")
         message += feature_notes(index, request.function)
-        raise type(error)(f"{message} [differentiating @{request.function} in {request.mode} mode]") from None
-    _keep_only_reachable(module, interface, user_functions, user_globals)
+        raise type(error)(f"{message} [differentiating @{request.function} in {request.derivative_key.mode} "
+                          "mode]") from None
+    _keep_only_reachable(module, interfaces, user_functions, user_globals)
     with parsed(write_module(module)) as parsed_ref, \
             optimized_by(POST_AD_PIPELINE if optimize else None, parsed_ref, progress.pass_timer("post-AD")) \
             as module_ref:
+        name = names[0]
         for function in module_ref.functions:
-            if not function.is_declaration and function.name != name:
+            if not function.is_declaration and function.name not in names:
                 function.name = f"{name}.{function.name}"
         for variable in module_ref.global_variables:
             if variable.linkage.name in ("internal", "private"):
                 variable.name = f"{name}.{variable.name or 'constant'}"
         if not exported:
-            module_ref.get_function(name).linkage = "internal"
+            for interface_name in names:
+                module_ref.get_function(interface_name).linkage = "internal"
         return llvm_text.for_older_llvm(str(module_ref))
 
 
@@ -589,8 +663,8 @@ def _element_float_type(function: core.Function, argument: core.Argument) -> Typ
     return found or FloatType("double")
 
 
-def _differentiate(module: core.Module, primal: core.Function, request: Request, function_type: FunctionType):
-    """(the derivative of the adapter, its ReverseSpec or ForwardSpec)."""
+def _activity_lists(primal: core.Function, request: Request):
+    """(duplicated parameter indices of the adapter, their memory types, active float parameters)."""
     parameter_types = primal.function_type.params[1:]
     duplicated, duplicated_types, active = [], [], []
     for index, (activity, ty) in enumerate(zip(request.activities, parameter_types)):
@@ -607,6 +681,12 @@ def _differentiate(module: core.Module, primal: core.Function, request: Request,
                 duplicated_types.append(element)
         elif activity in ("dup", "dupnoneed", "out"):
             active.append(index + 1)
+    return duplicated, duplicated_types, active
+
+
+def _differentiate(module: core.Module, primal: core.Function, request: Request, function_type: FunctionType):
+    """(the derivative of the adapter, its ReverseSpec or ForwardSpec)."""
+    duplicated, duplicated_types, active = _activity_lists(primal, request)
     result = function_type.return_type
     return_type = result if result.is_float else None
     name = f"enzpy.{request.mode}.{request.function}"
@@ -628,16 +708,16 @@ def _differentiate(module: core.Module, primal: core.Function, request: Request,
 
 # ---------------------------------------------------------------- pruning
 
-def _keep_only_reachable(module: core.Module, root: core.Function, user_functions: set[str],
+def _keep_only_reachable(module: core.Module, roots: list[core.Function], user_functions: set[str],
                          user_globals: set[str]) -> None:
-    """Drop what `root` does not use; the user's functions and globals become declarations.
+    """Drop what `roots` do not use; the user's functions and globals become declarations.
 
     The result is appended to the user's module, where they are defined (a
     declaration there binds to `static` ones too), so the derivative calls
     and reads the program's own, global state included. Globals AD added
     become internal.
     """
-    functions, variables, work = set(), set(), [root]
+    functions, variables, work = set(), set(), list(roots)
 
     def visit(value):
         if isinstance(value, core.Function) and value not in functions:
@@ -654,7 +734,7 @@ def _keep_only_reachable(module: core.Module, root: core.Function, user_function
             for element in value.elements:
                 visit(element)
 
-    functions.add(root)
+    functions.update(roots)
     while work:
         function = work.pop()
         for instruction in function.instructions():
@@ -663,7 +743,7 @@ def _keep_only_reachable(module: core.Module, root: core.Function, user_function
             if isinstance(instruction, core.Call):
                 visit(instruction.callee)
     for function in functions:
-        if function.name in user_functions and function is not root:
+        if function.name in user_functions and function not in roots:
             function.blocks = []
             function.linkage = ""
     for variable in variables:

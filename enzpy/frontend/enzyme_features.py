@@ -6,8 +6,8 @@ A C program written for Enzyme may ask for more than `__enzyme_autodiff` /
 and the function (exit 2); what enzpy already does the way Enzyme would is
 accepted. What a module can ask for, as plain clang writes it:
 
-- other `__enzyme_*` entry points (split mode `__enzyme_augmentfwd` /
-  `__enzyme_reverse`, `__enzyme_batch`, ...): refused up front, naming the
+- other `__enzyme_*` entry points (`__enzyme_virtualreverse`, `__enzyme_fwdsplit`,
+  `__enzyme_batch`, ...): refused up front, naming the
   entry point and its caller (`refuse_unknown_entry_points`);
 - registrations, globals whose name contains a keyword (Enzyme's own test
   is `contains`, so C++'s `_ZL..` spellings and plugin `_autoreg_` suffixes
@@ -50,8 +50,7 @@ class ForeignCodeError(EnzpyError):
 # ---------------------------------------------------------------- entry points
 
 UNIMPLEMENTED_ENTRY_POINTS = {
-    "__enzyme_augmentfwd": "split reverse mode", "__enzyme_reverse": "split reverse mode",
-    "__enzyme_virtualreverse": "split reverse mode", "__enzyme_fwdsplit": "split forward mode",
+    "__enzyme_virtualreverse": "split reverse mode through a function pointer", "__enzyme_fwdsplit": "split forward mode",
     "__enzyme_batch": "batched (vector) derivatives", "__enzyme_error_estimate": "floating-point error estimation",
     "__enzyme_truncate": "precision truncation", "__enzyme_expand": "precision truncation",
 }
@@ -79,7 +78,8 @@ def refuse_unknown_entry_points(text: str) -> None:
         shown = ", ".join(f"{entry_point} in @{caller}" for entry_point, caller in others[:5])
         more = f"; also {shown}" + (f" and {len(others) - 5} more" if len(others) > 5 else "")
     raise ForeignCodeError(f"@{first.caller} calls {first.entry_point}{symbol}, which enzpy does not implement"
-                           f"{what}: enzpy implements __enzyme_autodiff and __enzyme_fwddiff{more}")
+                           f"{what}: enzpy implements __enzyme_autodiff, __enzyme_fwddiff and split mode's "
+                           f"__enzyme_augmentfwd / __enzyme_reverse / __enzyme_augmentsize{more}")
 
 
 # ---------------------------------------------------------------- markers

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from ..errors import UnsupportedIRError
 from ..ir.text import unquote_name
 
-ENZYME_ENTRY_POINT = re.compile(r"__enzyme_(autodiff|fwddiff)")
-"""The entry points enzpy implements (`__enzyme_autodiff`, `__enzyme_fwddiff`, C++ instances of them)."""
+ENZYME_ENTRY_POINT = re.compile(r"__enzyme_(autodiff|fwddiff|augmentfwd|augmentsize|reverse)")
+"""The entry points enzpy implements (`__enzyme_autodiff`, `__enzyme_fwddiff`, split mode's
+`__enzyme_augmentfwd` / `__enzyme_reverse` / `__enzyme_augmentsize`, C++ instances of them)."""
 _ANY_ENZYME_NAME = re.compile(r"__enzyme_\w+")
 _NAME = r'(?:"(?:[^"\\]|\\.)*"|[-a-zA-Z$._0-9]+)'
 _DEFINITION = re.compile(rf"^(define|declare)\b[^@]*@({_NAME})\(")

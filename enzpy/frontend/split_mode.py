@@ -33,10 +33,11 @@ from dataclasses import dataclass
 from ..analysis.type_analysis import parameter_seeds
 from ..ir import core
 from ..ir.builder import Builder, constant_float, constant_int
-from ..ir.types import I8, I64, PTR, VOID, FunctionType, Type
+from ..ir.types import I8, I64, PTR, VOID, Type
 from .enzyme_features import ForeignCodeError
 
 SPLIT_MARKERS = ("enzyme_allocated", "enzyme_tape")
+UNKNOWN_SIZE = -1
 TAPE_BYTES = 96
 FRAME, TAPE, LOG, RESULT_SHADOW, RESULT = 0, 8, 32, 56, 72
 """Byte offsets in the tape block (the tapes' headers are 24 bytes; the result slots 16)."""
@@ -59,7 +60,8 @@ class SplitCall:
     tape: int | None = None
     """Index of the interface argument that is the tape (None: the augmented call returns it)."""
     allocated: int | None = None
-    """`enzyme_allocated`'s size: the program owns the tape's memory (None: enzpy mallocs it)."""
+    """`enzyme_allocated`'s size (UNKNOWN_SIZE when computed): the program owns the tape's memory
+    (None: enzpy mallocs it)."""
     seed: int | None = None
     """Index of the interface argument that is the differential of a float result (split reverse)."""
 
@@ -78,12 +80,10 @@ class SplitMarkers:
             if position + 1 >= len(operands):
                 raise ForeignCodeError(f"{where}: {marker} is the last argument; it needs a value after it")
             if marker == "enzyme_allocated":
+                # A size known at compile time is checked; one computed (__enzyme_augmentsize's result,
+                # TAPE_BYTES at run time) is taken on trust.
                 value = argument_texts[position + 1].rsplit(None, 1)[-1]
-                try:
-                    self.allocated = int(value)
-                except ValueError:
-                    raise ForeignCodeError(f"{where}: enzyme_allocated needs a size known at compile time "
-                                           f"(got {value})") from None
+                self.allocated = int(value) if value.lstrip("-").isdigit() else UNKNOWN_SIZE
             else:
                 self.tape_operand = position + 1
             position += 2
@@ -91,9 +91,11 @@ class SplitMarkers:
 
 
 def check_allocated(split: SplitCall, where: str) -> None:
-    if split.allocated is not None and split.allocated < TAPE_BYTES:
+    if split.allocated is not None and split.allocated != UNKNOWN_SIZE and split.allocated < TAPE_BYTES:
         raise ForeignCodeError(f"{where}: enzyme_allocated gives {split.allocated} bytes of tape; enzpy's tape "
                                f"takes {TAPE_BYTES} (__enzyme_augmentsize says so)")
+    if split.kind == "augmented" and split.tape is not None and split.allocated is None:
+        raise ForeignCodeError(f"{where}: enzyme_tape without enzyme_allocated: give the tape memory's size too")
     if split.allocated is not None and split.tape is None:
         raise ForeignCodeError(f"{where}: enzyme_allocated without enzyme_tape: pass the tape memory too")
 
@@ -183,13 +185,39 @@ def returned_tape_and_result(builder: Builder, return_type: Type, block: core.Va
                                "a struct of both, or nothing (with enzyme_allocated)")
 
 
-def size_interface(module: core.Module, name: str, return_type: Type) -> core.Function:
-    interface = core.Function(name, FunctionType(return_type, ()))
-    module.add_function(interface)
-    builder = Builder(module).at_end(interface.append_block("entry"))
+def build_split_interfaces(module: core.Module, primal: core.Function, requests, names, function_type,
+                           duplicated: list[int], duplicated_types: list[Type], active: list[int]) -> list:
+    """The interface of each split-mode call in `requests` (one (function, activities) pair), from one
+    A / R pair of the adapter `primal`."""
+    from .interface import interface_operands, return_values, start_interface
+
+    result = function_type.return_type
+    augmented, reverse, all_duplicated = split_pair(module, primal, duplicated, duplicated_types, active, result)
+    interfaces = []
+    for request, name in zip(requests, names):
+        where = f"__enzyme_{'augmentfwd' if request.mode == 'augmented' else 'reverse'} of @{request.function}"
+        split = request.split
+        interface, builder = start_interface(module, request, name)
+        arguments = list(interface.arguments)
+        owned = split.allocated is not None
+        primals, shadows, actives, outputs = interface_operands(builder, iter(arguments), primal, request)
+        if request.mode == "augmented":
+            block = tape_block(builder, split, arguments)
+            call_augmented(builder, augmented, block, primals, shadows, all_duplicated, result)
+            returned_tape_and_result(builder, request.return_type, block, result, owned, where)
+        else:
+            block = arguments[split.tape]
+            seed = arguments[split.seed] if split.seed is not None else None
+            if seed is not None and seed.type != result:
+                seed = builder.cast("fptrunc" if seed.type.width > result.width else "fpext", seed, result)
+            call_reverse(builder, reverse, block, [actives[i] for i in active], seed, result, owned)
+            return_values(builder, [builder.load(ty, slot) for slot, ty in outputs], request, None)
+        interfaces.append(interface)
+    return interfaces
+
+
+def size_text(name: str, return_type: Type) -> str:
+    """`__enzyme_augmentsize`'s replacement: a function returning TAPE_BYTES."""
     if not return_type.is_integer:
         raise ForeignCodeError(f"__enzyme_augmentsize returns {return_type}; declare it to return an integer")
-    builder.ret(constant_int(return_type, TAPE_BYTES))
-    return interface
-
-
+    return f"\ndefine internal {return_type} @{name}() {{\n  ret {return_type} {TAPE_BYTES}\n}}\n"

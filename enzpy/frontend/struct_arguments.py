@@ -138,11 +138,13 @@ def default_struct_activity(passing: StructPassing, mode: str, where: str) -> st
                            "or enzyme_dup and the address of its shadow)")
 
 
-def adapter_argument(index: int, passing: StructPassing | None, ty: Type) -> tuple[str, list[str], list[str]]:
-    """(adapter parameter, lines before the call, the call's arguments) for parameter `index`."""
+def adapter_argument(index: int, passing: StructPassing | None, ty: Type,
+                     restrict: bool = False) -> tuple[str, list[str], list[str]]:
+    """(adapter parameter, lines before the call, the call's arguments) for parameter `index`
+    (`restrict`: the function's parameter is `noalias`, and so is the adapter's)."""
     name = f"%argument.{index}"
     if passing is None:
-        return f"{ty} {name}", [], [f"{ty} {name}"]
+        return f"{ty}{' noalias' if restrict else ''} {name}", [], [f"{ty} {name}"]
     if passing.form == "byval":
         return f"ptr {name}", [], [f"ptr byval({passing.struct_type}) {name}"]
     if passing.form == "aggregate":
@@ -156,16 +158,18 @@ def adapter_argument(index: int, passing: StructPassing | None, ty: Type) -> tup
     return f"ptr {name}", lines, arguments
 
 
-def adapter_text(adapter_name: str, function_name: str, function_type, passing: tuple) -> str:
+def adapter_text(adapter_name: str, function_name: str, function_type, passing: tuple,
+                 restrict: frozenset[int] = frozenset()) -> str:
     """`i32 @adapter(ptr %retptr, params...)`: calls the function and stores its result (numba's
-    convention); a struct passed by value is one pointer parameter (see the module's docstring)."""
+    convention); a struct passed by value is one pointer parameter (see the module's docstring);
+    `restrict`: the function's `noalias` parameters (by LLVM parameter index)."""
     parameters, before, arguments = [], [], []
-    types = iter(function_type.params)
+    types = iter(enumerate(function_type.params))
     for index, form in enumerate(passing or (None,) * len(function_type.params)):
-        ty = next(types)
+        position, ty = next(types)
         for _ in range(len(form.parameter_types) - 1 if form is not None else 0):
             next(types)
-        parameter, lines, call_arguments = adapter_argument(index, form, ty)
+        parameter, lines, call_arguments = adapter_argument(index, form, ty, position in restrict)
         parameters.append(parameter)
         before += lines
         arguments += call_arguments

@@ -55,3 +55,49 @@ def deallocation(call: core.Instruction) -> str | None:
     if isinstance(call, core.Call) and isinstance(call.callee, core.Function):
         return call.callee.name if call.callee.name in DEALLOCATORS else None
     return None
+
+
+_DERIVING = (core.GetElementPtr, core.Cast)
+"""Pointers into the same block (a phi or select merging blocks makes it escape: its free is shared)."""
+
+
+def kept_heap_blocks(blocks, once_blocks) -> dict[core.Call, list[core.Call]]:
+    """Heap blocks the reverse sweep keeps alive instead of the program's free: {allocation: its frees}.
+
+    A block allocated once (outside loops, on every path) that the function frees and never lets
+    escape (only loaded from, stored into, copied, set, freed) is freed where the reverse sweep
+    passes its allocation instead: its loads are then re-loaded rather than kept on the tape, which
+    for the work arrays of ADBench-style C code is most of the tape. Blocks allocated in loops keep
+    the program's free (keeping each iteration's block would cost more than its cached values).
+    """
+    from .calls import allocation_rule, is_memory_transfer, is_memset
+
+    users: dict[core.Value, list[core.Instruction]] = {}
+    for block in blocks:
+        for instruction in block.instructions:
+            for operand in instruction.operands:
+                users.setdefault(operand, []).append(instruction)
+    kept = {}
+    for block in blocks:
+        if block not in once_blocks:
+            continue
+        for allocation in block.instructions:
+            if not isinstance(allocation_rule(allocation), HeapAllocationRule):
+                continue
+            frees, work, seen, escapes = [], [allocation], {allocation}, False
+            while work and not escapes:
+                pointer = work.pop()
+                for user in users.get(pointer, ()):
+                    if isinstance(user, _DERIVING) and user not in seen:
+                        seen.add(user)
+                        work.append(user)
+                    elif isinstance(user, core.Load) or (isinstance(user, core.Store) and user.operands[0] is not pointer):
+                        continue
+                    elif deallocation(user) is not None:
+                        frees.append(user)
+                    elif not (is_memset(user) or is_memory_transfer(user)) and not isinstance(user, _DERIVING):
+                        escapes = True
+                        break
+            if frees and not escapes:
+                kept[allocation] = frees
+    return kept

@@ -389,12 +389,17 @@ def _decode_call(module_ref, caller: str, call, markers: list[str | None], lines
         return _decode_tape_size(target, function_type, operands, position, _marker, call, named, where), [], \
             {m for m in markers if m is not None}
     split = SplitMarkers() if entry in ("augmented", "split reverse") else None
+    width, used = 1, set()
+    if position < len(operands) and _marker(position) == "enzyme_width":
+        width = _vector_width(argument_texts[position + 1] if position + 1 < len(operands) else "", mode, where)
+        used.add("enzyme_width")
+        position += 2
     parameters = list(function_type.params)
     byval_parameters = byval_parameter_types(llvm_function, named)
     # clang marks every scalar C argument noundef and no register of a split struct.
     marks_scalars = any(" noundef " in f" {a} " for a in argument_texts)
     undef_free = [b"noundef" in argument.attributes for argument in llvm_function.arguments]
-    activities, passing, used = [], [], set()
+    activities, passing = [], []
     index = 0
     while index < len(parameters):
         ty = parameters[index]
@@ -413,7 +418,7 @@ def _decode_call(module_ref, caller: str, call, markers: list[str | None], lines
         if struct_type is not None:
             form = passing_at(struct_type, parameters, byval_parameters, index, here)
             activity = MARKERS[marker] if marker else default_struct_activity(form, mode, here)
-            count = 2 if activity in ("dup", "dupnoneed") else 1
+            count = 1 + width if activity in ("dup", "dupnoneed") else 1
             check_struct_activity(activity, form, mode, argument_texts[position + 1] if count == 2 and
                                   position + 1 < len(operands) else None, here)
             _check_values(where, target, index, activity, count, position, operands, _marker)
@@ -428,6 +433,9 @@ def _decode_call(module_ref, caller: str, call, markers: list[str | None], lines
                                    f"and the call passes {value_text or 'nothing'}")
         if marks_scalars and not ty.is_pointer and position < len(operands) and split_part(value_text) \
                 and not undef_free[index]:
+            if width != 1:
+                raise ForeignCodeError(f"{here}: enzyme_width with a struct passed by value in registers is not "
+                                       "supported; pass it by address")
             group = _split_struct_group(parameters, index, position, operands, argument_texts, marker, mode,
                                         _marker, here)
             for part, activity in group.items():
@@ -440,7 +448,7 @@ def _decode_call(module_ref, caller: str, call, markers: list[str | None], lines
             continue
         activity = MARKERS[marker] if marker else _default_activity(ty, mode)
         _check_activity(activity, ty, mode, here)
-        count = 2 if activity in ("dup", "dupnoneed") else 1
+        count = 1 + width if activity in ("dup", "dupnoneed") else 1
         _check_values(where, target, index, activity, count, position, operands, _marker)
         kept.extend(range(position, position + count))
         activities.append(activity)
@@ -456,8 +464,20 @@ def _decode_call(module_ref, caller: str, call, markers: list[str | None], lines
         raise ForeignCodeError(f"{where}: {len(operands) - position} argument(s) more than @{target} takes")
     argument_types = tuple(parse_type_text(str(operands[i].type), named) for i in kept)
     request = Request(target, entry, tuple(activities), argument_types, parse_type_text(str(call.type), named),
-                      sret_type, tuple(passing) if any(passing) else (), split_call)
+                      sret_type, tuple(passing) if any(passing) else (), width, split_call)
     return request, kept, used
+
+
+def _vector_width(argument: str, mode: str, where: str) -> int:
+    """`enzyme_width, k`: a constant k >= 1, forward mode only (vector reverse mode is not built)."""
+    value = argument.rsplit(None, 1)[-1] if argument else ""
+    if not value.isdigit() or int(value) < 1:
+        raise ForeignCodeError(f"{where}: enzyme_width needs a positive width known at compile time (got "
+                               f"{value or 'nothing'})")
+    if mode != "forward":
+        raise ForeignCodeError(f"{where}: enzyme_width in reverse mode (vector reverse mode) is not supported; "
+                               "use __enzyme_fwddiff with enzyme_width, or one reverse call per direction")
+    return int(value)
 
 
 def _split_arguments(entry, split, function_type, kept, position, operands, marker_at, argument_texts, sret_type,
@@ -699,8 +719,8 @@ def _differentiate(module: core.Module, primal: core.Function, request: Request,
     else:
         from ..ad.forward import ForwardSpec, build_forward
 
-        spec = ForwardSpec(tuple(duplicated), tuple(active), return_type, tuple(duplicated_types), width=1,
-                           private_parameters=1)
+        spec = ForwardSpec(tuple(duplicated), tuple(active), return_type, tuple(duplicated_types),
+                           width=request.width, private_parameters=1)
         derivative = build_forward(module, primal, spec, name)
     derivative.linkage = "internal"
     return derivative, spec

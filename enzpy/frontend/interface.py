@@ -39,25 +39,27 @@ def start_interface(module: core.Module, request: Request, name: str) -> tuple[c
 def interface_operands(builder: Builder, arguments, primal: core.Function, request: Request):
     """(primals, shadows, actives, outputs) from the interface's arguments (an iterator, consumed up to
     the function's parameters): each primal converted to the adapter's parameter type; shadows and
-    tangents / adjoint slots keyed by the adapter's parameter index; `out` slots with their types."""
+    tangents / adjoint slots, a list of `request.width` per parameter, keyed by the adapter's parameter
+    index; `out` slots with their types."""
     primals, shadows, actives, outputs = [], {}, {}, []
     for index, activity in enumerate(request.activities):
         parameter = primal.arguments[index + 1]
         where = f"parameter {index} of @{request.function}"
         primals.append(convert_argument(builder, next(arguments), parameter.type, where))
         if activity in ("dup", "dupnoneed"):
-            shadow = next(arguments)
+            lanes = [next(arguments) for _ in range(request.width)]
             if parameter.type.is_float:
-                actives[index + 1] = convert_argument(builder, shadow, parameter.type, where + " (tangent)")
+                actives[index + 1] = [convert_argument(builder, tangent, parameter.type, where + " (tangent)")
+                                      for tangent in lanes]
             else:
-                shadows[index + 1] = shadow
+                shadows[index + 1] = lanes
         elif activity == "out":
             if request.pointer_outputs:
-                actives[index + 1] = next(arguments)
+                actives[index + 1] = [next(arguments)]
             else:
                 slot = builder.alloca(parameter.type, f"derivative.{index}")
                 builder.store(constant_float(parameter.type, 0.0), slot)
-                actives[index + 1] = slot
+                actives[index + 1] = [slot]
                 outputs.append((slot, parameter.type))
     return primals, shadows, actives, outputs
 
@@ -71,19 +73,20 @@ def build_interface(module: core.Module, primal: core.Function, derivative: core
     result_type = function_type.return_type
     result_slot = builder.alloca(result_type if result_type != VOID else I8, "result")
     primals, shadows, actives, outputs = interface_operands(builder, arguments, primal, request)
-    call_arguments = [result_slot, *primals, *(shadows[i] for i in spec.duplicated),
-                      *(actives[i] for i in spec.active)]
+    call_arguments = [result_slot, *primals, *(s for i in spec.duplicated for s in shadows[i]),
+                      *(a for i in spec.active for a in actives[i])]
     tangent_slot = None
     if spec.return_type is not None:
         if request.mode == "reverse":
             seed = next(arguments) if request.pointer_outputs else constant_float(spec.return_type, 1.0)
             call_arguments.append(seed)
         else:
-            tangent_slot = builder.alloca(spec.return_type, "tangent")
+            tangent_slot = builder.alloca(ArrayType(request.width, spec.return_type), "tangents")
             call_arguments.append(tangent_slot)
     builder.call(derivative, call_arguments)
     if tangent_slot is not None:
-        values = [builder.load(spec.return_type, tangent_slot)]
+        values = [builder.load(spec.return_type, builder.gep(spec.return_type, tangent_slot, [constant_int(I64, lane)]))
+                  for lane in range(request.width)]
     else:
         values = [builder.load(ty, slot) for slot, ty in outputs]
     return_values(builder, values, request, sret)

@@ -31,6 +31,8 @@ class Request:
     passing: tuple[StructPassing | None, ...] = ()
     """Per parameter of the adapter (empty: none): how a struct passed by value reaches the function
     (`struct_arguments`); such a parameter is a pointer to the struct."""
+    width: int = 1
+    """`enzyme_width`: forward mode's directions at once (each shadow and tangent given `width` times)."""
     split: SplitCall | None = None
     """A split-mode call: where it passes the tape and the result's differential."""
     pointer_outputs: bool = False

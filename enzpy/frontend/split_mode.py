@@ -134,8 +134,8 @@ def call_augmented(builder: Builder, augmented: core.Function, block: core.Value
             builder.store(constant_int(I64, 0), field(builder, block, offset + 8 * word))
     if result.is_float:
         builder.store(constant_float(result, 0.0), field(builder, block, RESULT_SHADOW))
-        shadows = {0: field(builder, block, RESULT_SHADOW), **shadows}
-    operands = [field(builder, block, RESULT), *primals, *(shadows[i] for i in duplicated),
+        shadows = {0: [field(builder, block, RESULT_SHADOW)], **shadows}
+    operands = [field(builder, block, RESULT), *primals, *(shadows[i][0] for i in duplicated),
                 field(builder, block, FRAME), field(builder, block, TAPE), field(builder, block, LOG)]
     builder.call(augmented, operands)
 
@@ -210,7 +210,7 @@ def build_split_interfaces(module: core.Module, primal: core.Function, requests,
             seed = arguments[split.seed] if split.seed is not None else None
             if seed is not None and seed.type != result:
                 seed = builder.cast("fptrunc" if seed.type.width > result.width else "fpext", seed, result)
-            call_reverse(builder, reverse, block, [actives[i] for i in active], seed, result, owned)
+            call_reverse(builder, reverse, block, [actives[i][0] for i in active], seed, result, owned)
             return_values(builder, [builder.load(ty, slot) for slot, ty in outputs], request, None)
         interfaces.append(interface)
     return interfaces

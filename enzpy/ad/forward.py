@@ -119,7 +119,9 @@ class _ForwardBuilder:
         extra = iter(function.arguments[len(primal.arguments):])
         for index in spec.duplicated:
             for lane in self.lanes:
-                self.shadow_of[lane][function.arguments[index]] = next(extra)
+                # The shadow of a `restrict` array is as distinct as the array (Enzyme's convention).
+                self.shadow_of[lane][function.arguments[index]] = shadow = next(extra)
+                shadow.attributes = function.arguments[index].attributes
         active_arguments = [function.arguments[i] for i in spec.active]
         for argument in active_arguments:
             for lane in self.lanes:

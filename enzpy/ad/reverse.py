@@ -175,7 +175,9 @@ class _ReverseBuilder:
         self.forward_blocks = self._prepare_control_flow()
         extra = iter(function.arguments[len(primal.arguments):])
         for index in spec.duplicated:
-            self.shadow_of[function.arguments[index]] = next(extra)
+            self.shadow_of[function.arguments[index]] = shadow = next(extra)
+            # The shadow of a `restrict` array is as distinct as the array (Enzyme's convention).
+            shadow.attributes = function.arguments[index].attributes
         # Arrays of floats; a struct (C, passed by value) holds its other fields where they lie.
         self.float_arguments = {function.arguments[i] for i in spec.duplicated} - {
             function.arguments[i] for i, ty in zip(spec.duplicated, spec.duplicated_types)
@@ -223,14 +225,15 @@ class _ReverseBuilder:
         self.owned_adds = OwnedAdds(self.module, function, function.arguments[5], entry) \
             if spec.atomic_adjoints and LOOP_PREFIX in primal.name else None
         self.selected_values = self._values_feeding_selects()
+        # C heap blocks allocated once and freed by the function stay alive until the reverse sweep
+        # reaches their allocation, as numba's buffers do (below): their frees move there.
+        self.kept_heap_blocks = kept_heap_blocks(self.forward_blocks, self._blocks_run_once())
+        for free in (f for frees in self.kept_heap_blocks.values() for f in frees):
+            free.parent.instructions.remove(free)
         self.original_instructions = {b: list(b.instructions) for b in self.forward_blocks}
         # Kernel-allocated buffers stay alive until the reverse sweep reaches their allocation.
         self.retained = {i for b in self.forward_blocks for i in b.instructions
                          if allocation_rule(i) is not None and allocation_rule(i).returns_meminfo}
-        # So do C heap blocks allocated once and freed by the function: their frees move there.
-        self.kept_heap_blocks = kept_heap_blocks(self.forward_blocks, self._blocks_run_once())
-        for free in (f for frees in self.kept_heap_blocks.values() for f in frees):
-            free.parent.instructions.remove(free)
         overwrites = OverwriteAnalysis(self.forward_blocks, self.original_instructions, spec.distinct_arguments,
                                        private_arguments(function, spec.private_parameters),
                                        frozenset(() if spec.caller_continues else self.retained)

@@ -56,7 +56,8 @@ SIZES = {
     "full": {"gmm": [(2, 5, 1000), (10, 25, 1000), (64, 10, 1000)], "lstm": [(2, 1024), (4, 4096)],
              "ba": ["ba1", "ba3"]},
 }
-COLUMNS = ("C primal", "numba primal", "C gradient", "numba gradient")
+COLUMNS = ("C primal", "numba primal", "C gradient", "numba gradient", "numba per-observation gradient")
+"""The last: BA only, the C path's per-observation form through enzpy.autodiff inside njit code."""
 
 double_p, int_p, c_int, c_double = (ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_int),
                                     ctypes.c_int, ctypes.c_double)
@@ -211,6 +212,17 @@ def measure(program: str, instance, libraries: dict, plan) -> dict:
     except Exception as error:           # one broken column, not the run's end
         result["numba gradient"] = short_reason(error)
         numba_gradient = None
+    if program == "ba" and numba_gradient is not None:
+        from .ba_per_observation import per_observation_contender
+
+        per_observation = per_observation_contender(instance)
+        print(f"{where}: numba path per observation, first call (compile)", file=sys.stderr, flush=True)
+        _, blocks = first_call(per_observation.call)
+        difference = relative_difference(per_observation.gradient_of(blocks), numba_gradient)
+        if difference <= AGREEMENT_TOLERANCE:
+            calls["numba per-observation gradient"] = per_observation.call
+        else:
+            result["numba per-observation gradient"] = f"differs from the sweeps' (relative {difference:.1e})"
     if "C gradient" in calls and numba_gradient is not None:
         difference = relative_difference(calls["C gradient"](), numba_gradient)
         if not difference <= AGREEMENT_TOLERANCE:
@@ -238,7 +250,7 @@ def ratio(result: dict, top: str, bottom: str) -> float | None:
 
 def table(rows: list[tuple[object, dict]]) -> tuple[str, list[str]]:
     lines = ["| problem | size | " + " | ".join(f"{c} ms" for c in COLUMNS)
-             + " | C / numba primal | C / numba gradient | within 1.1x |", "|---|---|" + "---:|" * 6 + "---|"]
+             + " | C / numba primal | C / numba gradient | within 1.1x |", "|---|---|" + "---:|" * 7 + "---|"]
     reasons: list[str] = []
     for instance, result in rows:
         cells = []
@@ -327,7 +339,9 @@ def main(argv: list[str] | None = None) -> int:
             f"tests/adbench/objectives.py's kernels, as `python -m benchmarks` times it. Same arrays for both. "
             f"Ratios are time ratios: below 1 the C path is faster. BA's gradient columns compute the Jacobian's "
             f"non-zeros: the C path with 3 reverse calls per observation (Enzyme's ADBench port), the numba path "
-            f"with 3 sweeps over all observations.\n\n{text}\n\n" + "\n".join(reasons)
+            f"with 3 sweeps over all observations, and (numba per-observation) with the C path's algorithm: "
+            f"3 calls of enzpy.autodiff per observation inside njit code on length-1 slices "
+            f"(benchmarks/ba_per_observation.py).\n\n{text}\n\n" + "\n".join(reasons)
             + ("\n\n" if reasons else "") + verdict(rows) + "\n")
     print(body)
     arguments.output.mkdir(parents=True, exist_ok=True)

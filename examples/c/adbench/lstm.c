@@ -61,7 +61,9 @@ static void lstm_predict(int l, int b, const double *w, const double *w2, double
     for (int i = 0; i < b; i++) x2[i] = xp[i] * w2[b + i] + w2[2 * b + i];
 }
 
-void lstm_objective(int l, int c, int b, const double *main_params, const double *extra_params, double *state,
+/* `restrict` on what the objective writes (the state, updated in place, and the loss): they overlap
+ * no parameter, so the reverse sweep may re-read the parameters instead of taping every load. */
+void lstm_objective(int l, int c, int b, const double *main_params, const double *extra_params, double *restrict state,
                     const double *sequence, double *restrict loss) {
     double total = 0.0;
     int count = 0;

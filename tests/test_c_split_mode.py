@@ -1,11 +1,7 @@
-"""Enzyme's split reverse mode in C (frontend/split_mode.py): __enzyme_augmentfwd, __enzyme_reverse,
-__enzyme_augmentsize.
+"""Mistakes in split-mode calls (frontend/split_mode.py) are errors naming them.
 
-examples/c/split_mode.c is a ctest at -O0 and -O2; here it runs at every
-level and under AddressSanitizer (each tape is freed once, by the reverse
-call, or left to the program when it owns the memory). The program compares
-a time loop reversed step by step with the combined gradient of the whole
-loop, and the scalar cases with finite differences.
+examples/c/split_mode.c (a time loop reversed step by step against the
+combined gradient, tape memory the program owns) runs in tests/test_c_examples.py.
 """
 
 from __future__ import annotations
@@ -15,27 +11,7 @@ import subprocess
 import pytest
 
 from enzpy.cli import main
-from tests.test_c_frontend import CLANG, EXAMPLES, PRELUDE, build_and_run, needs_clang
-from tests.test_c_heap import run_under_sanitizer, sanitizer_links
-
-SPLIT = (EXAMPLES / "split_mode.c").read_text().replace('#include "enzyme.h"', (EXAMPLES / "enzyme.h").read_text())
-CHECKS = 14
-
-
-@needs_clang
-@pytest.mark.parametrize("level", ["-O0", "-O1", "-O2", "-O3"])
-def test_split_mode_matches_the_combined_gradient(tmp_path, level):
-    finished = build_and_run(tmp_path, SPLIT, level)
-    assert finished.stdout.count(" ok\n") == CHECKS, finished.stdout
-
-
-@needs_clang
-@pytest.mark.skipif(not sanitizer_links(), reason="clang cannot link AddressSanitizer's runtime here")
-@pytest.mark.parametrize("level", ["-O0", "-O2"])
-def test_split_mode_frees_each_tape_once(tmp_path, level):
-    finished = run_under_sanitizer(tmp_path, SPLIT, level)
-    assert finished.stdout.count(" ok\n") == CHECKS, finished.stdout
-
+from tests.test_c_frontend import CLANG, PRELUDE, needs_clang
 
 DECLARATIONS = r"""
 extern int enzyme_allocated, enzyme_tape;

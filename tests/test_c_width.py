@@ -1,8 +1,4 @@
-"""`enzyme_width`: vector forward mode through Enzyme's C interface (ForwardSpec.width).
-
-examples/c/width.c is a ctest at -O0 and -O2; here it runs at every level.
-Each lane is checked against a width-1 call or central finite differences.
-"""
+"""`enzyme_width` mistakes are errors naming them (examples/c/width.c runs in tests/test_c_examples.py)."""
 
 from __future__ import annotations
 
@@ -11,17 +7,7 @@ import subprocess
 import pytest
 
 from enzpy.cli import main
-from tests.test_c_frontend import CLANG, EXAMPLES, PRELUDE, build_and_run, needs_clang
-
-WIDTH = (EXAMPLES / "width.c").read_text().replace('#include "enzyme.h"', (EXAMPLES / "enzyme.h").read_text())
-
-
-@needs_clang
-@pytest.mark.parametrize("level", ["-O0", "-O1", "-O2", "-O3"])
-def test_three_directions_in_one_call(tmp_path, level):
-    finished = build_and_run(tmp_path, WIDTH, level)
-    assert finished.stdout.count(" ok\n") == 18, finished.stdout
-
+from tests.test_c_frontend import CLANG, PRELUDE, needs_clang
 
 @needs_clang
 @pytest.mark.parametrize("call, expected", [

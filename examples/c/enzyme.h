@@ -28,4 +28,19 @@ static int check_close(const char *what, double derivative, double finite_differ
     return agree ? 0 : 1;
 }
 
+/* The failures of `gradient` against central differences of f(x, n) at x, one line per entry. */
+static int check_gradient(const char *what, double (*f)(const double *, int), const double *gradient,
+                          double *x, int n) {
+    int failures = 0;
+    double h = 1e-6;
+    for (int i = 0; i < n; i++) {
+        double saved = x[i];
+        x[i] = saved + h; double plus = f(x, n);
+        x[i] = saved - h; double minus = f(x, n);
+        x[i] = saved;
+        failures += check_close(what, gradient[i], (plus - minus) / (2 * h), 1e-6);
+    }
+    return failures;
+}
+
 #endif

@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
             f"Ratios are time ratios: below 1 the C path is faster. BA's gradient columns compute the Jacobian's "
             f"non-zeros: the C path with 3 reverse calls per observation (Enzyme's ADBench port), the numba path "
             f"with 3 sweeps over all observations, and (numba per-observation) with the C path's algorithm: "
-            f"3 calls of enzpy.autodiff per observation inside njit code on length-1 slices "
+            f"3 calls of enzpy.autodiff per observation inside njit code, on scalars "
             f"(benchmarks/ba_per_observation.py).\n\n{text}\n\n" + "\n".join(reasons)
             + ("\n\n" if reasons else "") + verdict(rows) + "\n")
     print(body)

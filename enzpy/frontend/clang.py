@@ -256,7 +256,7 @@ def _decode_calls(module_ref, index: ModuleText, call_lines) -> list:
         for line, instruction in zip(lines, instructions):
             decoded[line.number] = (caller, _decode_call(
                 module_ref, caller, instruction, [marker_of_argument(a, markers) for a in line.arguments],
-                index.lines, line.arguments))
+                index.lines, line.arguments, index.body(caller)))
     return [decoded[line.number] for line in call_lines]
 
 
@@ -354,7 +354,7 @@ def _check_activity(activity: str, ty: Type, mode: str, where: str) -> None:
 
 
 def _decode_call(module_ref, caller: str, call, markers: list[str | None], lines: list[str],
-                 argument_texts: list[str]):
+                 argument_texts: list[str], caller_body: list[str] = ()):
     """(Request, indices of the call's arguments the interface takes, marker names used).
 
     `markers[i]` names the marker global argument i loads (None for a value), `lines` is the module's
@@ -463,9 +463,48 @@ def _decode_call(module_ref, caller: str, call, markers: list[str | None], lines
     if position != len(operands):
         raise ForeignCodeError(f"{where}: {len(operands) - position} argument(s) more than @{target} takes")
     argument_types = tuple(parse_type_text(str(operands[i].type), named) for i in kept)
+    pointers = [llvm_text.argument_value(argument_texts[i], "ptr") for i in kept[1 if sret_type is not None else 0:]
+                if argument_texts[i].startswith("ptr ")]
     request = Request(target, entry, tuple(activities), argument_types, parse_type_text(str(call.type), named),
-                      sret_type, tuple(passing) if any(passing) else (), width, split_call)
+                      sret_type, tuple(passing) if any(passing) else (), _distinct_objects(pointers, caller_body), width,
+                      split_call)
     return request, kept, used
+
+
+_DEFINITION = re.compile(r"^\s*(%[-\w$.]+|%\"[^\"]*\") = (.*)$")
+_HEAP_CALL = re.compile(r"call .*@(malloc|calloc|_Znwm|_Znam)\(")
+
+
+def _distinct_objects(values: list[str], body: list[str]) -> bool:
+    """Whether each pointer value (`%4`, `@x`) the call passes points into an object of its own: a
+    stack array, a global or a heap block of the caller (read from its text), no two the same. C
+    cannot say so otherwise; the function's pointer parameters are then `noalias`."""
+    definitions = {}
+    for line in body:
+        if (match := _DEFINITION.match(line)) is not None:
+            definitions[match.group(1)] = match.group(2)
+    objects = []
+    for value in values:
+        found = None
+        for _ in range(16):                           # through getelementptr chains
+            if value.startswith("@"):
+                found = value
+                break
+            definition = definitions.get(value, "")
+            if definition.startswith("alloca ") or _HEAP_CALL.match(definition):
+                found = value
+                break
+            if definition.startswith("getelementptr "):
+                base = re.search(r"\bptr (%[-\w$.]+|@[-\w$.]+)", definition)
+                if base is None:
+                    break
+                value = base.group(1)
+                continue
+            break
+        if found is None:
+            return False
+        objects.append(found)
+    return bool(objects) and len(set(objects)) == len(objects)
 
 
 def _vector_width(argument: str, mode: str, where: str) -> int:
@@ -596,7 +635,10 @@ def generate_group(user_text: str, requests: list[Request], names: list[str], ex
             index.slice([request.function])))
     with parsed(source) as module_ref:
         function_type, llvm_function = _function_signature(module_ref, request.function)
-        restrict = frozenset(i for i, a in enumerate(llvm_function.arguments) if b"noalias" in a.attributes)
+        restrict = frozenset(i for i, a in enumerate(llvm_function.arguments)
+                             if b"noalias" in (attributes := list(a.attributes))
+                             or (request.distinct_pointers and str(a.type) == "ptr"
+                                 and not any(b"byval" in x for x in attributes)))
         source += adapter_text(adapter_name, request.function, function_type, request.passing, restrict)
     user_functions, user_globals = set(index.functions), set(index.globals)
     module = None

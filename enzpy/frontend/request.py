@@ -31,6 +31,9 @@ class Request:
     passing: tuple[StructPassing | None, ...] = ()
     """Per parameter of the adapter (empty: none): how a struct passed by value reaches the function
     (`struct_arguments`); such a parameter is a pointer to the struct."""
+    distinct_pointers: bool = False
+    """Every pointer the call passes points into an object of its own (a distinct stack array, global
+    or heap block of the caller): the function's pointer parameters are then `noalias`."""
     width: int = 1
     """`enzyme_width`: forward mode's directions at once (each shadow and tangent given `width` times)."""
     split: SplitCall | None = None

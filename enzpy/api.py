@@ -34,7 +34,7 @@ from .annotations import Active, Const, Duplicated, DuplicatedNoNeed  # noqa: F4
 from .aliasing import arrays_are_distinct, overlap_alike, shadow_like, shadows_like
 from .arguments import (annotated_arrays, copy_back, default_annotation, default_annotations,  # noqa: F401
                         default_kinds, float_return_type, float_type, gradients_of, primal_parameters,
-                        shadow_address)
+                        lane_shadows, shadow_address)
 from .messages import for_user
 from .selection import differentiated_positions, selected
 from .ad.forward import ForwardSpec, build_forward
@@ -252,11 +252,16 @@ class Differentiable:
 
         return value, pullback
 
-    def autodiff(self, *annotated_args, mode: str = "reverse", seed=1.0):
+    def autodiff(self, *annotated_args, mode: str = "reverse", seed=1.0, width: int | None = None):
         """Enzyme-style call.
 
         mode="reverse": returns the derivatives of the Active arguments, in
         order; Duplicated shadows accumulate adjoints (`seed` scales the result's).
+        With `width=k` (vector reverse mode, kernels returning a float or nothing)
+        k cotangents go through one forward and one reverse sweep: each
+        Duplicated shadow has a leading axis of k (lane j's shadow is shadow[j]),
+        `seed` is k numbers (one per lane), and each Active derivative is an
+        array of k.
         For a kernel that returns an array or a tuple, `seed` is the adjoint of
         the result: an array of its shape, or a tuple of the result's structure
         (None for a scalar leaf: 0).
@@ -292,6 +297,8 @@ class Differentiable:
             return self._autodiff_forward(annotated)
         if mode != "reverse":
             raise ValueError(f"mode must be 'reverse' or 'forward', not {mode!r}")
+        if width is not None:
+            return self._vector_reverse(annotated, seed, width)
         if isinstance(seed, (np.ndarray, tuple, list)):
             return_type = self._result_type([a.value for a in annotated])
             if not results.is_structured(return_type):
@@ -365,7 +372,8 @@ class Differentiable:
         the kernel writes, flattened and concatenated likewise, as functions
         of the inputs' values on entry. mode="auto" uses forward mode, `width`
         columns per sweep, when there are fewer inputs than outputs, and
-        reverse mode, one sweep per row, otherwise ("forward" / "reverse"
+        reverse mode, `width` rows per sweep (vector reverse mode; one row per
+        sweep where it does not apply), otherwise ("forward" / "reverse"
         force one). The arguments are not modified (the kernel runs on copies).
 
         >>> import numpy as np
@@ -452,15 +460,15 @@ class Differentiable:
 
     _default_annotation = staticmethod(default_annotation)
 
-    def _gradient_for(self, annotated, distinct: bool) -> _Gradient:
+    def _gradient_for(self, annotated, distinct: bool, width: int = 1) -> _Gradient:
         """The compiled gradient for these argument types and annotations (compiled once)."""
         primal_args = tuple(a.value for a in annotated)
         types = tuple(self._type_key(a) for a in primal_args)
         kinds = tuple(type(a).__name__ for a in annotated)
-        key = (types, kinds, distinct)
+        key = (types, kinds, distinct) if width == 1 else (types, kinds, distinct, width)
         gradient = self._gradients.get(key)
         if gradient is None:
-            gradient = self._compile(primal_args, tuple(type(a) for a in annotated), distinct)
+            gradient = self._compile(primal_args, tuple(type(a) for a in annotated), distinct, width=width)
             self._gradients[key] = gradient
         return gradient
 
@@ -470,7 +478,21 @@ class Differentiable:
         copy_back(copied_back)
         return value, [output[0].item() for output in active_outputs]
 
-    def bound_reverse(self, annotated, seed, distinct: bool | None = None):
+    def _vector_reverse(self, annotated, seed, width) -> tuple:
+        if int(width) != width or width < 1:
+            raise ValueError(f"width must be a positive integer, got {width!r}")
+        width = int(width)
+        return_type = self._result_type([a.value for a in annotated])
+        if results.is_structured(return_type):
+            raise ValueError(f"width applies to kernels returning a float or nothing; {self.__name__!r} "
+                             f"returns {return_type} (give it output arrays as Duplicated arguments)")
+        seeds = np.broadcast_to(np.asarray(seed, dtype=np.float64), (width,))
+        gradient, parameters, copied_back, active_outputs = self.bound_reverse(annotated, seeds, width=width)
+        gradient.entry.call_raw(parameters)
+        copy_back(copied_back)
+        return tuple(output.copy() for output in active_outputs)
+
+    def bound_reverse(self, annotated, seed, distinct: bool | None = None, width: int = 1):
         """(compiled gradient, its exploded parameters, shadows copied back after the call, the
         Active outputs) for one reverse call; `enzpy.prepared` keeps them to call again."""
         given = annotated
@@ -479,23 +501,24 @@ class Differentiable:
         # Arrays that share memory get a gradient that never assumes one is unchanged by writes to another.
         if distinct is None:
             distinct = arrays_are_distinct(annotated_arrays(annotated))
-        if not distinct:
+        if not distinct and width == 1:
             self._check_aliased_shadows(annotated)
-        gradient = self._gradient_for(annotated, distinct)
+        gradient = self._gradient_for(annotated, distinct, width)
         convention = gradient.entry.convention
         parameters = primal_parameters(convention, primal_args)
         copied_back, active_outputs = [], []
         for index, annotation in enumerate(annotated):
             if isinstance(annotation, Duplicated):
-                parameters.append(shadow_address(convention.arguments[index], annotation.value, annotation.shadow,
-                                                 copied_back, role="shadow"))
+                parameters.extend(shadow_address(convention.arguments[index], annotation.value, lane_shadow,
+                                                 copied_back, role=role)
+                                  for lane_shadow, role in lane_shadows(annotation, width, convention.arguments[index]))
         for index, annotation in enumerate(annotated):
             if isinstance(annotation, Active):
-                output = np.zeros(1, dtype=convention.arguments[index].dtype)
+                output = np.zeros(width, dtype=convention.arguments[index].dtype)
                 active_outputs.append(output)
                 parameters.append(output.ctypes.data)
         if gradient.seeded:
-            parameters.append(float(seed))
+            parameters.extend([float(seed)] if width == 1 else [float(lane) for lane in seed])
         # The scratch shadows live as long as the call's other buffers; a pair of one array marks
         # them (copy_back skips them, enzpy.prepared zeroes them before each call).
         copied_back += [(a.shadow, a.shadow) for a, b in zip(annotated, given) if a is not b]
@@ -675,16 +698,17 @@ class Differentiable:
         copy_back(copied_back)
         return value, return_tangents
 
-    def _compile(self, primal_args, kinds, distinct_arguments: bool = False, types=None) -> _Gradient:
+    def _compile(self, primal_args, kinds, distinct_arguments: bool = False, types=None, width: int = 1) -> _Gradient:
         """`types`: numba types instead of argument values (a call from njit code, numba_calls.py)."""
-        key = self._disk_key("reverse", primal_args, types, kinds, distinct_arguments)
+        key = self._disk_key("reverse", primal_args, types, kinds,
+                             distinct_arguments if width == 1 else (distinct_arguments, width))
         stored = disk_cache.load(key) if key else None
         if stored is not None:
             entry, layout, text = stored
             return _Gradient(entry, *layout, text)
         captured = capture(self.dispatcher, args=primal_args, types=types)
         try:
-            module, gradient_function, spec = self.gradient_module(captured, kinds, distinct_arguments)
+            module, gradient_function, spec = self.gradient_module(captured, kinds, distinct_arguments, width)
         except DifferentiationError as error:
             raise DifferentiationError(for_user(str(error), self._where())) from None
         text = write_module(module)
@@ -778,7 +802,7 @@ class Differentiable:
             return self.gradient_module(captured, kinds)
         raise ValueError(f"mode must be 'reverse' or 'forward', not {mode!r}")
 
-    def gradient_module(self, captured, kinds: tuple[type, ...], distinct_arguments: bool = False):
+    def gradient_module(self, captured, kinds: tuple[type, ...], distinct_arguments: bool = False, width: int = 1):
         """(module with the gradient added, the gradient function, its ReverseSpec) for annotation kinds.
 
         `distinct_arguments`: the arrays passed do not overlap (see
@@ -787,10 +811,10 @@ class Differentiable:
         Python source line.
         """
         try:
-            return self._gradient_module(captured, kinds, distinct_arguments)
+            return self._gradient_module(captured, kinds, distinct_arguments, width)
         except DifferentiationError as error:
             raise with_source_location(error, lambda: self._gradient_module(
-                recapture_with_debug_info(captured), kinds, distinct_arguments)) from None
+                recapture_with_debug_info(captured), kinds, distinct_arguments, width)) from None
 
     def tangent_module(self, captured, kinds: tuple[type, ...], width: int = 1):
         """(module with the tangent function added, that function, its ForwardSpec) for annotation kinds.
@@ -805,7 +829,7 @@ class Differentiable:
             raise with_source_location(error, lambda: self._tangent_module(
                 recapture_with_debug_info(captured), kinds, width)) from None
 
-    def _gradient_module(self, captured, kinds: tuple[type, ...], distinct_arguments: bool):
+    def _gradient_module(self, captured, kinds: tuple[type, ...], distinct_arguments: bool, width: int = 1):
         convention = captured.convention
         check_kinds(convention, kinds, scalar_duplicated=False)
         module = optimize(to_ir(captured, tidy=self.optimize), "pre_ad" if self.optimize else "none")
@@ -821,8 +845,12 @@ class Differentiable:
             duplicated_types=tuple(float_type(a.dtype) for a in duplicated),
             distinct_arguments=distinct_arguments,
             minimize_cache=self.cache_minimization,
-            loose_types=self.loose_types)
+            loose_types=self.loose_types,
+            width=width)
         primal = module.functions[convention.entry]
+        if width > 1 and mpi_routines_in(module):
+            raise DifferentiationError(f"vector reverse mode (width {width}) of a kernel that communicates "
+                                       "(MPI) is not supported; use width=1")
         # Whether the result is the same on every rank, before the AD changes the primal (MPI only).
         replicated = bool(mpi_routines_in(module)) and replicated_result(primal)
         gradient = build_reverse(module, primal, spec, "enzpy.reverse." + convention.entry)

@@ -67,6 +67,19 @@ def shadow_address(spec, value: np.ndarray, shadow, copied_back: list, role: str
     return shadow.ctypes.data
 
 
+def lane_shadows(annotation, width: int, spec) -> list[tuple[np.ndarray, str]]:
+    """(shadow, role) per lane of a Duplicated argument: the shadow itself, or with `width` > 1
+    (vector reverse mode) the k arrays along its leading axis."""
+    if width == 1:
+        return [(annotation.shadow, "shadow")]
+    shadow, value = annotation.shadow, annotation.value
+    if not isinstance(shadow, np.ndarray) or shadow.shape != (width, *np.shape(value)):
+        raise ValueError(f"shadow of argument {spec.position} ({spec.name!r}) must be an array of shape "
+                         f"{(width, *np.shape(value))} with width={width} (one shadow per lane), got "
+                         f"{getattr(shadow, 'shape', type(shadow).__name__)}")
+    return [(shadow[lane], f"shadow (lane {lane})") for lane in range(width)]
+
+
 def copy_back(copied_back: list) -> None:
     for shadow, laid_out in copied_back:
         if shadow is not laid_out:

@@ -4,7 +4,8 @@
 float return value, the float leaves of an array or tuple result, or else
 the float arrays the kernel writes), columns the
 inputs (`wrt`), both flattened in C order and concatenated in argument order.
-Forward mode fills `width` columns per sweep, reverse mode one row per sweep;
+Forward mode fills `width` columns per sweep, reverse mode `width` rows per sweep (vector
+reverse mode; one row per sweep for kernels it does not cover);
 "auto" takes forward when there are fewer columns than rows.
 
 Every float array is given a shadow in both modes, whether it is an input,
@@ -18,8 +19,8 @@ import numpy as np
 from numba.core import types as numba_types
 
 from . import results
-from .aliasing import shadow_like
 from .annotations import Active, Const, Duplicated
+from .errors import DifferentiationError
 from .selection import differentiated_positions
 
 
@@ -56,7 +57,7 @@ def jacobian(differentiable, args, wrt=None, mode: str = "auto", width: int = 8)
     if mode == "forward":
         return _forward_jacobian(differentiable, args, inputs, outputs, rows, columns, is_float_array, width)
     if mode == "reverse":
-        return _reverse_jacobian(differentiable, args, inputs, outputs, rows, columns, is_float_array)
+        return _reverse_jacobian(differentiable, args, inputs, outputs, rows, columns, is_float_array, width)
     raise ValueError(f"mode must be 'auto', 'forward' or 'reverse', not {mode!r}")
 
 
@@ -99,31 +100,55 @@ def _forward_jacobian(differentiable, args, inputs, outputs, rows, columns, is_f
     return matrix
 
 
-def _reverse_jacobian(differentiable, args, inputs, outputs, rows, columns, is_float_array):
+def _reverse_jacobian(differentiable, args, inputs, outputs, rows, columns, is_float_array, width=8):
+    """Rows `width` at a time: vector reverse mode carries `width` cotangents through one forward and
+    one reverse sweep (kernels it does not cover fall back to one sweep per row)."""
     matrix = np.zeros((rows, columns))
     # Row r is position `offset` inside output argument `argument` (None: the return value).
     row_owner = [(i, offset) for i in outputs for offset in range(args[i].size)] or [(None, 0)]
-    for row, (owner, offset) in enumerate(row_owner):
-        annotated = []
-        for index, value in enumerate(_copies(args)):
-            if is_float_array[index]:
-                shadow = shadow_like(value)
-                if index == owner:
-                    shadow[np.unravel_index(offset, value.shape)] = 1.0
-                annotated.append(Duplicated(value, shadow))
-            elif index in inputs:
-                annotated.append(Active(value))
-            else:
-                annotated.append(Const(value))
-        active = iter(differentiable.autodiff(*annotated, seed=1.0 if owner is None else 0.0))
-        pieces = []
-        for index, annotation in enumerate(annotated):
-            if isinstance(annotation, Active):
-                derivative = next(active)
-                if index in inputs:
-                    pieces.append((index, np.array([derivative])))
-            elif isinstance(annotation, Duplicated) and index in inputs:
-                pieces.append((index, np.asarray(annotation.shadow, dtype=np.float64).ravel()))
-        order = {index: position for position, index in enumerate(inputs)}
-        matrix[row] = np.concatenate([piece for _, piece in sorted(pieces, key=lambda p: order[p[0]])])
+    width = max(1, min(width, len(row_owner)))
+    first = 0
+    while first < len(row_owner):
+        chunk = row_owner[first:first + width]
+        try:
+            matrix[first:first + len(chunk)] = _reverse_rows(differentiable, args, inputs, chunk, is_float_array,
+                                                             width)[:len(chunk)]
+        except DifferentiationError as error:
+            if width == 1 or "vector reverse mode" not in str(error):
+                raise
+            width = 1                              # not covered by lanes: one row per sweep from here on
+            continue
+        first += len(chunk)
     return matrix
+
+
+def _reverse_rows(differentiable, args, inputs, chunk, is_float_array, width) -> np.ndarray:
+    """The Jacobian rows `chunk` ((argument or None, offset) each, padded to `width` lanes with zero
+    cotangents) from one reverse call."""
+    annotated = []
+    for index, value in enumerate(_copies(args)):
+        if is_float_array[index]:
+            shadow = np.zeros((width, *value.shape), dtype=value.dtype)
+            for lane, (owner, offset) in enumerate(chunk):
+                if index == owner:
+                    shadow[(lane, *np.unravel_index(offset, value.shape))] = 1.0
+            annotated.append(Duplicated(value, shadow if width > 1 else shadow[0]))
+        elif index in inputs:
+            annotated.append(Active(value))
+        else:
+            annotated.append(Const(value))
+    seeds = [1.0 if owner is None else 0.0 for owner, _ in chunk] + [0.0] * (width - len(chunk))
+    if width == 1:
+        active = iter(np.array([d]) for d in differentiable.autodiff(*annotated, seed=seeds[0]))
+    else:
+        active = iter(differentiable.autodiff(*annotated, seed=seeds, width=width))
+    pieces = []
+    for index, annotation in enumerate(annotated):
+        if isinstance(annotation, Active):
+            derivative = next(active)
+            if index in inputs:
+                pieces.append((index, np.asarray(derivative, dtype=np.float64).reshape(width, 1)))
+        elif isinstance(annotation, Duplicated) and index in inputs:
+            pieces.append((index, np.asarray(annotation.shadow, dtype=np.float64).reshape(width, -1)))
+    order = {index: position for position, index in enumerate(inputs)}
+    return np.concatenate([piece for _, piece in sorted(pieces, key=lambda p: order[p[0]])], axis=1)

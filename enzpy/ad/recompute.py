@@ -80,11 +80,13 @@ class ReverseValues:
     """Forward values inside the reverse code of one block at a time (see the module docstring)."""
 
     def __init__(self, module: core.Module, loops: LoopInfo, once_blocks: set[core.Block],
-                 shadow_of: dict[core.Value, core.Value], tape: Tape, counters: dict[Loop, core.Phi],
+                 shadow_of: dict[core.Value, core.Value] | list[dict], tape: Tape, counters: dict[Loop, core.Phi],
                  iteration_slots: dict[Loop, core.Value], overwrites: OverwriteAnalysis,
                  entry_block: core.Block, minimize: bool = True):
         self.module, self.loops, self.once_blocks = module, loops, once_blocks
-        self.shadow_of, self.tape = shadow_of, tape
+        # One dict of shadows per lane (vector reverse mode, ad/lanes.py), or the one dict.
+        self.shadow_lanes = shadow_of if isinstance(shadow_of, list) else [shadow_of]
+        self.shadow_of, self.tape = self.shadow_lanes[0], tape
         self.counter_loop = {phi: loop for loop, phi in counters.items()}
         self.iteration_slots, self.overwrites = iteration_slots, overwrites
         self.inductions = self._find_inductions(counters)
@@ -114,9 +116,11 @@ class ReverseValues:
         """`value` as computed by the forward sweep in the execution being reversed."""
         return self._emit(builder, value, shadow=False)
 
-    def shadow(self, builder: Builder, pointer: core.Value) -> core.Value:
-        """The shadow of forward pointer `pointer`, likewise."""
-        return self._emit(builder, pointer, shadow=True)
+    def shadow(self, builder: Builder, pointer: core.Value, lane: int = 0) -> core.Value:
+        """The shadow of forward pointer `pointer` (lane `lane`'s, in vector reverse mode), likewise.
+
+        Internally `shadow` is False for a primal value and 1 + the lane for a shadow (True is lane 0's)."""
+        return self._emit(builder, pointer, shadow=lane + 1)
 
     def iteration(self, builder: Builder, loop: Loop) -> core.Value:
         return builder.load(I64, self.iteration_slots[loop], "iteration")
@@ -131,7 +135,7 @@ class ReverseValues:
         return self.plans[key]
 
     def _choose(self, value: core.Value, shadow: bool) -> tuple[int, str]:
-        target = self._shadow_target(value) if shadow else value
+        target = self._shadow_target(value, shadow) if shadow else value
         if isinstance(value, core.Instruction) and points_into_list(value, self.list_meminfos):
             return self._choose_list_pointer(value, shadow)      # even one made once may dangle
         if self._available(target):
@@ -198,10 +202,10 @@ class ReverseValues:
                 leaves.append(value)
         return leaves
 
-    def _shadow_target(self, value: core.Value) -> core.Value:
+    def _shadow_target(self, value: core.Value, shadow: int = 1) -> core.Value:
         if isinstance(value, (core.ConstantNull, core.Undef, core.Poison)):
             return value
-        return self.shadow_of[value]
+        return self.shadow_lanes[shadow - 1][value]
 
     def _available(self, value: core.Value) -> bool:
         if isinstance(value, (core.Constant, core.Argument)):
@@ -222,13 +226,13 @@ class ReverseValues:
                 return [(o, False) for o in value.operands]
             return None
         if isinstance(value, core.GetElementPtr):
-            return [(value.operands[0], True)] + [(o, False) for o in value.operands[1:]]
+            return [(value.operands[0], shadow)] + [(o, False) for o in value.operands[1:]]
         if isinstance(value, core.Cast) and value.type.is_pointer:
-            return [(value.operands[0], True)]
+            return [(value.operands[0], shadow)]
         if isinstance(value, core.Select):
-            return [(value.operands[0], False), (value.operands[1], True), (value.operands[2], True)]
+            return [(value.operands[0], False), (value.operands[1], shadow), (value.operands[2], shadow)]
         if isinstance(value, core.ExtractValue):
-            return [(value.operands[0], True)]
+            return [(value.operands[0], shadow)]
         return None
 
     # -- emission
@@ -240,7 +244,7 @@ class ReverseValues:
         _, source = self._plan(value, shadow)
         self.decisions.append(Decision(self.block, value, shadow, source))
         if source == "available":
-            result = self._shadow_target(value) if shadow else value
+            result = self._shadow_target(value, shadow) if shadow else value
         elif source == "counter":
             result = self.iteration(builder, self.counter_loop[value])
         elif source == "trip count":
@@ -262,10 +266,10 @@ class ReverseValues:
             result.name = (f"shadow.{value.name}" if shadow else value.name) + ".reloaded"
             builder.insert(result)
         elif source == "stored":
-            result = builder.load(value.type, self._slot_after_definition(self._shadow_target(value) if shadow
+            result = builder.load(value.type, self._slot_after_definition(self._shadow_target(value, shadow) if shadow
                                                                           else value))
         else:
-            result = self._cache(self._shadow_target(value) if shadow else value)
+            result = self._cache(self._shadow_target(value, shadow) if shadow else value)
         self.emitted[key] = result
         return result
 
@@ -291,21 +295,21 @@ class ReverseValues:
             return builder.insert(clone)
         name = f"shadow.{value.name}.recomputed" if value.name else "shadow.recomputed"
         if is_base_pointer(value):
-            return shadow_base_pointer(builder, value, self._emit(builder, value.operands[0], True))
+            return shadow_base_pointer(builder, value, self._emit(builder, value.operands[0], shadow))
         if isinstance(value, core.GetElementPtr):
-            result = builder.gep(value.source_type, self._emit(builder, value.operands[0], True),
+            result = builder.gep(value.source_type, self._emit(builder, value.operands[0], shadow),
                                  [self._emit(builder, o, False) for o in value.operands[1:]], name)
             result.flags = value.flags
             return result
         if isinstance(value, core.Cast):
-            return builder.cast(value.opcode, self._emit(builder, value.operands[0], True), value.type, name)
+            return builder.cast(value.opcode, self._emit(builder, value.operands[0], shadow), value.type, name)
         if isinstance(value, core.Select):
             return builder.select(self._emit(builder, value.operands[0], False),
-                                  self._emit(builder, value.operands[1], True),
-                                  self._emit(builder, value.operands[2], True), name)
+                                  self._emit(builder, value.operands[1], shadow),
+                                  self._emit(builder, value.operands[2], shadow), name)
         return builder.insert(core.ExtractValue(type=value.type, name=name, opcode="extractvalue",
                                                 indices=value.indices,
-                                                operands=[self._emit(builder, value.operands[0], True)]))
+                                                operands=[self._emit(builder, value.operands[0], shadow)]))
 
     def _slot_after_definition(self, forward_value: core.Instruction) -> core.Value:
         """A stack slot the forward sweep stores `forward_value` into right after computing it."""

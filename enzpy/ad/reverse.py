@@ -39,12 +39,14 @@ from ..errors import DifferentiationError
 from ..ir import core
 from ..ir.builder import Builder, constant_float, constant_int
 from ..ir.clone import clone_body
-from ..ir.types import I1, I8, I32, I64, PTR, VOID, ArrayType, FunctionType, StructType, Type
+from ..ir.types import I1, I8, I32, I64, PTR, VOID, ArrayType, FunctionType, StructType, Type, VectorType
 from ..rules import typed_lists
 from ..rules.calls import allocation_rule, is_memset, memory_call_rule, transfer_adjoint_function
 from ..rules.heap import kept_heap_blocks
+from ..rules.lists import reallocation_rule
 from ..rules.registry import scalar_rule
 from .calls import operand_seeds, result_slots, reverse_calls, without
+from .lanes import adjoint_type, broadcast, gathered, lane_of
 from .memory_calls import ForwardMemoryCall, OperandCopies, active_arrays
 from .recompute import ReverseValues
 from .shadows import check_supported, fill_shadow_phi, make_shadow, memory_roots, stores_zero_bits
@@ -89,6 +91,10 @@ class ReverseSpec:
     """With `atomic_adjoints`: pointer parameters whose memory no other thread adds into at the same
     time (a CUDA block's shared memory when the block runs on one CPU thread; an array every thread
     reads only at its own index: cuda/compile.py), so plain adds do."""
+    width: int = 1
+    """Cotangents carried at once (vector reverse mode, `ad/lanes.py`): each duplicated parameter
+    gets `width` shadow pointers, each active output points at `width` values, a float result takes
+    `width` seeds."""
     thread_tapes: bool = False
     """A CUDA thread's gradient, one of many at once: its tapes start small and keep to themselves (ad/tape.py)."""
 
@@ -139,15 +145,16 @@ class _ReverseBuilder:
         self.non_atomic_adjoints: list[str] = []
         params = list(primal.function_type.params)
         names = [a.name for a in primal.arguments]
+        self.width = spec.width
         for index in spec.duplicated:
-            params.append(PTR)
-            names.append(f"shadow.{names[index]}")
+            params.extend(PTR for _ in range(self.width))
+            names.extend(f"shadow.{names[index]}" + (f".{lane}" if lane else "") for lane in range(self.width))
         for index in spec.active:
             params.append(PTR)
             names.append(f"adjoint.{names[index]}")
         if spec.return_type is not None:
-            params.append(spec.return_type)
-            names.append("seed")
+            params.extend(spec.return_type for _ in range(self.width))
+            names.extend("seed" + (f".{lane}" if lane else "") for lane in range(self.width))
         if spec.caller_continues:
             params, names = params + [PTR, PTR], names + ["tape", "allocation.log"]
         self.function = core.Function(name, FunctionType(I32, tuple(params)), names)
@@ -157,6 +164,8 @@ class _ReverseBuilder:
         self.function.linkage = ""
         module.add_function(self.function)
         self.shadow_of: dict[core.Value, core.Value] = {}
+        self.shadow_lanes = [self.shadow_of] + [{} for _ in range(self.width - 1)]
+        """Each lane's shadows (lane 0's is `shadow_of`)."""
         self.adjoint_slot: dict[core.Value, core.Value] = {}
         self.transfer_kind: dict[core.Instruction, Type | None] = {}
         self.returning_blocks: list[core.Block] = []
@@ -175,19 +184,20 @@ class _ReverseBuilder:
         self.forward_blocks = self._prepare_control_flow()
         extra = iter(function.arguments[len(primal.arguments):])
         for index in spec.duplicated:
-            self.shadow_of[function.arguments[index]] = shadow = next(extra)
-            # The shadow of a `restrict` array is as distinct as the array (Enzyme's convention).
-            shadow.attributes = function.arguments[index].attributes
+            for lanes in self.shadow_lanes:
+                lanes[function.arguments[index]] = shadow = next(extra)
+                # The shadow of a `restrict` array is as distinct as the array (Enzyme's convention).
+                shadow.attributes = function.arguments[index].attributes
         # Arrays of floats; a struct (C, passed by value) holds its other fields where they lie.
         self.float_arguments = {function.arguments[i] for i in spec.duplicated} - {
             function.arguments[i] for i, ty in zip(spec.duplicated, spec.duplicated_types)
             if isinstance(ty, StructType)}
         self.active_outputs = [(function.arguments[i], next(extra)) for i in spec.active]
-        seed = next(extra) if spec.return_type is not None else None
         retptr = function.arguments[0]
-        if seed is not None:
-            self.shadow_of[retptr] = builder.alloca(spec.return_type, "shadow.retptr")
-            builder.store(seed, self.shadow_of[retptr])
+        if spec.return_type is not None:
+            for lane, lanes in enumerate(self.shadow_lanes):
+                lanes[retptr] = builder.alloca(spec.return_type, "shadow.retptr" + (f".{lane}" if lane else ""))
+                builder.store(next(extra), lanes[retptr])
         self.types = analyze_types(function, {**parameter_seeds(
             function, dict(zip(spec.duplicated, spec.duplicated_types)), spec.return_type),
             **operand_seeds(self.forward_blocks),
@@ -214,9 +224,12 @@ class _ReverseBuilder:
         self.return_slot = builder.alloca(I64, "returned.from")
         self.iteration_slots = {loop: builder.alloca(I64, f"iteration.{loop.header.name}")
                                 for loop in self.loops.loops}
+        if self.width > 1:
+            self._refuse_without_lanes()
         for value in self._active_values():
-            slot = builder.alloca(value.type, f"adjoint.{value.name}" if value.name else "adjoint")
-            builder.store(_empty_adjoint(value.type), slot)
+            ty = adjoint_type(value.type, self.width)
+            slot = builder.alloca(ty, f"adjoint.{value.name}" if value.name else "adjoint")
+            builder.store(_empty_adjoint(ty), slot)
             self.adjoint_slot[value] = slot
         builder.br(self.forward_entry)
         check_supported(without(self.forward_blocks, self.calls), self.activity, self.float_arguments, self._error,
@@ -242,7 +255,7 @@ class _ReverseBuilder:
                                             spec.minimize_cache)
         self._augment_forward()
         self.values = ReverseValues(
-            self.module, self.loops, self._blocks_run_once(), self.shadow_of, self.tape, self.counters,
+            self.module, self.loops, self._blocks_run_once(), self.shadow_lanes, self.tape, self.counters,
             self.iteration_slots, overwrites, self.entry_block, minimize=spec.minimize_cache)
         self._build_reverse_sweep()
         if not spec.caller_continues:
@@ -401,12 +414,13 @@ class _ReverseBuilder:
                     continue
                 builder = Builder(self.module).before_instruction(original[position + 1])
                 if instruction in self.activity.shadowed and instruction not in self.shadow_of:
-                    shadow = make_shadow(builder, instruction, self.shadow_of, self.entry_block, self._error,
-                                         self.activity.varied, self.primal.name)
-                    if isinstance(instruction, core.Phi):
-                        shadow_phis.append((instruction, shadow))
-                    if allocation_rule(instruction) is not None:
-                        self.allocation_log.record(builder, shadow, allocation_rule(instruction).shadow_release)
+                    for lanes in self.shadow_lanes:
+                        shadow = make_shadow(builder, instruction, lanes, self.entry_block, self._error,
+                                             self.activity.varied, self.primal.name)
+                        if isinstance(instruction, core.Phi):
+                            shadow_phis.append((instruction, shadow, lanes))
+                        if allocation_rule(instruction) is not None:
+                            self.allocation_log.record(builder, shadow, allocation_rule(instruction).shadow_release)
                 if self.owned_adds is not None and is_site(instruction, self.activity, self.shadow_of):
                     self.owned_adds.record(builder, instruction, self.shadow_of[instruction.operands[0]])
                 if instruction in self.calls:
@@ -421,7 +435,8 @@ class _ReverseBuilder:
                 if isinstance(instruction, core.Store):
                     value, pointer = instruction.operands
                     if value in self.activity.shadowed and pointer in self.activity.shadowed:
-                        builder.store(self.shadow_of[value], self.shadow_of[pointer], instruction.align)
+                        for lanes in self.shadow_lanes:
+                            builder.store(lanes[value], lanes[pointer], instruction.align)
                 if instruction in self.kept_heap_blocks:
                     self.allocation_log.record(builder, instruction, allocation_rule(instruction).shadow_release)
                 if instruction in self.retained:
@@ -430,8 +445,8 @@ class _ReverseBuilder:
                     builder.insert(core.AtomicRMW(type=I64, opcode="atomicrmw", operation="add", ordering="monotonic",
                                                   operands=[instruction, constant_int(I64, 1)], align=8))
                     self.allocation_log.record(builder, instruction, "NRT_MemInfo_release")
-        for phi, shadow in shadow_phis:
-            fill_shadow_phi(phi, shadow, self.shadow_of, self._error)
+        for phi, shadow, lanes in shadow_phis:
+            fill_shadow_phi(phi, shadow, lanes, self._error)
         self.came_from_slot: dict[core.Block, core.Value] = {}
         self.decided_by: dict[core.Block, tuple[core.Value, int, int]] = {}
         for block, came_from in self.came_from.items():
@@ -543,7 +558,9 @@ class _ReverseBuilder:
         builder.at_end(exit_block)
         for argument, output in self.active_outputs:
             if argument in self.adjoint_slot:
-                total = builder.fadd(builder.load(argument.type, output), self._take_adjoint(builder, argument))
+                # `width` values in a row: as a vector, the lanes' adjoints add in one go.
+                ty = adjoint_type(argument.type, self.width)
+                total = builder.fadd(builder.load(ty, output), self._take_adjoint(builder, argument))
                 builder.store(total, output)
         if not self.spec.caller_continues:
             self.tape.free(builder)
@@ -621,7 +638,13 @@ class _ReverseBuilder:
     def _reverse_instruction(self, builder: Builder, instruction: core.Instruction) -> None:
         activity, values = self.activity, self.values
         if isinstance(instruction, core.Load):
-            if activity.is_active(instruction):
+            if activity.is_active(instruction) and self.width > 1:
+                adjoint = self._take_adjoint(builder, instruction)
+                for lane in range(self.width):
+                    shadow = values.shadow(builder, instruction.operands[0], lane)
+                    old = builder.load(instruction.type, shadow, align=instruction.align)
+                    builder.store(_added(builder, old, lane_of(builder, adjoint, lane)), shadow, instruction.align)
+            elif activity.is_active(instruction):
                 adjoint = self._take_adjoint(builder, instruction)
                 shadow = values.shadow(builder, instruction.operands[0])
                 if self.owned_adds is not None and instruction in self.owned_adds.sites:
@@ -640,18 +663,22 @@ class _ReverseBuilder:
         elif isinstance(instruction, core.Store):
             value, pointer = instruction.operands
             if pointer in activity.shadowed and holds_floats(value.type):
-                shadow = values.shadow(builder, pointer)
+                shadows = [values.shadow(builder, pointer, lane) for lane in range(self.width)]
                 if activity.is_active(value):
-                    self._add_adjoint(builder, value, builder.load(value.type, shadow, align=instruction.align))
-                builder.store(_zero_memory(value.type), shadow, instruction.align)
+                    stored = [builder.load(value.type, shadow, align=instruction.align) for shadow in shadows]
+                    self._add_adjoint(builder, value, stored[0] if self.width == 1 else gathered(builder, stored))
+                for shadow in shadows:
+                    builder.store(_zero_memory(value.type), shadow, instruction.align)
             elif pointer in activity.shadowed and stores_zero_bits(instruction) \
                     and getattr(self.types.held_at(pointer), "kind", None) == "float":
-                builder.store(value, values.shadow(builder, pointer), instruction.align)
+                for lane in range(self.width):
+                    builder.store(value, values.shadow(builder, pointer, lane), instruction.align)
         elif isinstance(instruction, core.Call) and (instruction in activity.shadowed or instruction in self.retained
                                                      or instruction in self.kept_heap_blocks):
             if instruction in activity.shadowed and allocation_rule(instruction) is not None:
                 # (A list's reallocation has nothing to undo: its shadow goes with the shadow MemInfo.)
-                allocation_rule(instruction).free_shadow(builder, values.shadow(builder, instruction))
+                for lane in range(self.width):
+                    allocation_rule(instruction).free_shadow(builder, values.shadow(builder, instruction, lane))
             if instruction in self.kept_heap_blocks:
                 release = allocation_rule(instruction).shadow_release
                 builder.call(builder.declare(release, VOID, [PTR]), [values.value(builder, instruction)])
@@ -659,10 +686,11 @@ class _ReverseBuilder:
                 release = builder.declare("NRT_MemInfo_release", VOID, [PTR])
                 builder.call(release, [values.value(builder, instruction)])
         elif is_memset(instruction) and instruction.operands[0] in activity.shadowed:
-            shadow = values.shadow(builder, instruction.operands[0])
             length = values.value(builder, instruction.operands[2])
-            builder.call(instruction.callee, [shadow, constant_int(instruction.operands[1].type, 0), length,
-                                              instruction.operands[3]])
+            for lane in range(self.width):
+                shadow = values.shadow(builder, instruction.operands[0], lane)
+                builder.call(instruction.callee, [shadow, constant_int(instruction.operands[1].type, 0), length,
+                                                  instruction.operands[3]])
         elif instruction in self.calls:
             self.calls[instruction].reverse(builder, self)
         elif typed_lists.typed_list_operation(instruction) == typed_lists.APPEND \
@@ -678,16 +706,17 @@ class _ReverseBuilder:
             self.operand_copies.release(instruction, builder, values)
         elif self.transfer_kind.get(instruction) is not None:
             destination, source, length = instruction.operands[:3]
-            shadow_destination = values.shadow(builder, destination)
             length = values.value(builder, length)
-            if source in activity.shadowed:
-                if self.spec.atomic_adjoints:
-                    self.non_atomic_adjoints.append("a memory copy")
-                helper = transfer_adjoint_function(self.module, self.transfer_kind[instruction].kind)
-                builder.call(helper, [shadow_destination, values.shadow(builder, source), length])
-            else:                        # copied from constant memory: the old adjoint just dies
-                memset = builder.declare("llvm.memset.p0.i64", VOID, [PTR, I8, I64, I1])
-                builder.call(memset, [shadow_destination, constant_int(I8, 0), length, constant_int(I1, 0)])
+            for lane in range(self.width):
+                shadow_destination = values.shadow(builder, destination, lane)
+                if source in activity.shadowed:
+                    if self.spec.atomic_adjoints:
+                        self.non_atomic_adjoints.append("a memory copy")
+                    helper = transfer_adjoint_function(self.module, self.transfer_kind[instruction].kind)
+                    builder.call(helper, [shadow_destination, values.shadow(builder, source, lane), length])
+                else:                        # copied from constant memory: the old adjoint just dies
+                    memset = builder.declare("llvm.memset.p0.i64", VOID, [PTR, I8, I64, I1])
+                    builder.call(memset, [shadow_destination, constant_int(I8, 0), length, constant_int(I1, 0)])
         elif activity.is_active(instruction) and (not instruction.type.is_float or isinstance(
                 instruction, (core.InsertValue, core.ExtractValue))):
             self._reverse_aggregate(builder, instruction)
@@ -715,20 +744,24 @@ class _ReverseBuilder:
         for operand, partial in zip(instruction.operands, partials):
             if partial is None or operand not in self.adjoint_slot:
                 continue
+            zero = _zero_memory(adjoint.type)
             if rule.chooses:
                 # The operand returned takes the adjoint whole; the others take nothing
                 # (not 0 * adjoint, which is NaN for an infinite adjoint).
-                contribution = builder.select(partial, adjoint, constant_float(adjoint.type, 0.0))
+                contribution = builder.select(partial, adjoint, zero)
             else:
-                contribution = builder.fmul(partial, adjoint)
+                # The partial once, for every lane (ad/lanes.py).
+                contribution = builder.fmul(partial if self.width == 1 else broadcast(builder, partial, self.width),
+                                            adjoint)
             if instruction in self.selected_values and not rule.chooses:
                 # A value a select may discard can have an infinite or NaN partial
                 # (np.cbrt evaluates pow on both signs); its zero adjoint must win.
-                discarded = builder.fcmp("oeq", adjoint, constant_float(adjoint.type, 0.0))
-                contribution = builder.select(discarded, constant_float(adjoint.type, 0.0), contribution)
-            if contribution.type != operand.type:
-                opcode = "fptrunc" if contribution.type.width > operand.type.width else "fpext"
-                contribution = builder.cast(opcode, contribution, operand.type)
+                discarded = builder.fcmp("oeq", adjoint, zero)
+                contribution = builder.select(discarded, zero, contribution)
+            target_type = adjoint_type(operand.type, self.width)
+            if contribution.type != target_type:
+                opcode = "fptrunc" if _float_width(contribution.type) > _float_width(target_type) else "fpext"
+                contribution = builder.cast(opcode, contribution, target_type)
             self._add_adjoint(builder, operand, contribution)
 
     def _inputs_used_by_partials(self, instruction: core.Instruction) -> set[core.Value]:
@@ -753,16 +786,38 @@ class _ReverseBuilder:
         return {o for o, s in zip(originals, stand_ins) if id(s) in used}
 
     def _take_adjoint(self, builder: Builder, value: core.Value) -> core.Value:
-        slot = self.adjoint_slot[value]
-        adjoint = builder.load(value.type, slot)
-        builder.store(_empty_adjoint(value.type), slot)
+        slot, ty = self.adjoint_slot[value], adjoint_type(value.type, self.width)
+        adjoint = builder.load(ty, slot)
+        builder.store(_empty_adjoint(ty), slot)
         return adjoint
 
     def _add_adjoint(self, builder: Builder, value: core.Value, contribution: core.Value) -> None:
         slot = self.adjoint_slot.get(value)
         if slot is None:
             return
-        builder.store(_added(builder, builder.load(value.type, slot), contribution), slot)
+        builder.store(_added(builder, builder.load(adjoint_type(value.type, self.width), slot), contribution), slot)
+
+    def _refuse_without_lanes(self) -> None:
+        """Vector reverse mode covers float arithmetic, loads, stores, copies and allocations; what
+        else moves derivatives is refused by name rather than given one lane."""
+        found = []
+        if self.calls:
+            found.append("calls that stay calls")
+        if self.memory_calls:
+            found.append(f"BLAS / MPI calls ({', '.join(sorted({c.callee.name for c in self.memory_calls}))})")
+        if self.spec.atomic_adjoints or self.spec.caller_continues:
+            found.append("prange loops, CUDA kernels and callees' gradients")
+        for block in self.forward_blocks:
+            for instruction in block.instructions:
+                if typed_lists.typed_list_operation(instruction) or reallocation_rule(instruction) is not None:
+                    found.append("lists")
+                elif self.activity.is_active(instruction) and not instruction.type.is_float \
+                        and holds_floats(instruction.type):
+                    found.append(f"derivatives through aggregates ({instruction.type})")
+        if found:
+            raise DifferentiationError(f"vector reverse mode (width {self.width}) does not support "
+                                       f"{', '.join(dict.fromkeys(found))} in @{self.primal.name} yet; "
+                                       "use width=1")
 
     def _reverse_aggregate(self, builder: Builder, instruction: core.Instruction) -> None:
         """Adjoints of insertvalue, extractvalue and select move field by field."""
@@ -802,12 +857,16 @@ def _float_fields(ty: Type, prefix: tuple[int, ...] = ()) -> list[tuple[int, ...
 
 
 def _empty_adjoint(ty: Type) -> core.Value:
-    """-0.0 for a float (the exact additive identity); all-zero for an aggregate."""
+    """-0.0 for a float (the exact additive identity); all-zero for an aggregate or lanes."""
     return constant_float(ty, -0.0) if ty.is_float else core.ZeroInitializer(ty)
 
 
 def _zero_memory(ty: Type) -> core.Value:
     return constant_float(ty, 0.0) if ty.is_float else core.ZeroInitializer(ty)
+
+
+def _float_width(ty: Type) -> int:
+    return (ty.element if isinstance(ty, VectorType) else ty).width
 
 
 def _extract(builder: Builder, aggregate: core.Value, indices) -> core.Value:
@@ -832,7 +891,7 @@ by a store, then added to)."""
 
 def _added(builder: Builder, total: core.Value, contribution: core.Value) -> core.Value:
     """total + contribution, field by field for aggregates (non-float fields keep total's)."""
-    if total.type.is_float:
+    if total.type.is_float or isinstance(total.type, VectorType):
         return builder.fadd(total, contribution, flags=_ACCUMULATION_FLAGS)
     for path in _float_fields(total.type):
         field = builder.fadd(_extract(builder, total, path), _extract(builder, contribution, path),

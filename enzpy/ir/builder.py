@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import core
-from .types import I1, I32, PTR, VOID, FloatType, FunctionType, IntType, Type
+from .types import I1, I32, PTR, VOID, FloatType, FunctionType, IntType, Type, VectorType
 
 # LLVM's type suffix for an overloaded intrinsic, by float kind.
 INTRINSIC_SUFFIX = {"half": "f16", "bfloat": "bf16", "float": "f32", "double": "f64",
@@ -106,11 +106,11 @@ class Builder:
         return self.binary("mul", lhs, rhs, name)
 
     def fcmp(self, predicate: str, lhs, rhs, name=""):
-        return self.insert(core.Compare(type=I1, name=name, opcode="fcmp", predicate=predicate,
+        return self.insert(core.Compare(type=_comparison_type(lhs), name=name, opcode="fcmp", predicate=predicate,
                                         operands=[lhs, rhs]))
 
     def icmp(self, predicate: str, lhs, rhs, name=""):
-        return self.insert(core.Compare(type=I1, name=name, opcode="icmp", predicate=predicate,
+        return self.insert(core.Compare(type=_comparison_type(lhs), name=name, opcode="icmp", predicate=predicate,
                                         operands=[lhs, rhs]))
 
     def select(self, condition, if_true, if_false, name=""):
@@ -191,3 +191,7 @@ class Builder:
     def unreachable(self):
         return self.insert(core.Unreachable(type=VOID, opcode="unreachable"))
 
+
+def _comparison_type(operand) -> Type:
+    """i1, or <n x i1> for vectors of n lanes."""
+    return VectorType(operand.type.count, I1) if isinstance(operand.type, VectorType) else I1

@@ -290,6 +290,12 @@ class Differentiable:
         array([3., 8.])
         >>> weighted.autodiff(Duplicated(x, np.array([1.0, 0.0])), w, Const(0.5), mode="forward")
         3.0
+        >>> lanes = np.zeros((2, 2))           # width=2: two cotangents (seeds 1 and 2) in one sweep
+        >>> weighted.autodiff(Duplicated(x, lanes), Const(w), Active(0.5), seed=[1.0, 2.0], width=2)
+        (array([19., 38.]),)
+        >>> lanes
+        array([[ 3.,  8.],
+               [ 6., 16.]])
         """
         annotated = [a if isinstance(a, (Const, Active, Duplicated)) else Const(a) for a in annotated_args]
         self._check_shadows_are_separate(annotated)

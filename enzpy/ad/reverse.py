@@ -39,7 +39,8 @@ from ..errors import DifferentiationError
 from ..ir import core
 from ..ir.builder import Builder, constant_float, constant_int
 from ..ir.clone import clone_body
-from ..ir.types import I1, I8, I32, I64, PTR, VOID, ArrayType, FunctionType, StructType, Type, VectorType
+from ..ir.types import I1, I8, I32, I64, PTR, VOID, ArrayType, FunctionType, StructType, Type, VectorType, \
+    alignment_of
 from ..rules import typed_lists
 from ..rules.calls import allocation_rule, is_memset, memory_call_rule, transfer_adjoint_function
 from ..rules.heap import kept_heap_blocks
@@ -558,10 +559,11 @@ class _ReverseBuilder:
         builder.at_end(exit_block)
         for argument, output in self.active_outputs:
             if argument in self.adjoint_slot:
-                # `width` values in a row: as a vector, the lanes' adjoints add in one go.
-                ty = adjoint_type(argument.type, self.width)
-                total = builder.fadd(builder.load(ty, output), self._take_adjoint(builder, argument))
-                builder.store(total, output)
+                # `width` values in a row: as a vector, the lanes' adjoints add in one go. The caller's
+                # buffer is aligned for one value, not for the vector (a <6 x double> wants 64 bytes).
+                ty, align = adjoint_type(argument.type, self.width), alignment_of(argument.type)
+                total = builder.fadd(builder.load(ty, output, align=align), self._take_adjoint(builder, argument))
+                builder.store(total, output, align)
         if not self.spec.caller_continues:
             self.tape.free(builder)
         if self.allocation_log is not None:

@@ -9,7 +9,6 @@ import textwrap
 from pathlib import Path
 
 import numba
-import numpy as np
 import pytest
 
 from enzpy.fuzz import check as checking

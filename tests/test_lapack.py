@@ -29,7 +29,7 @@ from tests.kernels.lapack import ARRAY_CASES, CASES, solve_quadratic
 from tests.test_blas import gradient_calls
 from tests.test_forward_corpus import (forward_directional_derivative, is_single_precision, output_weights,
                                        random_directions)
-from tests.test_reverse_corpus import float_inputs, objective, perturbed, reverse_annotations
+from tests.test_reverse_corpus import objective, perturbed, reverse_annotations
 
 REPO = str(Path(__file__).resolve().parents[1])
 SEED = 0.75

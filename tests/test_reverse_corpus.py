@@ -11,7 +11,7 @@ import numba
 import numpy as np
 import pytest
 
-from enzpy import Active, Const, DifferentiationError, Duplicated, differentiate
+from enzpy import Active, Const, Duplicated, differentiate
 from tests.kernels import ALL_CASES, Case
 
 

@@ -4,7 +4,7 @@ k cotangents go through one forward and one reverse sweep. On every corpus
 kernel each lane must equal a width-1 call with that lane's adjoints and seed
 (which tests/test_reverse_corpus.py checks against finite differences), or
 the kernel must be refused by name, and only for what vector reverse mode
-does not cover (calls that stay calls, BLAS, lists, prange, aggregates). One
+does not cover (calls that stay calls, lists, prange, aggregates, MPI). One
 kernel is also checked directly: each lane against 5-point finite
 differences, and forward against reverse (<J t, c> = <t, J^T c>).
 """
@@ -20,7 +20,7 @@ from tests.kernels import Case
 from tests.test_reverse_corpus import DIFFERENTIABLE, float_inputs
 
 WIDTH = 3
-REFUSED_TAGS = {"blas", "list", "typedlist", "call", "recursion", "parallel", "tuple", "checkpointed", "reshape"}
+REFUSED_TAGS = {"list", "typedlist", "call", "recursion", "parallel", "tuple", "checkpointed", "reshape"}
 """Tags of kernels that may be refused: what they do has no lanes yet (the message names it)."""
 
 

@@ -174,8 +174,8 @@ class OperandCopies:
         return buffer
 
     def context(self, call: core.Call, builder: Builder, values: ReverseValues,
-                shadowed: set[core.Value]) -> "ReverseMemoryCall":
-        return ReverseMemoryCall(self, call, builder, values, shadowed)
+                shadowed: set[core.Value], lane: int = 0) -> "ReverseMemoryCall":
+        return ReverseMemoryCall(self, call, builder, values, shadowed, lane)
 
     def release(self, call: core.Call, builder: Builder, values: ReverseValues) -> None:
         """After the call's adjoint code: free its copies."""
@@ -190,9 +190,11 @@ class ReverseMemoryCall(MemoryCallContext):
     """Reverse mode: forward values recovered in the reverse sweep, inputs as the call read them."""
 
     def __init__(self, copies: OperandCopies, call: core.Call, builder: Builder, values: ReverseValues,
-                 shadowed: set[core.Value]):
+                 shadowed: set[core.Value], lane: int = 0):
         self.copies, self.call, self.builder = copies, call, builder
         self.values, self.shadowed = values, shadowed
+        self.lane = lane
+        """Whose shadows the rule's code reads and adds into (vector reverse mode runs it once per lane)."""
 
     def value(self, position):
         return self.values.value(self.builder, self.call.operands[position])
@@ -219,7 +221,7 @@ class ReverseMemoryCall(MemoryCallContext):
 
     def shadow(self, position):
         pointer = self.call.operands[position]
-        return self.values.shadow(self.builder, pointer) if pointer in self.shadowed else None
+        return self.values.shadow(self.builder, pointer, self.lane) if pointer in self.shadowed else None
 
     def scalar(self, position):
         value = self.copies.scalars[(self.call, position)]

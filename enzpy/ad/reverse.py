@@ -703,8 +703,9 @@ class _ReverseBuilder:
         elif instruction in self.memory_calls:
             if self.spec.atomic_adjoints:
                 self.non_atomic_adjoints.append(f"a call to {instruction.callee.name}")
-            self.memory_calls[instruction].reverse(
-                self.operand_copies.context(instruction, builder, values, activity.shadowed))
+            for lane in range(self.width):       # a BLAS rule's adjoint reaches memory only: once per lane
+                self.memory_calls[instruction].reverse(
+                    self.operand_copies.context(instruction, builder, values, activity.shadowed, lane))
             self.operand_copies.release(instruction, builder, values)
         elif self.transfer_kind.get(instruction) is not None:
             destination, source, length = instruction.operands[:3]
@@ -805,8 +806,9 @@ class _ReverseBuilder:
         found = []
         if self.calls:
             found.append("calls that stay calls")
-        if self.memory_calls:
-            found.append(f"BLAS / MPI calls ({', '.join(sorted({c.callee.name for c in self.memory_calls}))})")
+        communicating = sorted({c.callee.name for c, rule in self.memory_calls.items() if rule.communicates})
+        if communicating:
+            found.append(f"MPI calls ({', '.join(communicating)})")
         if self.spec.atomic_adjoints or self.spec.caller_continues:
             found.append("prange loops, CUDA kernels and callees' gradients")
         for block in self.forward_blocks:

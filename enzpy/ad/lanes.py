@@ -10,9 +10,13 @@ lane by lane. With k = 1 nothing here is used: adjoints stay scalars.
 
 from __future__ import annotations
 
+from ..analysis.activity import holds_floats
+from ..errors import DifferentiationError
 from ..ir import core
 from ..ir.builder import Builder, constant_int
 from ..ir.types import I32, Type, VectorType
+from ..rules import typed_lists
+from ..rules.lists import reallocation_rule
 
 
 def adjoint_type(ty: Type, width: int) -> Type:
@@ -42,3 +46,28 @@ def gathered(builder: Builder, values: list[core.Value]) -> core.Value:
         vector = builder.insert(core.InsertElement(type=vector.type, opcode="insertelement",
                                                    operands=[vector, value, constant_int(I32, lane)]))
     return vector
+
+
+def refuse_without_lanes(gradient) -> None:
+    """Vector reverse mode covers float arithmetic, loads, stores, copies, sets, allocations and BLAS
+    rules (their adjoint code reaches memory only, so it runs once per lane); what else moves
+    derivatives is refused by name rather than given one lane. `gradient`: reverse.py's builder."""
+    found = []
+    if gradient.calls:
+        found.append("calls that stay calls")
+    communicating = sorted({c.callee.name for c, rule in gradient.memory_calls.items() if rule.communicates})
+    if communicating:
+        found.append(f"MPI calls ({', '.join(communicating)})")
+    if gradient.spec.atomic_adjoints or gradient.spec.caller_continues:
+        found.append("prange loops, CUDA kernels and callees' gradients")
+    for block in gradient.forward_blocks:
+        for instruction in block.instructions:
+            if typed_lists.typed_list_operation(instruction) or reallocation_rule(instruction) is not None:
+                found.append("lists")
+            elif gradient.activity.is_active(instruction) and not instruction.type.is_float \
+                    and holds_floats(instruction.type):
+                found.append(f"derivatives through aggregates ({instruction.type})")
+    if found:
+        raise DifferentiationError(f"vector reverse mode (width {gradient.width}) does not support "
+                                   f"{', '.join(dict.fromkeys(found))} in @{gradient.primal.name} yet; "
+                                   "use width=1")

@@ -44,10 +44,9 @@ from ..ir.types import I1, I8, I32, I64, PTR, VOID, ArrayType, FunctionType, Str
 from ..rules import typed_lists
 from ..rules.calls import allocation_rule, is_memset, memory_call_rule, transfer_adjoint_function
 from ..rules.heap import kept_heap_blocks
-from ..rules.lists import reallocation_rule
 from ..rules.registry import scalar_rule
 from .calls import operand_seeds, result_slots, reverse_calls, without
-from .lanes import adjoint_type, broadcast, gathered, lane_of
+from .lanes import adjoint_type, broadcast, gathered, lane_of, refuse_without_lanes
 from .memory_calls import ForwardMemoryCall, OperandCopies, active_arrays
 from .recompute import ReverseValues
 from .shadows import check_supported, fill_shadow_phi, make_shadow, memory_roots, stores_zero_bits
@@ -226,7 +225,7 @@ class _ReverseBuilder:
         self.iteration_slots = {loop: builder.alloca(I64, f"iteration.{loop.header.name}")
                                 for loop in self.loops.loops}
         if self.width > 1:
-            self._refuse_without_lanes()
+            refuse_without_lanes(self)
         for value in self._active_values():
             ty = adjoint_type(value.type, self.width)
             slot = builder.alloca(ty, f"adjoint.{value.name}" if value.name else "adjoint")
@@ -799,29 +798,6 @@ class _ReverseBuilder:
         if slot is None:
             return
         builder.store(_added(builder, builder.load(adjoint_type(value.type, self.width), slot), contribution), slot)
-
-    def _refuse_without_lanes(self) -> None:
-        """Vector reverse mode covers float arithmetic, loads, stores, copies and allocations; what
-        else moves derivatives is refused by name rather than given one lane."""
-        found = []
-        if self.calls:
-            found.append("calls that stay calls")
-        communicating = sorted({c.callee.name for c, rule in self.memory_calls.items() if rule.communicates})
-        if communicating:
-            found.append(f"MPI calls ({', '.join(communicating)})")
-        if self.spec.atomic_adjoints or self.spec.caller_continues:
-            found.append("prange loops, CUDA kernels and callees' gradients")
-        for block in self.forward_blocks:
-            for instruction in block.instructions:
-                if typed_lists.typed_list_operation(instruction) or reallocation_rule(instruction) is not None:
-                    found.append("lists")
-                elif self.activity.is_active(instruction) and not instruction.type.is_float \
-                        and holds_floats(instruction.type):
-                    found.append(f"derivatives through aggregates ({instruction.type})")
-        if found:
-            raise DifferentiationError(f"vector reverse mode (width {self.width}) does not support "
-                                       f"{', '.join(dict.fromkeys(found))} in @{self.primal.name} yet; "
-                                       "use width=1")
 
     def _reverse_aggregate(self, builder: Builder, instruction: core.Instruction) -> None:
         """Adjoints of insertvalue, extractvalue and select move field by field."""

@@ -67,7 +67,7 @@ from .split_mode import SPLIT_MARKERS, SplitCall, SplitMarkers, build_split_inte
     entry_mode, size_text
 from .request import ACTIVITIES, MARKERS, Request
 from .struct_arguments import StructPassing, adapter_text, byval_parameter_types, byval_type, \
-    check_struct_activity, default_struct_activity, passing_at, split_part
+    check_struct_activity, default_struct_activity, interleaved, passing_at, split_part, split_struct_group
 from .vectors import scalarize_vectors
 
 ADAPTER_PREFIX = "enzpy.adapted."
@@ -436,12 +436,13 @@ def _decode_call(module_ref, caller: str, call, markers: list[str | None], lines
             if width != 1:
                 raise ForeignCodeError(f"{here}: enzyme_width with a struct passed by value in registers is not "
                                        "supported; pass it by address")
-            group = _split_struct_group(parameters, index, position, operands, argument_texts, marker, mode,
-                                        _marker, here)
+            group = split_struct_group(parameters, index, position, operands, argument_texts,
+                                       MARKERS[marker] if marker else None, mode,
+                                       _marker, here)
             for part, activity in group.items():
                 activities.append(activity if parameters[index + part].is_float else "const")
                 passing.append(None)
-            kept.extend(_interleaved(position, len(group), 2 if marker in ("enzyme_dup", "enzyme_dupnoneed")
+            kept.extend(interleaved(position, len(group), 2 if marker in ("enzyme_dup", "enzyme_dupnoneed")
                                      else 1))
             position += len(group) * (2 if marker in ("enzyme_dup", "enzyme_dupnoneed") else 1)
             index += len(group)
@@ -565,47 +566,6 @@ def _check_values(where, target, index, activity, count, position, operands, mar
         if marker_at(position + offset) is not None:
             raise ForeignCodeError(f"{where}: parameter {index} of @{target} ({activity}) got a marker "
                                    "where a value belongs")
-
-
-def _split_struct_group(parameters, index, position, operands, argument_texts, marker, mode, marker_at,
-                        where) -> dict[int, str]:
-    """{part: activity} for a struct the call passes in registers, from parameter `index` and call
-    argument `position` on: the marker covers the run of split registers after it."""
-    run = 0
-    while position + run < len(operands) and marker_at(position + run) is None \
-            and split_part(argument_texts[position + run]):
-        run += 1
-    activity = MARKERS[marker] if marker else None
-    count = 2 if activity in ("dup", "dupnoneed") else 1
-    size = run // count
-    function_run = 0
-    while index + function_run < len(parameters) and not parameters[index + function_run].is_pointer:
-        function_run += 1
-    size = min(size, function_run)
-    if size == 0 or run % count:
-        raise ForeignCodeError(f"{where}: a struct passed by value in registers: {run} register(s) after "
-                               f"{marker or 'no marker'}, which does not divide into {count} copies of it")
-    if activity is None:
-        if mode == "forward":
-            raise ForeignCodeError(f"{where}: a struct passed by value needs a marker in forward mode "
-                                   "(enzyme_const, or enzyme_dup, the struct and its tangent)")
-        activity = "out"
-    if activity in ("dup", "dupnoneed") and mode == "reverse":
-        raise ForeignCodeError(f"{where}: enzyme_dup on a struct passed by value: its shadow is passed by "
-                               "value too, so the derivative added into it would be lost; pass its address "
-                               "instead")
-    if activity in ("dup", "dupnoneed") and not all(parameters[index + part].is_float for part in range(size)):
-        raise ForeignCodeError(f"{where}: enzyme_dup on a struct passed by value in registers that holds "
-                               "integer fields is not supported; pass it by address")
-    return {part: activity for part in range(size)}
-
-
-def _interleaved(position: int, size: int, count: int) -> list[int]:
-    """Call argument indices for `size` parameters: their values, then (count 2) their shadows, as the
-    interface takes them (each value followed by its shadow)."""
-    if count == 1:
-        return list(range(position, position + size))
-    return [position + offset + copy * size for offset in range(size) for copy in range(2)]
 
 
 # ---------------------------------------------------------------- generating one derivative

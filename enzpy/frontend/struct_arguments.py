@@ -184,3 +184,44 @@ def adapter_text(adapter_name: str, function_name: str, function_type, passing: 
 def split_part(argument: str) -> bool:
     """Whether a value argument of an Enzyme call is a register of a struct split by value (see above)."""
     return not argument.startswith("ptr") and " noundef " not in f" {argument} "
+
+
+def split_struct_group(parameters, index, position, operands, argument_texts, activity, mode, marker_at,
+                       where) -> dict[int, str]:
+    """{part: activity} for a struct the call passes in registers, from parameter `index` and call
+    argument `position` on: the marker's `activity` (None: no marker) covers the run of split
+    registers after it."""
+    run = 0
+    while position + run < len(operands) and marker_at(position + run) is None \
+            and split_part(argument_texts[position + run]):
+        run += 1
+    count = 2 if activity in ("dup", "dupnoneed") else 1
+    size = run // count
+    function_run = 0
+    while index + function_run < len(parameters) and not parameters[index + function_run].is_pointer:
+        function_run += 1
+    size = min(size, function_run)
+    if size == 0 or run % count:
+        raise ForeignCodeError(f"{where}: a struct passed by value in registers: {run} register(s) after "
+                               f"{activity or 'no marker'}, which does not divide into {count} copies of it")
+    if activity is None:
+        if mode == "forward":
+            raise ForeignCodeError(f"{where}: a struct passed by value needs a marker in forward mode "
+                                   "(enzyme_const, or enzyme_dup, the struct and its tangent)")
+        activity = "out"
+    if activity in ("dup", "dupnoneed") and mode == "reverse":
+        raise ForeignCodeError(f"{where}: enzyme_dup on a struct passed by value: its shadow is passed by "
+                               "value too, so the derivative added into it would be lost; pass its address "
+                               "instead")
+    if activity in ("dup", "dupnoneed") and not all(parameters[index + part].is_float for part in range(size)):
+        raise ForeignCodeError(f"{where}: enzyme_dup on a struct passed by value in registers that holds "
+                               "integer fields is not supported; pass it by address")
+    return {part: activity for part in range(size)}
+
+
+def interleaved(position: int, size: int, count: int) -> list[int]:
+    """Call argument indices for `size` parameters: their values, then (count 2) their shadows, as the
+    interface takes them (each value followed by its shadow)."""
+    if count == 1:
+        return list(range(position, position + size))
+    return [position + offset + copy * size for offset in range(size) for copy in range(2)]

@@ -253,10 +253,11 @@ def _decode_calls(module_ref, index: ModuleText, call_lines) -> list:
             raise UnsupportedIRError(f"found {len(lines)} Enzyme calls in the text of @{caller} but LLVM sees "
                                      f"{len(instructions)}")
         markers = _marker_loads(index.body(caller))
+        definitions = _definitions(index.body(caller))          # once per caller, for every call in it
         for line, instruction in zip(lines, instructions):
             decoded[line.number] = (caller, _decode_call(
                 module_ref, caller, instruction, [marker_of_argument(a, markers) for a in line.arguments],
-                index.lines, line.arguments, index.body(caller)))
+                index.lines, line.arguments, definitions))
     return [decoded[line.number] for line in call_lines]
 
 
@@ -354,7 +355,7 @@ def _check_activity(activity: str, ty: Type, mode: str, where: str) -> None:
 
 
 def _decode_call(module_ref, caller: str, call, markers: list[str | None], lines: list[str],
-                 argument_texts: list[str], caller_body: list[str] = ()):
+                 argument_texts: list[str], caller_definitions: dict[str, str] | None = None):
     """(Request, indices of the call's arguments the interface takes, marker names used).
 
     `markers[i]` names the marker global argument i loads (None for a value), `lines` is the module's
@@ -466,8 +467,9 @@ def _decode_call(module_ref, caller: str, call, markers: list[str | None], lines
     argument_types = tuple(parse_type_text(str(operands[i].type), named) for i in kept)
     pointers = [llvm_text.argument_value(argument_texts[i], "ptr") for i in kept[1 if sret_type is not None else 0:]
                 if argument_texts[i].startswith("ptr ")]
+    distinct = _distinct_objects(pointers, caller_definitions or {})
     request = Request(target, entry, tuple(activities), argument_types, parse_type_text(str(call.type), named),
-                      sret_type, tuple(passing) if any(passing) else (), _distinct_objects(pointers, caller_body), width,
+                      sret_type, tuple(passing) if any(passing) else (), distinct, width,
                       split_call)
     return request, kept, used
 
@@ -476,14 +478,15 @@ _DEFINITION = re.compile(r"^\s*(%[-\w$.]+|%\"[^\"]*\") = (.*)$")
 _HEAP_CALL = re.compile(r"call .*@(malloc|calloc|_Znwm|_Znam)\(")
 
 
-def _distinct_objects(values: list[str], body: list[str]) -> bool:
+def _definitions(body: list[str]) -> dict[str, str]:
+    """`%4` -> `alloca [4 x double], align 16` for each value a function's text defines."""
+    return {match.group(1): match.group(2) for line in body if (match := _DEFINITION.match(line)) is not None}
+
+
+def _distinct_objects(values: list[str], definitions: dict[str, str]) -> bool:
     """Whether each pointer value (`%4`, `@x`) the call passes points into an object of its own: a
-    stack array, a global or a heap block of the caller (read from its text), no two the same. C
-    cannot say so otherwise; the function's pointer parameters are then `noalias`."""
-    definitions = {}
-    for line in body:
-        if (match := _DEFINITION.match(line)) is not None:
-            definitions[match.group(1)] = match.group(2)
+    stack array, a global or a heap block of the caller (read from its text: `definitions`), no two
+    the same. C cannot say so otherwise; the function's pointer parameters are then `noalias`."""
     objects = []
     for value in values:
         found = None
@@ -693,7 +696,12 @@ def _activity_lists(primal: core.Function, request: Request):
         argument = primal.arguments[index + 1]
         passing = request.passing[index] if request.passing else None
         if activity in ("dup", "dupnoneed") and passing is not None:
-            if float_leaf_type(passing.struct_type) is not None:     # the struct's fields, where they lie
+            try:
+                fields = float_leaf_type(passing.struct_type)
+            except TypeError as error:               # one shadow type per memory
+                raise ForeignCodeError(f"parameter {index} of @{request.function}: enzyme_dup on a struct "
+                                       f"passed by value: {error}") from None
+            if fields is not None:                   # the struct's fields, where they lie
                 duplicated.append(index + 1)
                 duplicated_types.append(passing.struct_type)
         elif activity in ("dup", "dupnoneed") and ty.is_pointer:

@@ -50,7 +50,8 @@ class ForeignCodeError(EnzpyError):
 # ---------------------------------------------------------------- entry points
 
 UNIMPLEMENTED_ENTRY_POINTS = {
-    "__enzyme_virtualreverse": "split reverse mode through a function pointer", "__enzyme_fwdsplit": "split forward mode",
+    "__enzyme_virtualreverse": "split reverse mode through a function pointer",
+    "__enzyme_fwdsplit": "split forward mode",
     "__enzyme_batch": "batched (vector) derivatives", "__enzyme_error_estimate": "floating-point error estimation",
     "__enzyme_truncate": "precision truncation", "__enzyme_expand": "precision truncation",
 }

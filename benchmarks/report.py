@@ -29,9 +29,11 @@ COLUMN_DESCRIPTIONS = """\
 - PyTorch: eager autograd on the CPU (`torch.autograd.grad`) of a vectorized version
   (the LSTM, Burgers and ODE recurrences loop in Python).
 - BA, every gradient column: the Jacobian's non-zero blocks, compressed: residuals on
-  per-observation copies of cameras and points (gathered, timed), then 3 reverse sweeps
-  seeded on all observations at once (reprojection x, y, weight error); JAX shares one
-  `jax.vjp` linearization between them, PyTorch one graph.
+  per-observation copies of cameras and points (gathered, timed), then reverse mode seeded on
+  all observations at once for each residual component (reprojection x, y, weight error):
+  enzpy with one sweep of three lanes (`autodiff(..., width=3)`, buffers kept between calls),
+  JAX sharing one `jax.vjp` linearization between three pullbacks, PyTorch one graph; each
+  returns its rows as computed (assembled into blocks outside the timing).
 - All single-threaded (numba and enzpy are, their BLAS too; JAX and PyTorch are held to one thread).
 - first call: a freshly built callable's first call, compile included (numba
   dispatcher, enzpy capture + AD + JIT, JAX trace + XLA); PyTorch has no compile step."""

@@ -16,6 +16,9 @@ lanes (vector reverse mode, `autodiff(..., width=3)`); JAX linearizes once
 (jax.vjp in one jit) and pulls back three times; PyTorch builds the graph
 once and calls autograd.grad three times. (jit(vmap(jacrev(one
 observation))) and torch.func.vmap(jacrev(...)) measured 2-5x slower here.)
+Each contender returns the rows as it computed them; `flat_jacobian` lays
+them out as blocks outside the timing. enzpy keeps its gathered inputs and
+shadows between calls (zeroing them each call), as a solver's loop would.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import numpy as np
 
 from tests.adbench.objectives import ba_residuals
 
-from . import SEED, Contender, Instance, concatenate, fresh_kernel
+from . import SEED, Contender, Instance, fresh_kernel, numpy_float
 
 # (cameras, points, observations) of ADBench's ba1..ba5.
 ADBENCH_SIZES = {"ba1": (49, 7776, 31843), "ba2": (21, 11315, 36455), "ba3": (161, 48126, 182072),
@@ -121,27 +124,42 @@ class BaInstance(Instance):
 
         differentiable = differentiate(fresh_kernel(ba_residuals), optimize=optimize)
         p = self.w.size
+        # The buffers live with the contender, as a Levenberg-Marquardt loop would keep them: a fresh
+        # 13 MB of zeros per call costs page faults (~2 ms on ba1) that say nothing about AD.
+        camera_index, point_index = self.obs[:, 0].copy(), self.obs[:, 1].copy()
+        cams, x = np.empty((p, 11)), np.empty((p, 3))
+        reprojection, weight_error = self.outputs()
+        reprojection_adjoint, weight_error_adjoint = np.zeros((3, p, 2)), np.zeros((3, p))
+        shadows = (np.zeros((3, p, 11)), np.zeros((3, p, 3)), np.zeros((3, p)))
 
         def call():
             """One forward sweep and one reverse sweep of three lanes (vector reverse mode): lane 0
             and 1 seeded on every observation's reprojection x and y, lane 2 on its weight error."""
-            cams, x = self.cams[self.obs[:, 0]], self.x[self.obs[:, 1]]
-            reprojection, weight_error = self.outputs()
-            reprojection_adjoint, weight_error_adjoint = np.zeros((3, p, 2)), np.zeros((3, p))
+            np.take(self.cams, camera_index, axis=0, out=cams)
+            np.take(self.x, point_index, axis=0, out=x)
+            # The reverse sweep consumes the output adjoints (leaves them zero): seed them again.
             reprojection_adjoint[0, :, 0] = reprojection_adjoint[1, :, 1] = weight_error_adjoint[2] = 1.0
-            shadows = (np.zeros((3, *cams.shape)), np.zeros((3, *x.shape)), np.zeros((3, p)))
+            for shadow in shadows:
+                shadow.fill(0.0)
             differentiable.autodiff(
                 Duplicated(cams, shadows[0]), Duplicated(x, shadows[1]), Duplicated(self.w, shadows[2]),
                 Const(self.identity), Const(self.feats), Duplicated(reprojection, reprojection_adjoint),
                 Duplicated(weight_error, weight_error_adjoint), width=3)
-            blocks = np.empty((p, 2, 15))
-            for component in range(2):
-                blocks[:, component, :11] = shadows[0][component]
-                blocks[:, component, 11:14] = shadows[1][component]
-                blocks[:, component, 14] = shadows[2][component]
-            return blocks, shadows[2][2]
+            return shadows
 
-        return Contender(call, concatenate)
+        def jacobian_of(lanes):
+            d_cams, d_x, d_w = lanes
+            return self.flat_jacobian([np.concatenate([d_cams[k], d_x[k], d_w[k][:, None]], axis=1)
+                                       for k in range(2)], d_w[2])
+
+        return Contender(call, jacobian_of)
+
+    def flat_jacobian(self, rows, weight_rows) -> np.ndarray:
+        """The flat Jacobian (`directional`'s layout) from the two reprojection rows' (p, 15) blocks
+        and the weight error's diagonal. Contenders return their rows as they computed them: this
+        assembly is outside the timing, the same for each."""
+        blocks = np.stack([numpy_float(row) for row in rows], axis=1)
+        return np.concatenate([blocks.ravel(), numpy_float(weight_rows)])
 
     def jax_gradient(self, jax) -> Contender:
         numpy = jax.numpy
@@ -155,12 +173,15 @@ class BaInstance(Instance):
             (reprojection, weight_error), pullback = jax.vjp(residuals, cams[obs[:, 0]], x[obs[:, 1]], w)
             nothing, unit = numpy.zeros_like(reprojection), numpy.zeros_like(weight_error)
             rows = [pullback((nothing.at[:, k].set(1.0), unit)) for k in range(2)]
-            blocks = numpy.stack([numpy.concatenate([d_cam, d_point, d_weight[:, None]], axis=1)
-                                  for d_cam, d_point, d_weight in rows], axis=1)
-            return blocks, pullback((nothing, numpy.ones_like(weight_error)))[2]
+            return rows, pullback((nothing, numpy.ones_like(weight_error)))[2]
+
+        def jacobian_of(result):
+            rows, weight_rows = result
+            return self.flat_jacobian([np.concatenate([np.asarray(d) for d in row[:2]] + [np.asarray(row[2])[:, None]],
+                                                      axis=1) for row in rows], weight_rows)
 
         arguments = tuple(numpy.asarray(a) for a in (self.cams, self.x, self.w, self.obs, self.feats))
-        return Contender(lambda: jax.block_until_ready(jacobian(*arguments)), concatenate)
+        return Contender(lambda: jax.block_until_ready(jacobian(*arguments)), jacobian_of)
 
     def torch_gradient(self, torch) -> Contender:
         cams, x, w, feats = (torch.from_numpy(a) for a in (self.cams, self.x, self.w, self.feats))
@@ -175,12 +196,17 @@ class BaInstance(Instance):
             for k in range(2):
                 seed = torch.zeros_like(reprojection)
                 seed[:, k] = 1.0
-                d_cam, d_point, d_weight = torch.autograd.grad(reprojection, inputs, seed, retain_graph=True)
-                rows.append(torch.cat([d_cam, d_point, d_weight[:, None]], dim=1))
+                rows.append(torch.autograd.grad(reprojection, inputs, seed, retain_graph=True))
             (d_weight,) = torch.autograd.grad(weight_error, inputs[2], torch.ones_like(weight_error))
-            return torch.stack(rows, dim=1), d_weight
+            return rows, d_weight
 
-        return Contender(call, concatenate)
+        def jacobian_of(result):
+            rows, weight_rows = result
+            return self.flat_jacobian([np.concatenate([numpy_float(row[0]), numpy_float(row[1]),
+                                                       numpy_float(row[2])[:, None]], axis=1) for row in rows],
+                                      weight_rows)
+
+        return Contender(call, jacobian_of)
 
 
 def project_observations(numpy, cams, points, w, feats):

@@ -258,6 +258,7 @@ class _ReverseBuilder:
             self.module, self.loops, self._blocks_run_once(), self.shadow_lanes, self.tape, self.counters,
             self.iteration_slots, overwrites, self.entry_block, minimize=spec.minimize_cache)
         self._build_reverse_sweep()
+        self.tape.reserve_per_block(function)
         if not spec.caller_continues:
             self.tape.without_spare_if_unused(function)
         return function

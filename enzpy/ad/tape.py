@@ -137,6 +137,51 @@ store:
 """
 
 
+# The pushes of one block (the values it caches, the id of the block it came from) check the
+# capacity once: `reserve` makes room for all of them, then each is an unchecked store. A block of
+# BA's residual loop pushes seven values per observation; seven checks and seven realloc paths
+# there kept the tape's pointer in a chain of phis through the loop.
+_RESERVE = """
+define internal void @"{name}.reserve"(ptr %tape, i64 %count) alwaysinline {{
+entry:
+  %size.field = getelementptr inbounds {{ ptr, i64, i64 }}, ptr %tape, i64 0, i32 1
+  %capacity.field = getelementptr inbounds {{ ptr, i64, i64 }}, ptr %tape, i64 0, i32 2
+  %size = load i64, ptr %size.field, align 8
+  %capacity = load i64, ptr %capacity.field, align 8
+  %needed = add nuw i64 %size, %count
+  %full = icmp ugt i64 %needed, %capacity
+  br i1 %full, label %grow, label %done
+grow:
+  %doubled = shl i64 %capacity, 1
+  %empty = icmp eq i64 %capacity, 0
+  %first = select i1 %empty, i64 {initial_slots}, i64 %doubled
+  %short = icmp ult i64 %first, %needed
+  %new.capacity = select i1 %short, i64 %needed, i64 %first
+  %old.data = load ptr, ptr %tape, align 8
+  %bytes = shl i64 %new.capacity, 3
+  %new.data = call ptr @realloc(ptr %old.data, i64 %bytes)
+  store ptr %new.data, ptr %tape, align 8
+  store i64 %new.capacity, ptr %capacity.field, align 8
+  br label %done
+done:
+  ret void
+}}
+"""
+
+_PUSH_RESERVED = """
+define internal void @enzpy.tape.push.reserved(ptr %tape, i64 %value) alwaysinline {
+entry:
+  %size.field = getelementptr inbounds { ptr, i64, i64 }, ptr %tape, i64 0, i32 1
+  %size = load i64, ptr %size.field, align 8
+  %data = load ptr, ptr %tape, align 8
+  %slot = getelementptr inbounds i64, ptr %data, i64 %size
+  store i64 %value, ptr %slot, align 8
+  %next = add nuw i64 %size, 1
+  store i64 %next, ptr %size.field, align 8
+  ret void
+}
+"""
+
 _BUFFER_POINTERS = ("slot", "data", "spare")
 """Pointers into the tape's heap buffer in the runtime above: a label tells LLVM that
 pushes and pops touch no array or adjoint (analysis/alias_scopes.py)."""
@@ -156,6 +201,17 @@ def push_function(module: core.Module, initial_slots: int = INITIAL_SLOTS) -> co
     if name not in module.functions:
         _add_functions(module, _LIBC + _PUSH.format(name=name, initial_slots=initial_slots))
     return module.functions[name]
+
+
+def reserving_functions(module: core.Module, initial_slots: int) -> tuple[core.Function, core.Function]:
+    """(reserve, unchecked push) for tapes whose first buffer holds `initial_slots`."""
+    push_function(module, initial_slots)
+    name = _push_name(initial_slots) + ".reserve"
+    if name not in module.functions:
+        _add_functions(module, _LIBC + _RESERVE.format(name=_push_name(initial_slots), initial_slots=initial_slots))
+    if "enzpy.tape.push.reserved" not in module.functions:
+        _add_functions(module, _PUSH_RESERVED)
+    return module.functions[name], module.functions["enzpy.tape.push.reserved"]
 
 
 def _push_name(initial_slots: int) -> str:
@@ -191,6 +247,7 @@ class Tape:
         self.module = module
         self.pointer = pointer
         self.push_function = push_function(module, initial_slots)
+        self.initial_slots = initial_slots
         self.pushes = 0
         """Pushes emitted so far (none: the tape is never used)."""
         self.pop_function = module.functions["enzpy.tape.pop"]
@@ -213,6 +270,31 @@ class Tape:
     def push(self, builder: Builder, value: core.Value) -> None:
         self.pushes += 1
         builder.call(self.push_function, [self.pointer, to_slot(builder, value)])
+
+    def reserve_per_block(self, function: core.Function) -> None:
+        """Check the capacity once for each run of two or more pushes in a block of `function`.
+
+        A run ends at any other call given this tape (a pop, an augmented callee that pushes
+        onto it): the room reserved before it would not count the callee's slots."""
+        reserve, reserved_push = reserving_functions(self.module, self.initial_slots)
+        for block in function.blocks:
+            runs, run = [], []
+            for instruction in block.instructions:
+                if not isinstance(instruction, core.Call) or self.pointer not in instruction.operands:
+                    continue
+                if instruction.callee is self.push_function and instruction.operands[0] is self.pointer:
+                    run.append(instruction)
+                    continue
+                runs.append(run)
+                run = []
+            runs.append(run)
+            for pushes in runs:
+                if len(pushes) < 2:
+                    continue
+                Builder(self.module).before_instruction(pushes[0]).call(
+                    reserve, [self.pointer, constant_int(I64, len(pushes))])
+                for push in pushes:
+                    push.callee = reserved_push
 
     def without_spare_if_unused(self, function: core.Function) -> None:
         """A tape nothing was pushed onto starts empty and leaves the spare buffer alone: taking

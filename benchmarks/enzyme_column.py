@@ -169,13 +169,17 @@ def enzyme_contenders(jax, cpp_call, program: str, instance) -> dict:
         inputs = [int32(n, m, p), *arrays, jnp.asarray(instance.obs, dtype=jnp.int32), jnp.asarray(instance.feats)]
         outputs, value_sizes = [shaped(2 * p * 15 + p), shaped(2 * p), shaped(p)], None
 
-    autodiff = jax.jit(lambda *a: cpp_call(*a, out_shapes=outputs, source=text, fn=f"{program}_autodiff"))
+    # enzpy's C path is built for this machine (c_path.MACHINE); cpp_call's clang takes cc1 options.
+    from enzpy.passes import host_cpu
+    argv = ("-target-cpu", host_cpu()[0])
+    autodiff = jax.jit(lambda *a: cpp_call(*a, out_shapes=outputs, source=text, fn=f"{program}_autodiff",
+                                           argv=argv))
     contenders = {"Enzyme": (lambda: jax.block_until_ready(autodiff(*inputs)), lambda r: np.asarray(r[0]),
                              lambda r: concatenate(r[1:]))}
     if value_sizes is not None:
         def objective(*a):
             return cpp_call(jnp.asarray(value_sizes), *a, out_shapes=[shaped()], source=text,
-                            fn=f"{program}_value")[0]
+                            fn=f"{program}_value", argv=argv)[0]
 
         value_and_grad = jax.jit(jax.value_and_grad(objective, argnums=wrt))
         contenders["Enzyme jax.grad"] = (lambda: jax.block_until_ready(value_and_grad(*arrays)),
@@ -330,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
             f"All four columns run examples/c/adbench/*.c's arithmetic on the same arrays (benchmarks/problems' "
             f"instances). **Enzyme**: a jax.jit'd `cpp_call` of the sources' own gmm_gradient / lstm_gradient / "
             f"ba_jacobian (`__enzyme_autodiff`, combined reverse mode, data enzyme_const), compiled by "
-            f"enzyme_ad's clang and Enzyme. **Enzyme jax.grad**: `jax.jit(jax.value_and_grad(f))` of a "
+            f"enzyme_ad's clang and Enzyme for this CPU (cc1's `-target-cpu`, as enzpy C's -march=native). **Enzyme jax.grad**: `jax.jit(jax.value_and_grad(f))` of a "
             f"`cpp_call` of gmm_primal / lstm_primal: enzyme_ad's split mode (augmented forward leaving a "
             f"tape, then reverse), every input active. **enzpy numba**: `instance.enzpy_gradient(optimize=True)`. "
             f"**enzpy C**: benchmarks/c_path.py's build (clang-19 -march=native, `enzpy opt`, clang-19 -O2 -march=native) through ctypes. "

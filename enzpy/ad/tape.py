@@ -105,53 +105,19 @@ release:
 """
 
 
-# A push grows a full tape to twice its slots, an empty one to `initial_slots` (one function per
-# first size: push_function).
-_PUSH = """
-define internal void @"{name}"(ptr %tape, i64 %value) alwaysinline {{
-entry:
+# Room for `{{count}}` more slots: `%needed`, and whether the tape is too small for it.
+_CHECK = """
   %size.field = getelementptr inbounds {{ ptr, i64, i64 }}, ptr %tape, i64 0, i32 1
   %capacity.field = getelementptr inbounds {{ ptr, i64, i64 }}, ptr %tape, i64 0, i32 2
   %size = load i64, ptr %size.field, align 8
   %capacity = load i64, ptr %capacity.field, align 8
-  %full = icmp eq i64 %size, %capacity
-  br i1 %full, label %grow, label %store
-grow:
-  %doubled = shl i64 %capacity, 1
-  %empty = icmp eq i64 %capacity, 0
-  %new.capacity = select i1 %empty, i64 {initial_slots}, i64 %doubled
-  %old.data = load ptr, ptr %tape, align 8
-  %bytes = shl i64 %new.capacity, 3
-  %new.data = call ptr @realloc(ptr %old.data, i64 %bytes)
-  store ptr %new.data, ptr %tape, align 8
-  store i64 %new.capacity, ptr %capacity.field, align 8
-  br label %store
-store:
-  %data = load ptr, ptr %tape, align 8
-  %slot = getelementptr inbounds i64, ptr %data, i64 %size
-  store i64 %value, ptr %slot, align 8
-  %next = add nuw i64 %size, 1
-  store i64 %next, ptr %size.field, align 8
-  ret void
-}}
+  %needed = add nuw i64 %size, {count}
+  %full = icmp ugt i64 %needed, %capacity
 """
 
-
-# The pushes of one block (the values it caches, the id of the block it came from) check the
-# capacity once: `reserve` makes room for all of them, then each is an unchecked store. A block of
-# BA's residual loop pushes seven values per observation; seven checks and seven realloc paths
-# there kept the tape's pointer in a chain of phis through the loop.
-_RESERVE = """
-define internal void @"{name}.reserve"(ptr %tape, i64 %count) alwaysinline {{
-entry:
-  %size.field = getelementptr inbounds {{ ptr, i64, i64 }}, ptr %tape, i64 0, i32 1
-  %capacity.field = getelementptr inbounds {{ ptr, i64, i64 }}, ptr %tape, i64 0, i32 2
-  %size = load i64, ptr %size.field, align 8
-  %capacity = load i64, ptr %capacity.field, align 8
-  %needed = add nuw i64 %size, %count
-  %full = icmp ugt i64 %needed, %capacity
-  br i1 %full, label %grow, label %done
-grow:
+# A tape too small grows to twice its slots, an empty one to `initial_slots` (one function per
+# first size: push_function), either to %needed if that is more.
+_GROW = """
   %doubled = shl i64 %capacity, 1
   %empty = icmp eq i64 %capacity, 0
   %first = select i1 %empty, i64 {initial_slots}, i64 %doubled
@@ -162,7 +128,34 @@ grow:
   %new.data = call ptr @realloc(ptr %old.data, i64 %bytes)
   store ptr %new.data, ptr %tape, align 8
   store i64 %new.capacity, ptr %capacity.field, align 8
-  br label %done
+"""
+
+# Store %value in the slot above the top (the room is there).
+_STORE = """
+  %data = load ptr, ptr %tape, align 8
+  %slot = getelementptr inbounds i64, ptr %data, i64 %size
+  store i64 %value, ptr %slot, align 8
+  %next = add nuw i64 %size, 1
+  store i64 %next, ptr %size.field, align 8
+"""
+
+_PUSH = """
+define internal void @"{name}"(ptr %tape, i64 %value) alwaysinline {{
+entry:""" + _CHECK.replace("{count}", "1") + """  br i1 %full, label %grow, label %store
+grow:""" + _GROW + """  br label %store
+store:""" + _STORE + """  ret void
+}}
+"""
+
+
+# The pushes of one block (the values it caches, the id of the block it came from) check the
+# capacity once: `reserve` makes room for all of them, then each is an unchecked store. A block of
+# BA's residual loop pushes seven values per observation; seven checks and seven realloc paths
+# there kept the tape's pointer in a chain of phis through the loop.
+_RESERVE = """
+define internal void @"{name}.reserve"(ptr %tape, i64 %count) alwaysinline {{
+entry:""" + _CHECK.replace("{count}", "%count") + """  br i1 %full, label %grow, label %done
+grow:""" + _GROW + """  br label %done
 done:
   ret void
 }}
@@ -172,13 +165,7 @@ _PUSH_RESERVED = """
 define internal void @enzpy.tape.push.reserved(ptr %tape, i64 %value) alwaysinline {
 entry:
   %size.field = getelementptr inbounds { ptr, i64, i64 }, ptr %tape, i64 0, i32 1
-  %size = load i64, ptr %size.field, align 8
-  %data = load ptr, ptr %tape, align 8
-  %slot = getelementptr inbounds i64, ptr %data, i64 %size
-  store i64 %value, ptr %slot, align 8
-  %next = add nuw i64 %size, 1
-  store i64 %next, ptr %size.field, align 8
-  ret void
+  %size = load i64, ptr %size.field, align 8""" + _STORE + """  ret void
 }
 """
 

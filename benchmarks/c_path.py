@@ -266,6 +266,13 @@ def milliseconds(value) -> str:
     return f"{value * 1e3:.3g}" if isinstance(value, float) else ""
 
 
+def footnote(reasons: list[str], reason: str) -> int:
+    """The table's footnote number for `reason` (added to `reasons` on first use)."""
+    if reason not in reasons:
+        reasons.append(reason)
+    return reasons.index(reason) + 1
+
+
 def ratio(result: dict, top: str, bottom: str) -> float | None:
     a, b = result.get(top), result.get(bottom)
     return a / b if isinstance(a, float) and isinstance(b, float) else None
@@ -286,15 +293,9 @@ def table(rows: list[tuple[object, dict]]) -> tuple[str, list[str]]:
         for column in COLUMNS:
             value = result.get(column)
             if isinstance(value, str):
-                reason = f"{column}: {value}"
-                if reason not in reasons:
-                    reasons.append(reason)
-                cells.append(f"error [{reasons.index(reason) + 1}]")
+                cells.append(f"error [{footnote(reasons, f'{column}: {value}')}]")
             elif column == "C gradient" and "unchecked" in result:
-                reason = f"{column}: {result['unchecked']}"
-                if reason not in reasons:
-                    reasons.append(reason)
-                cells.append(f"{milliseconds(value)} [{reasons.index(reason) + 1}]")
+                cells.append(f"{milliseconds(value)} [{footnote(reasons, f'{column}: ' + result['unchecked'])}]")
             else:
                 cells.append(milliseconds(value))
         primal, gradient = ratio(result, "C primal", "numba primal"), gradient_ratio(result)

@@ -35,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .c_path import CALLS, IR_FLAGS, SOURCES, VECTORIZED_IR, BuildFailed, build, header, instances, milliseconds, \
-    numba_path_gradient, write_results
+from .c_path import CALLS, IR_FLAGS, SOURCES, VECTORIZED_IR, BuildFailed, build, footnote, header, instances, \
+    milliseconds, numba_path_gradient, ratio, write_results
 from .frameworks import load_jax
 from .problems import concatenate
 from .runner import AGREEMENT_TOLERANCE, OBJECTIVE_TOLERANCE, relative_difference, short_reason
@@ -247,11 +247,6 @@ def overheads(jax, cpp_call, plan) -> dict[str, float]:
     return {name: timing.median_seconds for name, timing in interleaved_medians(calls, plan).items()}
 
 
-def ratio(result: dict, top: str, bottom: str) -> float | None:
-    a, b = result.get(top), result.get(bottom)
-    return a / b if isinstance(a, float) and isinstance(b, float) else None
-
-
 def table(rows: list[tuple[object, dict]]) -> tuple[str, list[str]]:
     lines = ["| problem | size | " + " | ".join(f"{c} ms" for c in COLUMNS) + " | numba / Enzyme | C / Enzyme "
              "| Enzyme jax.grad / Enzyme | Enzyme first call s (autodiff, jax.grad) |",
@@ -262,9 +257,7 @@ def table(rows: list[tuple[object, dict]]) -> tuple[str, list[str]]:
         for column in COLUMNS:
             value = result.get(column)
             if isinstance(value, str):
-                if value not in reasons:
-                    reasons.append(value)
-                cells.append(("n/a" if value.startswith("not run") else "error") + f" [{reasons.index(value) + 1}]")
+                cells.append(("n/a" if value.startswith("not run") else "error") + f" [{footnote(reasons, value)}]")
             else:
                 cells.append(milliseconds(value))
         for top in ("enzpy numba", "enzpy C", "Enzyme jax.grad"):

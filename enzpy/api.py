@@ -44,7 +44,8 @@ from .mpi.ranks import on_every_rank, replicated_result
 from .parallel import run_derivatives_in_parallel
 from .checkpointing.outline import outline_checkpointed_loops, remove_markers
 from .checkpointing.generated import run_checkpointed_loops
-from .driver import optimize, to_ir
+from .collector import scanning_new_objects_only
+from .driver import optimize, optimized_ir, to_ir
 from .errors import DifferentiationError
 from .explain import explain as explain_call
 from .higher_order import hessian as hessian_of, hvp as hvp_of
@@ -712,13 +713,14 @@ class Differentiable:
         if stored is not None:
             entry, layout, text = stored
             return _Gradient(entry, *layout, text)
-        captured = capture(self.dispatcher, args=primal_args, types=types)
-        try:
-            module, gradient_function, spec = self.gradient_module(captured, kinds, distinct_arguments, width)
-        except DifferentiationError as error:
-            raise DifferentiationError(for_user(str(error), self._where())) from None
-        text = write_module(module)
-        entry = self._entry_point(captured, text, gradient_function)
+        with scanning_new_objects_only():
+            captured = capture(self.dispatcher, args=primal_args, types=types)
+            try:
+                module, gradient_function, spec = self.gradient_module(captured, kinds, distinct_arguments, width)
+            except DifferentiationError as error:
+                raise DifferentiationError(for_user(str(error), self._where())) from None
+            text = write_module(module)
+            entry = self._entry_point(captured, text, gradient_function)
         duplicated = tuple(i for i, kind in enumerate(kinds) if issubclass(kind, Duplicated))
         active = tuple(i for i, kind in enumerate(kinds) if issubclass(kind, Active))
         layout = (duplicated, active, spec.return_type is not None)
@@ -731,13 +733,14 @@ class Differentiable:
         if stored is not None:
             entry, layout, text = stored
             return _Tangent(entry, *layout, text)
-        captured = capture(self.dispatcher, args=primal_args, types=types)
-        try:
-            module, tangent_function, spec = self.tangent_module(captured, kinds, width)
-        except DifferentiationError as error:
-            raise DifferentiationError(for_user(str(error), self._where())) from None
-        text = write_module(module)
-        entry = self._entry_point(captured, text, tangent_function)
+        with scanning_new_objects_only():
+            captured = capture(self.dispatcher, args=primal_args, types=types)
+            try:
+                module, tangent_function, spec = self.tangent_module(captured, kinds, width)
+            except DifferentiationError as error:
+                raise DifferentiationError(for_user(str(error), self._where())) from None
+            text = write_module(module)
+            entry = self._entry_point(captured, text, tangent_function)
         layout = (width, spec.return_type is not None)
         self._disk_store(key, entry, layout, text)
         return _Tangent(entry, *layout, text)
@@ -793,7 +796,7 @@ class Differentiable:
         types = tuple(self.dispatcher.typeof_pyval(a) for a in args)
         if (types, floats_only) not in self._written:
             captured = capture(self.dispatcher, args=tuple(args))
-            module = optimize(to_ir(captured, tidy=True), "pre_ad")
+            module = optimized_ir(captured)
             written = written_parameters(module.functions[captured.convention.entry])
             self._written[types, floats_only] = frozenset(
                 a.position for a in captured.convention.arguments
@@ -838,7 +841,7 @@ class Differentiable:
     def _gradient_module(self, captured, kinds: tuple[type, ...], distinct_arguments: bool, width: int = 1):
         convention = captured.convention
         check_kinds(convention, kinds, scalar_duplicated=False)
-        module = optimize(to_ir(captured, tidy=self.optimize), "pre_ad" if self.optimize else "none")
+        module = optimized_ir(captured) if self.optimize else optimize(to_ir(captured), "none")
         if self.optimize:
             outline_checkpointed_loops(module)
         remove_markers(module)
@@ -868,7 +871,7 @@ class Differentiable:
     def _tangent_module(self, captured, kinds: tuple[type, ...], width: int):
         convention = captured.convention
         check_kinds(convention, kinds, scalar_duplicated=True)
-        module = optimize(to_ir(captured, tidy=self.optimize), "pre_ad" if self.optimize else "none")
+        module = optimized_ir(captured) if self.optimize else optimize(to_ir(captured), "none")
         remove_markers(module)         # forward mode needs no checkpoints
         arguments = list(zip(convention.arguments, kinds))
         duplicated = [a for a, kind in arguments if issubclass(kind, Duplicated) and a.is_array]

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import re
+
 import llvmlite.binding as llvm
 
 from .analysis.nonnegative import fold_sign_tests
-from .custom_rules import keep_rule_calls
-from .frontend.numba import CapturedKernel, capture, mark_array_extents
+from .custom_rules import keep_rule_calls, rule_for
+from .frontend.numba import EXTENT_RANGE, CapturedKernel, capture, mark_array_extents
 from .frontend.vectors import scalarize_where_possible
 from .ir import Module, core, parse_module, read_module, write_module
+from .ir.reader import reachable_symbols
 from .ir.types import VOID
 from .jit import CompiledModule, NumbaEntryPoint
-from .mpi import name_mpi_calls
+from .mpi import mentions_mpi_routine, name_mpi_calls
 from .parallel import run_loops_in_place
+from .parallel.launches import PARALLEL_FOR
 from .passes import load_pipeline
 
 STAGES = ("raw", "optimized")
@@ -94,8 +98,90 @@ def optimize(module: Module | str, pipeline: str = "pre_ad", dump_after: set[str
     module_ref = llvm.parse_assembly(text)
     module_ref.verify()
     module_ref = load_pipeline(pipeline, dump_after).run(module_ref)
+    return _read_optimized(module_ref, pipeline)
+
+
+def optimized_ir(captured: CapturedKernel, dump_after: set[str] | None = None) -> Module:
+    """`optimize(to_ir(captured, tidy=True), "pre_ad")`, reading numba's module once where it can.
+
+    `to_ir` reads the raw module into enzpy's IR for its rewrites, and `optimize`
+    writes it back to LLVM for the pre-AD pipeline: for most kernels no rewrite
+    applies (no custom rule, vector code, MPI call, prange, recursion) and the
+    round trip only marks the entry's array extents, which the entry's text can
+    say as well. Then the pipelines run on numba's module itself (the functions
+    the entry does not reach made internal, so O2 drops them before anyone
+    inlines them) and only their result is read: a third of the pre-AD stage's
+    time on GMM, the same IR up to value names.
+    """
+    text = _with_array_extents(str(captured.module), captured)
+    if text is None:
+        return optimize(to_ir(captured, tidy=True), "pre_ad", dump_after)
+    module_ref = llvm.parse_assembly(text)
     module_ref.verify()
-    result = read_module(module_ref)
+    reached = reachable_symbols(text, [captured.convention.entry])
+    for function in module_ref.functions:
+        if not function.is_declaration and function.name not in reached:
+            function.linkage = llvm.Linkage.internal
+    module_ref = load_pipeline("pre_read").run(module_ref)
+    module_ref = load_pipeline("pre_ad", dump_after).run(module_ref)
+    return _read_optimized(module_ref, "pre_ad", roots=[captured.convention.entry])
+
+
+_VECTOR_TYPE = re.compile(r"<(?:vscale x )?\d+ x ")
+_NEEDS_ENZPY_IR = (PARALLEL_FOR,          # a prange launch (run_loops_in_place)
+                   ".numba.unresolved$")  # recursion (call_functions_directly)
+_METADATA_ATTACHMENT = re.compile(r", !(?!dbg\b)[-a-zA-Z$._0-9]+ !\d+")
+_DEFINE_LINE = r'^define [^\n]*?@"?{name}"?\((?P<parameters>[^\n]*)\)[^\n]*\{{$'
+
+
+def _with_array_extents(text: str, captured: CapturedKernel) -> str | None:
+    """The raw module's text with the entry's extent parameters marked as `mark_array_extents`
+    marks them; None where one of `to_ir`'s other rewrites may apply, or the line reads oddly."""
+    if _VECTOR_TYPE.search(text) or any(marker in text for marker in _NEEDS_ENZPY_IR) \
+            or mentions_mpi_routine(text):
+        return None
+    if any(rule_for(function.name) is not None for function in captured.module.functions
+           if not function.is_declaration):
+        return None
+    convention = captured.convention
+    line = re.search(_DEFINE_LINE.format(name=re.escape(convention.entry)), text, re.MULTILINE)
+    parameters = _top_level_items(line.group("parameters")) if line is not None else []
+    if len(parameters) != len(convention.parameter_types):
+        return None
+    for argument in convention.arguments:
+        if argument.is_array:
+            for index in (argument.first_parameter + 2, *argument.shape_parameters()):
+                type_name, _, rest = parameters[index].partition(" ")
+                if type_name != "i64":
+                    return None
+                parameters[index] = f"{type_name} {EXTENT_RANGE} {rest}"
+    text = text[:line.start("parameters")] + ", ".join(parameters) + text[line.end("parameters"):]
+    # The reader keeps no metadata but locations; numba's branch weights left on would make O2
+    # keep as branches what it makes selects of without them.
+    return _METADATA_ATTACHMENT.sub("", text)
+
+
+def _top_level_items(text: str) -> list[str]:
+    """`text` split at the commas outside brackets and quotes (`captures(none)`, `range(i64 0, n)`)."""
+    items, depth, quoted, start = [], 0, False, 0
+    for position, character in enumerate(text):
+        if character == '"':
+            quoted = not quoted
+        elif quoted:
+            continue
+        elif character in "({[<":
+            depth += 1
+        elif character in ")}]>":
+            depth -= 1
+        elif character == "," and depth == 0:
+            items.append(text[start:position].strip())
+            start = position + 1
+    return [*items, text[start:].strip()] if text.strip() else items
+
+
+def _read_optimized(module_ref: llvm.ModuleRef, pipeline: str, roots=None) -> Module:
+    module_ref.verify()
+    result = read_module(module_ref, roots=roots)
     for function in result.functions.values():
         split_repeated_edges(function)
     if pipeline == "pre_ad":
@@ -111,9 +197,7 @@ def kernel_ir(function, args=None, signature: str | None = None, stage: str = "o
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, not {stage!r}")
     captured = capture(function, args=args, signature=signature)
-    module = to_ir(captured, tidy=stage == "optimized")
-    if stage == "optimized":
-        module = optimize(module, "pre_ad", dump_after)
+    module = optimized_ir(captured, dump_after) if stage == "optimized" else to_ir(captured)
     return module, captured
 
 

@@ -105,7 +105,7 @@ class ArgumentSpec:
         return range(start, start + self.ndim)
 
 
-_EXTENT_RANGE = "range(i64 0, 9223372036854775807)"
+EXTENT_RANGE = "range(i64 0, 9223372036854775807)"
 """An array's element count and shape lie in [0, 2**63 - 1]."""
 
 
@@ -120,8 +120,8 @@ def mark_array_extents(entry, convention: "CallingConvention") -> None:
         if argument.is_array:
             for index in (argument.first_parameter + 2, *argument.shape_parameters()):
                 parameter = entry.arguments[index]
-                if parameter.type.is_integer and _EXTENT_RANGE not in parameter.attributes:
-                    parameter.attributes = (*parameter.attributes, _EXTENT_RANGE)
+                if parameter.type.is_integer and EXTENT_RANGE not in parameter.attributes:
+                    parameter.attributes = (*parameter.attributes, EXTENT_RANGE)
 
 
 @dataclass(frozen=True)

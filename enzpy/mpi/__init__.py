@@ -8,4 +8,4 @@ an optional extra for examples and tests) nor a table per MPI; mpi4py, when
 present, names the datatype and operation handles.
 """
 
-from .recognition import mpi_routines_in, name_mpi_calls  # noqa: F401
+from .recognition import mentions_mpi_routine, mpi_routines_in, name_mpi_calls  # noqa: F401

@@ -23,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import re
 
 import llvmlite.binding as llvm
 
@@ -86,6 +87,14 @@ def mpi_routine_at(address: int) -> str | None:
     if name.startswith("PMPI_"):
         name = name[1:]
     return name if name.startswith("MPI_") else None
+
+
+_CONSTANT_ADDRESS = re.compile(r"inttoptr \(i64 (\d+) to ")
+
+
+def mentions_mpi_routine(text: str) -> bool:
+    """Whether a module's LLVM text holds the address of an MPI routine (as numba-mpi's calls do)."""
+    return any(mpi_routine_at(int(address)) is not None for address in set(_CONSTANT_ADDRESS.findall(text)))
 
 
 def _called_address(call: core.Call) -> int | None:

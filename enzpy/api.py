@@ -50,7 +50,7 @@ from .errors import DifferentiationError
 from .explain import explain as explain_call
 from .higher_order import hessian as hessian_of, hvp as hvp_of
 from .jacobian import jacobian as jacobian_of
-from .frontend.numba import as_dispatcher, capture, recapture_with_debug_info
+from .frontend.numba import as_dispatcher, capture, compiled_or_lowered, recapture_with_debug_info
 from .ir import write_module
 from .analysis.writes import written_parameters
 from .jit import CompiledModule, NumbaEntryPoint, post_ad_pipeline
@@ -458,8 +458,9 @@ class Differentiable:
             disk_key = self._disk_key("result type", args, types, (), None)
             return_type = disk_cache.load_value(disk_key) if disk_key else None
             if return_type is None:
-                self.dispatcher.compile(types)
-                return_type = self.dispatcher.overloads[types].signature.return_type
+                # Lowered only (frontend.numba.lowered) unless the dispatcher compiled it already:
+                # the derivative's compile reuses it, and nothing needs the primal's machine code.
+                return_type = compiled_or_lowered(self.dispatcher, types).signature.return_type
                 if disk_key:
                     disk_cache.store_value(disk_key, return_type)
             self._result_types[key] = return_type

@@ -14,6 +14,7 @@ import llvmlite.binding as llvm
 
 from .analysis.nonnegative import fold_sign_tests
 from .custom_rules import keep_rule_calls, rule_for
+from .frontend.llvm_text import split_top_level
 from .frontend.numba import EXTENT_RANGE, CapturedKernel, capture, mark_array_extents
 from .frontend.vectors import scalarize_where_possible
 from .ir import Module, core, parse_module, read_module, write_module
@@ -145,7 +146,7 @@ def _with_array_extents(text: str, captured: CapturedKernel) -> str | None:
         return None
     convention = captured.convention
     line = re.search(_DEFINE_LINE.format(name=re.escape(convention.entry)), text, re.MULTILINE)
-    parameters = _top_level_items(line.group("parameters")) if line is not None else []
+    parameters = split_top_level(line.group("parameters")) if line is not None else []
     if len(parameters) != len(convention.parameter_types):
         return None
     for argument in convention.arguments:
@@ -159,24 +160,6 @@ def _with_array_extents(text: str, captured: CapturedKernel) -> str | None:
     # The reader keeps no metadata but locations; numba's branch weights left on would make O2
     # keep as branches what it makes selects of without them.
     return _METADATA_ATTACHMENT.sub("", text)
-
-
-def _top_level_items(text: str) -> list[str]:
-    """`text` split at the commas outside brackets and quotes (`captures(none)`, `range(i64 0, n)`)."""
-    items, depth, quoted, start = [], 0, False, 0
-    for position, character in enumerate(text):
-        if character == '"':
-            quoted = not quoted
-        elif quoted:
-            continue
-        elif character in "({[<":
-            depth += 1
-        elif character in ")}]>":
-            depth -= 1
-        elif character == "," and depth == 0:
-            items.append(text[start:position].strip())
-            start = position + 1
-    return [*items, text[start:].strip()] if text.strip() else items
 
 
 def _read_optimized(module_ref: llvm.ModuleRef, pipeline: str, roots=None) -> Module:

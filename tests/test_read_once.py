@@ -194,3 +194,39 @@ def test_a_failed_compile_unfreezes_too():
     with pytest.raises(Exception):
         enzpy.differentiate(returns_nothing).autodiff(enzpy.Active(1.0))
     assert gc.get_freeze_count() == 0
+
+
+# -- a kernel the dispatcher has not compiled is lowered only
+
+def test_a_fresh_kernel_is_lowered_not_compiled_and_still_runs_as_before():
+    kernel = numba.njit(helper.py_func)
+    x = np.linspace(0.5, 2.0, 5)
+    value, (gradient,) = enzpy.differentiate(kernel).value_and_grad(x)
+    assert len(kernel.overloads) == 0          # numba generated no machine code for the primal
+    np.testing.assert_allclose(gradient, 2 * x, rtol=1e-14)
+    assert kernel(x) == value                  # the plain call compiles it as always
+    assert len(kernel.overloads) == 1
+
+
+def test_a_compiled_kernel_is_captured_from_its_overload():
+    kernel = numba.njit(helper.py_func)
+    x = np.linspace(0.5, 2.0, 5)
+    kernel(x)
+    enzpy.differentiate(kernel).grad(x)
+    assert len(kernel.overloads) == 1
+
+
+@numba.njit
+def raises_with_a_value(x):
+    if x[0] < 0.0:
+        raise ValueError("negative start", x.shape[0])   # a dynamic exception: numba's Environment
+    return np.sum(x * x)
+
+
+def test_a_lowered_kernels_dynamic_exception_is_raised():
+    kernel = numba.njit(raises_with_a_value.py_func)
+    differentiable = enzpy.differentiate(kernel)
+    (gradient,) = differentiable.grad(np.array([1.0, 2.0]))
+    np.testing.assert_allclose(gradient, [2.0, 4.0], rtol=1e-14)
+    with pytest.raises(ValueError, match="negative start"):
+        differentiable.grad(np.array([-1.0, 2.0]))

@@ -235,17 +235,79 @@ def capture(function, args=None, signature: str | None = None, types=None) -> Ca
     return CapturedKernel(module, convention, dispatcher, result.signature, source)
 
 
+def compiled_or_lowered(dispatcher, types) -> object:
+    """The dispatcher's compile result for `types`, or a lowered-only one (`lowered`); numba's
+    own error (a TypingError) as the dispatcher's call would raise it."""
+    types = tuple(types)
+    if types in dispatcher.overloads or not _lowers_only(dispatcher):
+        dispatcher.compile(types)
+        return dispatcher.overloads[types]
+    return lowered(dispatcher, types)
+
+
 def _compile(dispatcher, types, return_type=None):
     from numba.core.typing import signature
 
+    types = tuple(types)
+    if types in dispatcher.overloads:
+        return dispatcher.overloads[types]
     # With a return type numba casts the result to it, as `njit("int32(int32)")` does.
-    requested = tuple(types) if return_type is None else signature(return_type, *types)
+    requested = types if return_type is None else signature(return_type, *types)
     try:
+        if return_type is None and _lowers_only(dispatcher):
+            return lowered(dispatcher, types)
         dispatcher.compile(requested)
     except Exception as error:
         raise FrontendError(f"numba cannot compile {getattr(dispatcher, '__name__', dispatcher)} "
-                            f"for {tuple(types)}: {error}") from None
-    return dispatcher.overloads[tuple(types)]
+                            f"for {types}: {error}") from None
+    return dispatcher.overloads[types]
+
+
+_LOWERED: "weakref.WeakKeyDictionary[object, dict]" = weakref.WeakKeyDictionary()
+"""Dispatcher -> {argument types: numba's compile result, lowered only}."""
+
+
+def _lowers_only(dispatcher) -> bool:
+    """Whether `lowered` may stand in for the dispatcher's own compile: a plain njit function
+    without numba's on-disk cache (which would load machine code faster than anything)."""
+    from numba.core.caching import NullCache
+    from numba.core.registry import CPUDispatcher
+
+    return type(dispatcher) is CPUDispatcher and isinstance(getattr(dispatcher, "_cache", None), NullCache) \
+        and hasattr(dispatcher, "_compiler") and dispatcher._compiler.__class__.__name__ == "_FunctionCompiler"
+
+
+def lowered(dispatcher, types: tuple):
+    """numba's compile of `dispatcher` for `types` up to its LLVM module, without numba's
+    optimization and machine code (its `no_compile` flags, as numba's own `compile_subroutine`
+    uses for helpers), for a kernel the dispatcher has not compiled.
+
+    enzpy needs only the raw module (the capture hook keeps it) and the signature: on a fresh
+    dispatcher, numba's O3 and code generation were a fifth of a GMM gradient's first call.
+    The dispatcher itself stays uncompiled for these types; calling the kernel compiles it as
+    it would have. Called functions are compiled as numba compiles them. Kept per dispatcher,
+    so that numba's Environment (held weakly by name) lives as long as the kernel.
+    """
+    from numba.core import compiler
+    from numba.core.compiler_lock import global_compiler_lock
+
+    cache = _LOWERED.setdefault(dispatcher, {})
+    if types in cache:
+        return cache[types]
+    function_compiler = dispatcher._compiler
+    with global_compiler_lock:
+        flags = compiler.Flags()
+        function_compiler.targetdescr.options.parse_as_flags(flags, function_compiler.targetoptions)
+        flags = function_compiler._customize_flags(flags)
+        flags.no_compile = flags.no_cpython_wrapper = flags.no_cfunc_wrapper = True
+        result = compiler.compile_extra(
+            function_compiler.targetdescr.typing_context, function_compiler.targetdescr.target_context,
+            function_compiler._get_implementation(types, {}), args=types, return_type=None, flags=flags,
+            locals=function_compiler.locals, pipeline_class=function_compiler.pipeline_class)
+    if result.typing_error is not None:
+        raise result.typing_error
+    cache[types] = result
+    return result
 
 
 def _fresh_copy(dispatcher, **options):

@@ -460,7 +460,8 @@ class Differentiable:
             if return_type is None:
                 # Lowered only (frontend.numba.lowered) unless the dispatcher compiled it already:
                 # the derivative's compile reuses it, and nothing needs the primal's machine code.
-                return_type = compiled_or_lowered(self.dispatcher, types).signature.return_type
+                with scanning_new_objects_only():
+                    return_type = compiled_or_lowered(self.dispatcher, types).signature.return_type
                 if disk_key:
                     disk_cache.store_value(disk_key, return_type)
             self._result_types[key] = return_type

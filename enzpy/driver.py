@@ -6,16 +6,15 @@ exists once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import re
+from dataclasses import dataclass
 
 import llvmlite.binding as llvm
 
 from .analysis.nonnegative import fold_sign_tests
 from .custom_rules import keep_rule_calls, rule_for
 from .frontend.llvm_text import split_top_level
-from .frontend.numba import EXTENT_RANGE, CapturedKernel, capture, mark_array_extents
+from .frontend.numba import EXTENT_RANGE, CapturedKernel, capture, extent_parameters, mark_array_extents
 from .frontend.vectors import scalarize_where_possible
 from .ir import Module, core, parse_module, read_module, write_module
 from .ir.reader import reachable_symbols
@@ -149,13 +148,11 @@ def _with_array_extents(text: str, captured: CapturedKernel) -> str | None:
     parameters = split_top_level(line.group("parameters")) if line is not None else []
     if len(parameters) != len(convention.parameter_types):
         return None
-    for argument in convention.arguments:
-        if argument.is_array:
-            for index in (argument.first_parameter + 2, *argument.shape_parameters()):
-                type_name, _, rest = parameters[index].partition(" ")
-                if type_name != "i64":
-                    return None
-                parameters[index] = f"{type_name} {EXTENT_RANGE} {rest}"
+    for index in extent_parameters(convention):
+        type_name, _, rest = parameters[index].partition(" ")
+        if type_name != "i64":
+            return None
+        parameters[index] = f"{type_name} {EXTENT_RANGE} {rest}"
     text = text[:line.start("parameters")] + ", ".join(parameters) + text[line.end("parameters"):]
     # The reader keeps no metadata but locations; numba's branch weights left on would make O2
     # keep as branches what it makes selects of without them.

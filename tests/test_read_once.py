@@ -14,19 +14,12 @@ from enzpy.collector import scanning_new_objects_only
 from enzpy.frontend.numba import EXTENT_RANGE, capture
 from enzpy.ir import write_module
 from tests.adbench.objectives import gmm_objective
+from tests.kernels.loops import sum_of_squares
 
 
 @numba.njit
 def with_callee(x, y):
-    return np.sum(np.sin(x) * y) + helper(x)
-
-
-@numba.njit
-def helper(x):
-    total = 0.0
-    for i in range(x.shape[0]):
-        total += x[i] * x[i]
-    return total
+    return np.sum(np.sin(x) * y) + sum_of_squares(x)
 
 
 @numba.njit
@@ -180,7 +173,7 @@ def test_a_process_that_froze_objects_itself_keeps_them_frozen():
     gc.freeze()
     try:
         before = gc.get_freeze_count()
-        enzpy.differentiate(numba.njit(helper.py_func)).grad(np.ones(3))
+        enzpy.differentiate(numba.njit(sum_of_squares.py_func)).grad(np.ones(3))
         assert gc.get_freeze_count() > before // 2       # still frozen (a few were freed)
     finally:
         gc.unfreeze()
@@ -199,7 +192,7 @@ def test_a_failed_compile_unfreezes_too():
 # -- a kernel the dispatcher has not compiled is lowered only
 
 def test_a_fresh_kernel_is_lowered_not_compiled_and_still_runs_as_before():
-    kernel = numba.njit(helper.py_func)
+    kernel = numba.njit(sum_of_squares.py_func)
     x = np.linspace(0.5, 2.0, 5)
     value, (gradient,) = enzpy.differentiate(kernel).value_and_grad(x)
     assert len(kernel.overloads) == 0          # numba generated no machine code for the primal
@@ -209,7 +202,7 @@ def test_a_fresh_kernel_is_lowered_not_compiled_and_still_runs_as_before():
 
 
 def test_a_compiled_kernel_is_captured_from_its_overload():
-    kernel = numba.njit(helper.py_func)
+    kernel = numba.njit(sum_of_squares.py_func)
     x = np.linspace(0.5, 2.0, 5)
     kernel(x)
     enzpy.differentiate(kernel).grad(x)

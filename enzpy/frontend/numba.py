@@ -116,12 +116,16 @@ def mark_array_extents(entry, convention: "CallingConvention") -> None:
     `j` in `range(i + 1, n)` is never negative: the wrap-around select of every
     `a[j]` stays, the address is not affine, and loops do not vectorize.
     """
-    for argument in convention.arguments:
-        if argument.is_array:
-            for index in (argument.first_parameter + 2, *argument.shape_parameters()):
-                parameter = entry.arguments[index]
-                if parameter.type.is_integer and EXTENT_RANGE not in parameter.attributes:
-                    parameter.attributes = (*parameter.attributes, EXTENT_RANGE)
+    for index in extent_parameters(convention):
+        parameter = entry.arguments[index]
+        if parameter.type.is_integer and EXTENT_RANGE not in parameter.attributes:
+            parameter.attributes = (*parameter.attributes, EXTENT_RANGE)
+
+
+def extent_parameters(convention: "CallingConvention") -> list[int]:
+    """Indices of the entry's parameters that hold an array's element count or a shape."""
+    return [index for argument in convention.arguments if argument.is_array
+            for index in (argument.first_parameter + 2, *argument.shape_parameters())]
 
 
 @dataclass(frozen=True)
@@ -236,27 +240,27 @@ def capture(function, args=None, signature: str | None = None, types=None) -> Ca
 
 
 def compiled_or_lowered(dispatcher, types) -> object:
-    """The dispatcher's compile result for `types`, or a lowered-only one (`lowered`); numba's
-    own error (a TypingError) as the dispatcher's call would raise it."""
+    """The dispatcher's compile result for `types`, or a lowered-only one (`lowered`) where the
+    dispatcher has none; numba's own error (a TypingError) as the dispatcher's call raises it."""
     types = tuple(types)
-    if types in dispatcher.overloads or not _lowers_only(dispatcher):
-        dispatcher.compile(types)
+    if types in dispatcher.overloads:
         return dispatcher.overloads[types]
-    return lowered(dispatcher, types)
+    if _lowers_only(dispatcher):
+        return lowered(dispatcher, types)
+    dispatcher.compile(types)
+    return dispatcher.overloads[types]
 
 
 def _compile(dispatcher, types, return_type=None):
     from numba.core.typing import signature
 
     types = tuple(types)
-    if types in dispatcher.overloads:
-        return dispatcher.overloads[types]
-    # With a return type numba casts the result to it, as `njit("int32(int32)")` does.
-    requested = types if return_type is None else signature(return_type, *types)
     try:
-        if return_type is None and _lowers_only(dispatcher):
-            return lowered(dispatcher, types)
-        dispatcher.compile(requested)
+        if return_type is None:
+            return compiled_or_lowered(dispatcher, types)
+        if types not in dispatcher.overloads:
+            # With a return type numba casts the result to it, as `njit("int32(int32)")` does.
+            dispatcher.compile(signature(return_type, *types))
     except Exception as error:
         raise FrontendError(f"numba cannot compile {getattr(dispatcher, '__name__', dispatcher)} "
                             f"for {types}: {error}") from None
@@ -271,10 +275,12 @@ def _lowers_only(dispatcher) -> bool:
     """Whether `lowered` may stand in for the dispatcher's own compile: a plain njit function
     without numba's on-disk cache (which would load machine code faster than anything)."""
     from numba.core.caching import NullCache
+    from numba.core.dispatcher import _FunctionCompiler
     from numba.core.registry import CPUDispatcher
 
+    # (a generated function's compiler, a subclass, picks its implementation per call)
     return type(dispatcher) is CPUDispatcher and isinstance(getattr(dispatcher, "_cache", None), NullCache) \
-        and hasattr(dispatcher, "_compiler") and dispatcher._compiler.__class__.__name__ == "_FunctionCompiler"
+        and type(getattr(dispatcher, "_compiler", None)) is _FunctionCompiler
 
 
 def lowered(dispatcher, types: tuple):
